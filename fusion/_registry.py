@@ -1,0 +1,59 @@
+"""The explicit tables that wire capabilities into the CLI: no decorators, no import-time magic.
+
+Each entry names a module (and function) as a string; it is imported only when used, so a capability
+whose optional pieces are missing never breaks `omnisense --help` or another capability.
+A capability's issue adds its rows here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# `omnisense <app> ...`: modules with `HELP: str`, `add_arguments(parser)` and `run(args) -> int`.
+APPS: dict[str, str] = {
+    "register": "fusion.apps.register",
+    "detect": "fusion.apps.detect",
+    "classify": "fusion.apps.classify",
+    "recognize": "fusion.apps.recognize",
+    "classify-audio": "fusion.apps.classify_audio",
+    "fuse": "fusion.apps.fuse",
+}
+
+# `omnisense bench <name> ...`: modules with `HELP`, `add_arguments(parser)` and `run(args) -> dict`
+# (see fusion.bench._common.BenchReport).
+BENCHES: dict[str, str] = {
+    "engine": "fusion.bench.engine",
+    "kernels": "fusion.bench.kernels",
+    "ops": "fusion.bench.ops",
+    "registration": "fusion.bench.registration",
+    "detect": "fusion.bench.detect",
+    "classify": "fusion.bench.classify",
+    "video": "fusion.bench.video",
+}
+
+# `omnisense data make <name> --seed S --out DIR [--size tiny|small|full]`:
+# "module:function" with signature `fn(out: Path, *, seed: int, size: str) -> dict` (a summary).
+GENERATORS: dict[str, str] = {
+    "blobs": "fusion.tasks.debug:make_blobs",
+}
+
+# `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
+# (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
+CONVERTERS: dict[str, tuple[str, str]] = {}
+
+# Named variants: modules exposing `VARIANTS: dict[str, Callable[..., nn.Module]]`.
+VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusion.models")
+
+# `omnisense demo`: (section name, "module:function"), run in this order; each function has the
+# signature `fn(ctx: fusion._demo.DemoContext) -> fusion._demo.DemoSection`.
+DEMO_PARTS: list[tuple[str, str]] = [
+    ("engine", "fusion.tasks.debug:demo"),
+]
+
+
+def resolve(target: str) -> Any:
+    """Import "package.module:attribute" (or a bare module path) and return the object."""
+    module_name, _, attribute = target.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module

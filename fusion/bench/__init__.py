@@ -1,0 +1,1 @@
+"""Benchmarks behind `omnisense bench` (see fusion._registry.BENCHES)."""

@@ -1,0 +1,15 @@
+"""Point-cloud models and their named variants.
+
+`VARIANTS` maps each named variant (the paper's hyperparameters, plus tiny ones for tests) to its
+constructor; `omnisense models` lists them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+VARIANTS: dict[str, Callable[..., nn.Module]] = {}
+
+__all__ = ["VARIANTS"]
