@@ -23,7 +23,6 @@ APPS: dict[str, str] = {
 # `omnisense bench <name> ...`: modules with `HELP`, `add_arguments(parser)` and `run(args) -> dict`
 # (see fusion.bench._common.BenchReport).
 BENCHES: dict[str, str] = {
-    "engine": "fusion.bench.engine",
     "kernels": "fusion.bench.kernels",
     "ops": "fusion.bench.ops",
     "registration": "fusion.bench.registration",
