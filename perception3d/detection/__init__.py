@@ -1,0 +1,7 @@
+"""Lidar 3D object detection: box ops, the KITTI-layout scene simulator and readers, the CenterPoint head
+with the IoU branch, losses, target assignment, decoding, evaluation (KITTI AP, Waymo-style mAP/mAPH)
+and augmentations. The FlatFormer and DSVT detectors that use these live in `perception3d.models`."""
+
+from perception3d.detection.boxes import diou_3d, iou_3d, iou_bev, nms_rotated, nms_rotated_per_class
+
+__all__ = ["diou_3d", "iou_3d", "iou_bev", "nms_rotated", "nms_rotated_per_class"]
