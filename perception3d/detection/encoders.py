@@ -1,0 +1,201 @@
+"""Dynamic pillar / voxel feature encoding, BEV scatter and the 2D BEV backbone with its FPN neck.
+
+These are the stages around the sparse transformer of FlatFormer (DynamicVFE -> ... -> scatter -> SECOND +
+SECONDFPN) and DSVT (DynPillarVFE3D -> ... -> PointPillarScatter3d -> BaseBEVResBackbone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from perception3d._errors import PointCloudValueError
+
+__all__ = ["VoxelGrid", "dynamic_voxelize", "DynamicVFE", "scatter_to_bev", "BEVBackbone"]
+
+
+@dataclass(frozen=True)
+class VoxelGrid:
+    """A regular grid over a point range.
+
+    Attributes:
+        point_range: (x0, y0, z0, x1, y1, z1) metres.
+        voxel_size: (vx, vy, vz) metres; a pillar has vz = z1 - z0.
+    """
+
+    point_range: tuple[float, float, float, float, float, float]
+    voxel_size: tuple[float, float, float]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(nx, ny, nz) cells."""
+        r, v = self.point_range, self.voxel_size
+        return tuple(int(round((r[i + 3] - r[i]) / v[i])) for i in range(3))  # type: ignore[return-value]
+
+
+def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid):
+    """Assign every in-range point to its voxel, keeping all points (dynamic voxelisation).
+
+    Args:
+        points: `(N, 3+C)` points, xyz in metres.
+        batch_index: `(N,)` sample of each point.
+        grid: the voxel grid.
+
+    Returns:
+        coords `(M, 4)` long `(batch, z, y, x)` of the non-empty voxels, sorted by key;
+        point_to_voxel `(N,)` long, -1 for points outside the range.
+    """
+    nx, ny, nz = grid.shape
+    lo = points.new_tensor(grid.point_range[:3])
+    size = points.new_tensor(grid.voxel_size)
+    cell = torch.floor((points[:, :3] - lo) / size).long()  # (N, 3) x, y, z
+    inside = ((cell >= 0) & (cell < torch.tensor([nx, ny, nz], device=points.device))).all(1)
+    key = ((batch_index * nz + cell[:, 2]) * ny + cell[:, 1]) * nx + cell[:, 0]
+    uniq, inverse = torch.unique(key[inside], return_inverse=True)
+    point_to_voxel = torch.full_like(key, -1)
+    point_to_voxel[inside] = inverse
+    coords = torch.stack([uniq // (nx * ny * nz), uniq // (nx * ny) % nz, uniq // nx % ny, uniq % nx], 1)
+    return coords, point_to_voxel
+
+
+def _scatter_mean(src: Tensor, index: Tensor, size: int) -> Tensor:
+    out = src.new_zeros(size, src.shape[1]).index_add_(0, index, src)
+    count = torch.bincount(index, minlength=size).clamp_min(1).to(src.dtype)
+    return out / count[:, None]
+
+
+def _scatter_max(src: Tensor, index: Tensor, size: int) -> Tensor:
+    out = src.new_zeros(size, src.shape[1])
+    return out.scatter_reduce(0, index[:, None].expand_as(src), src, reduce="amax", include_self=False)
+
+
+class _PFNLayer(nn.Module):
+    """Linear (no bias) + BN1d + ReLU on points, then max over each voxel (OpenPCDet's PFNLayerV2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, last: bool):
+        super().__init__()
+        self.last = last
+        mid = out_channels if last else out_channels // 2
+        self.linear = nn.Linear(in_channels, mid, bias=False)
+        self.norm = nn.BatchNorm1d(mid, eps=1e-3, momentum=0.01)
+
+    def forward(self, x: Tensor, index: Tensor, size: int) -> Tensor:
+        x = torch.relu(self.norm(self.linear(x)))
+        pooled = _scatter_max(x, index, size)  # (M, mid)
+        return pooled if self.last else torch.cat([x, pooled[index]], dim=1)
+
+
+class DynamicVFE(nn.Module):
+    """Dynamic pillar / voxel feature encoder.
+
+    Each point is decorated with its offset from the mean of its voxel's points and from the voxel
+    centre (its absolute xyz is kept too), then PFN layers with a scatter-max give one feature per voxel.
+
+    Args:
+        in_channels: point features including xyz (4: x, y, z, intensity).
+        filters: output widths of the PFN layers (DSVT-P: [192, 192]; FlatFormer: [64, 128]).
+        grid: the voxel grid.
+    """
+
+    def __init__(self, *, in_channels: int, filters: list[int], grid: VoxelGrid):
+        super().__init__()
+        self.grid = grid
+        chans = [in_channels + 6, *filters]
+        self.layers = nn.ModuleList(_PFNLayer(chans[i], chans[i + 1], i == len(filters) - 1)
+                                    for i in range(len(filters)))
+        self.out_channels = filters[-1]
+
+    def forward(self, points: Tensor, batch_index: Tensor):
+        """points `(N, C)`, batch_index `(N,)` -> (features `(M, C')`, coords `(M, 4)` (b, z, y, x))."""
+        coords, p2v = dynamic_voxelize(points, batch_index, self.grid)
+        keep = p2v >= 0
+        if not bool(keep.any()):
+            raise PointCloudValueError("no point lies inside the detector's point range")
+        pts, idx = points[keep], p2v[keep]
+        m = coords.shape[0]
+        mean = _scatter_mean(pts[:, :3], idx, m)
+        size = pts.new_tensor(self.grid.voxel_size)
+        lo = pts.new_tensor(self.grid.point_range[:3])
+        centre = (coords[:, [3, 2, 1]].to(pts.dtype) + 0.5) * size + lo  # (M, 3) x, y, z
+        x = torch.cat([pts, pts[:, :3] - mean[idx], pts[:, :3] - centre[idx]], dim=1)
+        for layer in self.layers:
+            x = layer(x, idx, m)
+        return x, coords
+
+
+def scatter_to_bev(features: Tensor, coords: Tensor, batch_size: int, grid_shape: tuple[int, int, int]) -> Tensor:
+    """Voxel features `(M, C)` at `(b, z, y, x)` -> dense BEV `(B, C * nz, ny, nx)` (z folded into channels)."""
+    nx, ny, nz = grid_shape
+    c = features.shape[1]
+    canvas = features.new_zeros(batch_size, nz, ny, nx, c)
+    canvas[coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]] = features
+    return canvas.permute(0, 4, 1, 2, 3).reshape(batch_size, c * nz, ny, nx)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01))
+
+    def forward(self, x: Tensor) -> Tensor:
+        idt = x if self.down is None else self.down(x)
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + idt)
+
+
+class BEVBackbone(nn.Module):
+    """Residual 2D BEV backbone with an FPN-style neck (OpenPCDet's BaseBEVResBackbone; FlatFormer's
+    SECOND + SECONDFPN is the same shape with layers [3, 3], strides [1, 2]).
+
+    Level i: `layer_nums[i]` residual blocks, the first with stride `layer_strides[i]`. Each level is brought
+    to a common resolution by a transposed conv (upsample stride >= 1) or a strided conv (< 1), and the
+    levels are concatenated.
+
+    Args:
+        in_channels: BEV channels in.
+        layer_nums, layer_strides, num_filters: per level.
+        upsample_strides, num_upsample_filters: per level, for the neck.
+    """
+
+    def __init__(self, *, in_channels: int, layer_nums: list[int], layer_strides: list[int], num_filters: list[int],
+                 upsample_strides: list[float], num_upsample_filters: list[int]):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        self.deblocks = nn.ModuleList()
+        cin = in_channels
+        for n, s, c, us, uc in zip(layer_nums, layer_strides, num_filters, upsample_strides, num_upsample_filters):
+            layers = [_BasicBlock(cin, c, s)] + [_BasicBlock(c, c, 1) for _ in range(n - 1)]
+            self.blocks.append(nn.Sequential(*layers))
+            if us >= 1:
+                up = nn.ConvTranspose2d(c, uc, int(us), int(us), bias=False)
+            else:
+                k = int(round(1 / us))
+                up = nn.Conv2d(c, uc, k, k, bias=False)
+            self.deblocks.append(nn.Sequential(up, nn.BatchNorm2d(uc, eps=1e-3, momentum=0.01), nn.ReLU()))
+            cin = c
+        self.out_channels = sum(num_upsample_filters)
+        total = 1
+        strides = []
+        for s, us in zip(layer_strides, upsample_strides):
+            total *= s
+            strides.append(total / us)
+        if len(set(strides)) != 1:
+            raise ValueError(f"neck levels end at different strides {strides}")
+        self.stride = int(strides[0])
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`(B, C, H, W)` -> `(B, sum(num_upsample_filters), H / stride, W / stride)`."""
+        outs = []
+        for block, deblock in zip(self.blocks, self.deblocks):
+            x = block(x)
+            outs.append(deblock(x))
+        return torch.cat(outs, dim=1)
