@@ -1,0 +1,56 @@
+"""Sparse attention kernels for voxel and pillar tokens: flattened windows (FlatFormer) and dynamic sets (DSVT)."""
+
+from perception3d.kernels._attention import BACKEND_ENV, GroupAttention, GroupPartition, resolve_backend
+from perception3d.kernels.dsvt import (
+    DSVT,
+    DSVT_CONFIGS,
+    DSVTBlock,
+    DSVTEncoderLayer,
+    PoolAttention,
+    PoolingIndex,
+    SetAttention,
+    dsvt,
+    pooling_index,
+    set_partition,
+    window_partition,
+)
+from perception3d.kernels.flatformer import (
+    FLATFORMER_CONFIGS,
+    FlatFormer,
+    FlatFormerBlock,
+    FlatWindowLayer,
+    equal_size_groups,
+    flat_window_keys,
+    flat_window_partitions,
+    flatformer,
+    scatter_to_bev,
+    sinusoidal_position_embedding,
+)
+
+__all__ = [
+    "BACKEND_ENV",
+    "DSVT",
+    "DSVTBlock",
+    "DSVTEncoderLayer",
+    "DSVT_CONFIGS",
+    "FLATFORMER_CONFIGS",
+    "FlatFormer",
+    "FlatFormerBlock",
+    "FlatWindowLayer",
+    "GroupAttention",
+    "GroupPartition",
+    "PoolAttention",
+    "PoolingIndex",
+    "SetAttention",
+    "dsvt",
+    "equal_size_groups",
+    "flat_window_keys",
+    "flat_window_partitions",
+    "flatformer",
+    "pooling_index",
+    "resolve_backend",
+    "scatter_to_bev",
+    "set_partition",
+    "sinusoidal_position_embedding",
+    "window_partition",
+]
