@@ -40,7 +40,10 @@ GENERATORS: dict[str, str] = {
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
 # (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
-CONVERTERS: dict[str, tuple[str, str]] = {}
+CONVERTERS: dict[str, tuple[str, str]] = {
+    "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo"),
+    "flatformer-mmdet3d": ("perception3d.models.flatformer:convert_mmdet3d_flatformer", "flatformer_waymo"),
+}
 
 # Named variants: modules exposing `VARIANTS: dict[str, Callable[..., nn.Module]]`.
 VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusion.models")

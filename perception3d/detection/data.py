@@ -287,7 +287,8 @@ class KittiDetectionDataset(torch.utils.data.Dataset):
     """A KITTI-layout detection split (`root/training/{velodyne,label_2,calib}`, `root/ImageSets/<split>.txt`).
 
     Items are dicts: `points` float32 `(N, 4)`, `boxes` `(M, 7)`, `labels` `(M,)` (index into
-    `class_names`), `difficulty` `(M,)` (-1: no level), `frame_id`. Points outside `point_range` are
+    `class_names`), `difficulty` `(M,)` (-1: no level) and `num_points` `(M,)` (both zero when augmenting),
+    `frame_id`. Points outside `point_range` are
     dropped (and counted in `dropped`); boxes whose centre is outside it are dropped.
     """
 
@@ -302,7 +303,7 @@ class KittiDetectionDataset(torch.utils.data.Dataset):
         self.point_range = tuple(point_range)
         self.augment_cfg = augment_cfg
         self.seed = seed
-        self.epoch = 0
+        self._draws = 0  # every read draws fresh augmentations, reproducibly from the seed
         self.db: GTDatabase | None = None
         if augment_cfg is not None and augment_cfg.gt_sampling:
             self.db = GTDatabase.build(self, augment_cfg.gt_min_points)
@@ -329,11 +330,15 @@ class KittiDetectionDataset(torch.utils.data.Dataset):
         names = [n for n, k in zip(names, keep) if k]
         points = points[np.isfinite(points).all(1)]
         difficulty = np.zeros(len(boxes), np.int64)
+        npts = np.zeros(len(boxes), np.int64)
         if self.augment_cfg is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
+            self._draws += 1
+            rng = np.random.default_rng([self.seed, self._draws, i])
             if self.db is not None:
                 points, boxes, names = self.db.sample(points, boxes, names, self.augment_cfg.gt_sampling, rng)
             points, boxes = augment(points, boxes, self.augment_cfg, rng)
+            npts = np.zeros(len(boxes), np.int64)
+            difficulty = np.zeros(len(boxes), np.int64)
         else:
             npts = points_in_boxes(torch.from_numpy(points), torch.from_numpy(boxes).float()).sum(0).numpy()
             difficulty = kitti_difficulty(occ, trunc, npts)
@@ -344,8 +349,7 @@ class KittiDetectionDataset(torch.utils.data.Dataset):
         labels = np.array([self.class_names.index(n) for n in names], np.int64)
         return {"points": torch.from_numpy(points[inr]), "boxes": torch.from_numpy(boxes[binr]).float(),
                 "labels": torch.from_numpy(labels[binr]),
-                "difficulty": torch.from_numpy(difficulty[binr] if len(difficulty) == len(boxes)
-                                               else np.zeros(int(binr.sum()), np.int64)),
+                "difficulty": torch.from_numpy(difficulty[binr]), "num_points": torch.from_numpy(npts[binr]),
                 "frame_id": self.ids[i], "dropped": int((~inr).sum())}
 
 
@@ -357,4 +361,5 @@ def collate_frames(items: list[dict]) -> dict:
     batch_index = torch.cat([torch.full((len(it["points"]),), b, dtype=torch.long) for b, it in enumerate(items)])
     return {"points": points, "batch_index": batch_index, "batch_size": len(items),
             "boxes": [it["boxes"] for it in items], "labels": [it["labels"] for it in items],
-            "difficulty": [it["difficulty"] for it in items], "frame_id": [it["frame_id"] for it in items]}
+            "difficulty": [it["difficulty"] for it in items], "num_points": [it["num_points"] for it in items],
+            "frame_id": [it["frame_id"] for it in items]}

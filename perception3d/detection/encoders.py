@@ -72,12 +72,15 @@ def _scatter_max(src: Tensor, index: Tensor, size: int) -> Tensor:
 
 
 class _PFNLayer(nn.Module):
-    """Linear (no bias) + BN1d + ReLU on points, then max over each voxel (OpenPCDet's PFNLayerV2)."""
+    """Linear (no bias) + BN1d + ReLU on points, then max over each voxel; all but the last layer concatenate
+    each point's feature with its voxel's max. `halve`: the layer outputs half its width before that
+    concatenation (OpenPCDet's PFNLayerV2, DSVT); otherwise the full width, so the next layer takes twice
+    as many channels (mmdet3d's DynamicVFE, FlatFormer)."""
 
-    def __init__(self, in_channels: int, out_channels: int, last: bool):
+    def __init__(self, in_channels: int, out_channels: int, last: bool, halve: bool = True):
         super().__init__()
         self.last = last
-        mid = out_channels if last else out_channels // 2
+        mid = out_channels if last or not halve else out_channels // 2
         self.linear = nn.Linear(in_channels, mid, bias=False)
         self.norm = nn.BatchNorm1d(mid, eps=1e-3, momentum=0.01)
 
@@ -97,14 +100,15 @@ class DynamicVFE(nn.Module):
         in_channels: point features including xyz (4: x, y, z, intensity).
         filters: output widths of the PFN layers (DSVT-P: [192, 192]; FlatFormer: [64, 128]).
         grid: the voxel grid.
+        halve: OpenPCDet's layer widths (True, DSVT) or mmdet3d's (False, FlatFormer); see `_PFNLayer`.
     """
 
-    def __init__(self, *, in_channels: int, filters: list[int], grid: VoxelGrid):
+    def __init__(self, *, in_channels: int, filters: list[int], grid: VoxelGrid, halve: bool = True):
         super().__init__()
         self.grid = grid
-        chans = [in_channels + 6, *filters]
-        self.layers = nn.ModuleList(_PFNLayer(chans[i], chans[i + 1], i == len(filters) - 1)
-                                    for i in range(len(filters)))
+        ins = [in_channels + 6] + [f if halve else 2 * f for f in filters[:-1]]
+        self.pfn_layers = nn.ModuleList(_PFNLayer(ins[i], filters[i], i == len(filters) - 1, halve)
+                                        for i in range(len(filters)))
         self.out_channels = filters[-1]
 
     def forward(self, points: Tensor, batch_index: Tensor):
@@ -120,7 +124,7 @@ class DynamicVFE(nn.Module):
         lo = pts.new_tensor(self.grid.point_range[:3])
         centre = (coords[:, [3, 2, 1]].to(pts.dtype) + 0.5) * size + lo  # (M, 3) x, y, z
         x = torch.cat([pts, pts[:, :3] - mean[idx], pts[:, :3] - centre[idx]], dim=1)
-        for layer in self.layers:
+        for layer in self.pfn_layers:
             x = layer(x, idx, m)
         return x, coords
 
@@ -135,28 +139,33 @@ def scatter_to_bev(features: Tensor, coords: Tensor, batch_size: int, grid_shape
 
 
 class _BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, downsample: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                      nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01))
+        self.downsample_layer = None
+        if downsample or stride != 1 or cin != cout:
+            self.downsample_layer = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                                  nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01))
 
     def forward(self, x: Tensor) -> Tensor:
-        idt = x if self.down is None else self.down(x)
+        idt = x if self.downsample_layer is None else self.downsample_layer(x)
         out = torch.relu(self.bn1(self.conv1(x)))
         return torch.relu(self.bn2(self.conv2(out)) + idt)
 
 
 class BEVBackbone(nn.Module):
-    """Residual 2D BEV backbone with an FPN-style neck (OpenPCDet's BaseBEVResBackbone; FlatFormer's
-    SECOND + SECONDFPN is the same shape with layers [3, 3], strides [1, 2]).
+    """Residual 2D BEV backbone with an FPN-style neck, two layouts:
 
-    Level i: `layer_nums[i]` residual blocks, the first with stride `layer_strides[i]`. Each level is brought
+    - `style="resnet"`: OpenPCDet's BaseBEVResBackbone (DSVT). Level i: one residual block with stride
+      `layer_strides[i]` and a 1x1 projection shortcut, then `layer_nums[i]` more residual blocks.
+    - `style="second"`: the conv part of mmdet3d FlatFormer's backbone (SECOND with `conv_shortcut`) and its
+      SECONDFPN neck. Level i: a strided conv-BN-ReLU, then `layer_nums[i]` conv-BN-ReLU, each added to its
+      input when the shapes agree.
+
+    Each level is brought
     to a common resolution by a transposed conv (upsample stride >= 1) or a strided conv (< 1), and the
     levels are concatenated.
 
@@ -167,14 +176,23 @@ class BEVBackbone(nn.Module):
     """
 
     def __init__(self, *, in_channels: int, layer_nums: list[int], layer_strides: list[int], num_filters: list[int],
-                 upsample_strides: list[float], num_upsample_filters: list[int]):
+                 upsample_strides: list[float], num_upsample_filters: list[int], style: str = "resnet"):
         super().__init__()
+        if style not in ("resnet", "second"):
+            raise ValueError(f"style must be 'resnet' or 'second', not {style!r}")
+        self.style = style
         self.blocks = nn.ModuleList()
         self.deblocks = nn.ModuleList()
         cin = in_channels
         for n, s, c, us, uc in zip(layer_nums, layer_strides, num_filters, upsample_strides, num_upsample_filters):
-            layers = [_BasicBlock(cin, c, s)] + [_BasicBlock(c, c, 1) for _ in range(n - 1)]
-            self.blocks.append(nn.Sequential(*layers))
+            if style == "resnet":
+                self.blocks.append(nn.Sequential(_BasicBlock(cin, c, s, downsample=True),
+                                                 *[_BasicBlock(c, c, 1) for _ in range(n)]))
+            else:
+                self.blocks.append(nn.ModuleList(
+                    nn.Sequential(nn.Conv2d(cin if j == 0 else c, c, 3, s if j == 0 else 1, 1, bias=False),
+                                  nn.BatchNorm2d(c, eps=1e-3, momentum=0.01), nn.ReLU())
+                    for j in range(n + 1)))
             if us >= 1:
                 up = nn.ConvTranspose2d(c, uc, int(us), int(us), bias=False)
             else:
@@ -196,6 +214,11 @@ class BEVBackbone(nn.Module):
         """`(B, C, H, W)` -> `(B, sum(num_upsample_filters), H / stride, W / stride)`."""
         outs = []
         for block, deblock in zip(self.blocks, self.deblocks):
-            x = block(x)
+            if self.style == "resnet":
+                x = block(x)
+            else:
+                for conv in block:
+                    y = conv(x)
+                    x = y + x if y.shape == x.shape else y
             outs.append(deblock(x))
         return torch.cat(outs, dim=1)

@@ -13,7 +13,7 @@ At test time the heatmap score is rectified, `score^(1 - a) * iou^a` per class, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -57,21 +57,29 @@ class HeadGeometry:
         return int(round((r[4] - r[1]) / v[1])) // s, int(round((r[3] - r[0]) / v[0])) // s
 
 
-class _SeparateHead(nn.Module):
-    def __init__(self, cin: int, cout: int, head_conv: int, num_conv: int, bias: float = 0.0):
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = cin
-        for _ in range(num_conv - 1):
-            layers += [nn.Conv2d(c, head_conv, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(head_conv, eps=1e-3, momentum=0.01), nn.ReLU()]
-            c = head_conv
-        final = nn.Conv2d(c, cout, 3, padding=1, bias=True)
-        nn.init.constant_(final.bias, bias)
-        self.body = nn.Sequential(*layers, final)
+def _separate_head(cin: int, cout: int, head_conv: int, num_conv: int, bias: float = 0.0) -> nn.Sequential:
+    """(conv3x3-BN-ReLU) x (num_conv - 1), then a 3x3 conv with bias (OpenPCDet's SeparateHead layout)."""
+    layers: list[nn.Module] = []
+    c = cin
+    for _ in range(num_conv - 1):
+        layers.append(nn.Sequential(nn.Conv2d(c, head_conv, 3, padding=1, bias=False),
+                                    nn.BatchNorm2d(head_conv, eps=1e-3, momentum=0.01), nn.ReLU()))
+        c = head_conv
+    final = nn.Conv2d(c, cout, 3, padding=1, bias=True)
+    nn.init.constant_(final.bias, bias)
+    return nn.Sequential(*layers, final)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
+
+class _SeparateHeads(nn.Module):
+    def __init__(self, names: dict[str, int], cin: int, head_conv: int, num_conv: int, num_classes: int):
+        super().__init__()
+        self.names = list(names) + ["hm"]
+        for k, c in names.items():
+            setattr(self, k, _separate_head(cin, c, head_conv, num_conv))
+        self.hm = _separate_head(cin, num_classes, head_conv, num_conv, bias=-2.19)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return {k: getattr(self, k)(x) for k in self.names}
 
 
 class CenterHead(nn.Module):
@@ -90,18 +98,17 @@ class CenterHead(nn.Module):
                  num_conv: int = 2, iou_branch: bool = True):
         super().__init__()
         self.num_classes = num_classes
-        self.shared = nn.Sequential(nn.Conv2d(in_channels, shared_channels, 3, padding=1, bias=False),
-                                    nn.BatchNorm2d(shared_channels, eps=1e-3, momentum=0.01), nn.ReLU())
+        self.shared_conv = nn.Sequential(nn.Conv2d(in_channels, shared_channels, 3, padding=1, bias=False),
+                                         nn.BatchNorm2d(shared_channels, eps=1e-3, momentum=0.01), nn.ReLU())
         names = dict(HEAD_CHANNELS)
         if not iou_branch:
             names.pop("iou")
-        self.heads = nn.ModuleDict({k: _SeparateHead(shared_channels, c, head_conv, num_conv) for k, c in names.items()})
-        self.heads["hm"] = _SeparateHead(shared_channels, num_classes, head_conv, num_conv, bias=-2.19)
+        # one task holding every class, as both papers use; a list to keep OpenPCDet's key layout
+        self.heads_list = nn.ModuleList([_SeparateHeads(names, shared_channels, head_conv, num_conv, num_classes)])
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """`(B, C, H, W)` -> `{"hm": (B, K, H, W) logits, "center": (B, 2, H, W), ...}`."""
-        x = self.shared(x)
-        return {k: h(x) for k, h in self.heads.items()}
+        return self.heads_list[0](self.shared_conv(x))
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.1) -> float:
@@ -251,18 +258,19 @@ class PostProcessConfig:
     Attributes:
         score_threshold: heatmap score below which a peak is dropped.
         max_per_frame: top-K peaks decoded per frame.
-        iou_rectifier: per-class alpha of `score^(1 - a) * iou^a` (empty: no rectification).
+        iou_rectifier: per-class alpha of `score^(1 - a) * iou^a` (DSVT; empty: none).
+        iou_power: if set, `score * iou^p` instead (FlatFormer's `iou_pow=2`).
         nms_thresholds: per-class BEV IoU thresholds.
-        nms_pre_max, nms_post_max: per-class box counts before and after NMS.
+        nms_pre_max, nms_post_max: box counts before and after NMS, one for all classes or one per class.
     """
 
     score_threshold: float = 0.1
     max_per_frame: int = 500
     iou_rectifier: tuple[float, ...] = (0.68, 0.71, 0.65)
+    iou_power: float | None = None
     nms_thresholds: tuple[float, ...] = (0.7, 0.6, 0.55)
-    nms_pre_max: int = 4096
-    nms_post_max: int = 500
-    extra: dict = field(default_factory=dict)
+    nms_pre_max: int | tuple[int, ...] = 4096
+    nms_post_max: int | tuple[int, ...] = 500
 
 
 def decode_boxes(preds: dict[str, Tensor], geometry: HeadGeometry, k: int):
@@ -293,9 +301,13 @@ def post_process(preds: dict[str, Tensor], geometry: HeadGeometry, cfg: PostProc
         bx, sc, lb, io = boxes[i][keep], scores[i][keep], labels[i][keep], iou[i][keep]
         inside = (bx[:, 0] >= r[0]) & (bx[:, 0] <= r[3]) & (bx[:, 1] >= r[1]) & (bx[:, 1] <= r[4])
         bx, sc, lb, io = bx[inside], sc[inside], lb[inside], io[inside]
-        if cfg.iou_rectifier:
+        if cfg.iou_power is not None:
+            sc = sc * io.pow(cfg.iou_power)
+        elif cfg.iou_rectifier:
             alpha = sc.new_tensor(cfg.iou_rectifier)[lb]
             sc = sc.pow(1 - alpha) * io.pow(alpha)
-        kept = nms_rotated_per_class(bx, sc, lb, list(cfg.nms_thresholds), cfg.nms_pre_max, cfg.nms_post_max)
+        pre = list(cfg.nms_pre_max) if isinstance(cfg.nms_pre_max, tuple) else cfg.nms_pre_max
+        post = list(cfg.nms_post_max) if isinstance(cfg.nms_post_max, tuple) else cfg.nms_post_max
+        kept = nms_rotated_per_class(bx, sc, lb, list(cfg.nms_thresholds), pre, post)
         out.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
     return out

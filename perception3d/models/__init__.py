@@ -12,4 +12,22 @@ from torch import nn
 
 VARIANTS: dict[str, Callable[..., nn.Module]] = {}
 
+
+def _lazy(module: str, name: str) -> Callable[..., nn.Module]:
+    def build(**kwargs) -> nn.Module:
+        import importlib
+
+        return getattr(importlib.import_module(f"perception3d.models.{module}"), name)(**kwargs)
+
+    build.__name__ = name
+    return build
+
+
+# lidar 3D detection (issue #5)
+for _module, _names in (("flatformer", ("flatformer_waymo", "flatformer_small", "flatformer_tiny")),
+                        ("dsvt", ("dsvt_pillar_waymo", "dsvt_voxel_waymo", "dsvt_pillar_small", "dsvt_pillar_tiny",
+                                  "dsvt_voxel_tiny"))):
+    for _name in _names:
+        VARIANTS[_name] = _lazy(_module, _name)
+
 __all__ = ["VARIANTS"]
