@@ -80,3 +80,14 @@ def test_generator_tiny(tmp_path):
     summary = S.make_lidar_scenes(tmp_path, seed=0, size="tiny")
     assert summary["train"] == 6 and summary["val"] == 2
     assert len(list((tmp_path / "training" / "velodyne").glob("*.bin"))) == 8
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".pcd", ".las"])
+def test_generic_formats_through_perception3d_io(frame, tmp_path, suffix):
+    from perception3d.io import write_points
+
+    pts = frame.points[:500]
+    path = write_points(tmp_path / f"scan{suffix}", pts[:, :3].astype(np.float64), intensity=pts[:, 3])
+    out = D.read_scan(path)
+    assert out.shape == (500, 4)
+    assert np.allclose(out[:, :3], pts[:, :3], atol=1e-2)
