@@ -37,11 +37,12 @@ class DetectionTask(L.LightningModule):
         loss_weights: cls, loc, iou, iou_reg weights (DSVT: 1, 2, 1, 2).
         max_objs: targets per frame (500).
         gaussian_overlap: CenterNet radius overlap (0.1).
+        init_weights: a weights file (.safetensors) to start from, e.g. to continue training shipped weights.
     """
 
     def __init__(self, variant: str = "flatformer_small", lr: float = 3e-3, weight_decay: float = 0.05,
                  div_factor: float = 100.0, pct_start: float = 0.1, loss_weights: dict[str, float] | None = None,
-                 max_objs: int = 500, gaussian_overlap: float = 0.1):
+                 max_objs: int = 500, gaussian_overlap: float = 0.1, init_weights: str | None = None):
         super().__init__()
         from perception3d.models import VARIANTS
 
@@ -49,6 +50,10 @@ class DetectionTask(L.LightningModule):
             raise ValueError(f"unknown variant {variant!r}")
         self.save_hyperparameters()
         self.model = VARIANTS[variant]()
+        if init_weights:
+            from fusion._weights import load_model_weights
+
+            load_model_weights(self.model, init_weights)
         self.variant = variant
         self.lr, self.weight_decay, self.div_factor, self.pct_start = lr, weight_decay, div_factor, pct_start
         self.loss_weights = LossWeights(**(loss_weights or {}))
