@@ -78,3 +78,21 @@ def test_prepare_points_counts_what_it_filters():
     assert np.isfinite(out).all() and out[:, 3].max() <= 1
     with pytest.raises(PointCloudValueError):
         prepare_points(np.full((3, 4), np.nan, np.float32), (-10, -10, -5, 10, 10, 3))
+
+
+@pytest.mark.parametrize("model_name", ["flatformer", "dsvt-pillar"])
+def test_real_corridor_sweep_runs_clean(model_name, sample_data, tmp_path):
+    """A real 3D laser scan (octomap's corridor, a sensor the detectors never saw) through the shipped models."""
+    from fusion.apps import detect
+
+    raw = np.loadtxt(sample_data("octomap-corridor") / "scan.dat", dtype=np.float32)
+    np.save(tmp_path / "corridor.npy", raw[:, :3])
+    args = _args(tmp_path / "corridor.npy", None, tmp_path, model=model_name)
+    assert detect.run(args) == 0
+    boxes = json.loads(args.output.read_text())
+    pts = raw[np.isfinite(raw).all(1)]
+    for b in boxes:
+        assert all(np.isfinite(b["center"])) and all(np.isfinite(b["size"])) and np.isfinite(b["heading"])
+        near = pts[np.hypot(pts[:, 0] - b["center"][0], pts[:, 1] - b["center"][1]) < 0.5 * np.hypot(*b["size"][:2]) + 1]
+        if len(near) >= 3:
+            assert b["center"][2] - b["size"][2] / 2 >= np.percentile(near[:, 2], 2) - 0.31
