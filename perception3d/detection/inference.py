@@ -105,13 +105,13 @@ def boxes_to_json(det: dict[str, torch.Tensor], class_names: tuple[str, ...]) ->
     return out
 
 
-_COLORS = {"Car": "#e41a1c", "Pedestrian": "#377eb8", "Cyclist": "#4daf4a"}
+_COLORS = {"Car": "#e41a1c", "Pedestrian": "#ff7f00", "Cyclist": "#00a0ff"}
 
 
 def plot_bev(path: str | Path, points: np.ndarray, det: dict[str, torch.Tensor], class_names: tuple[str, ...],
              extent: float | None = None, gt_boxes: np.ndarray | None = None, title: str = "") -> Path:
     """A bird's-eye view: points coloured by height, predicted boxes by class (a tick marks the heading),
-    optional ground truth dashed in grey. Written atomically as PNG."""
+    optional ground truth dashed in black. Written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,14 +124,13 @@ def plot_bev(path: str | Path, points: np.ndarray, det: dict[str, torch.Tensor],
     keep = (np.abs(pts[:, 0]) <= extent) & (np.abs(pts[:, 1]) <= extent)
     pts = pts[keep]
     fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
-    ax.set_facecolor("black")
     if len(pts):
         z = pts[:, 2]
-        ax.scatter(pts[:, 0], pts[:, 1], s=0.15, c=np.clip(z, np.percentile(z, 1), np.percentile(z, 99)),
+        ax.scatter(pts[:, 0], pts[:, 1], s=0.3, c=np.clip(z, np.percentile(z, 1), np.percentile(z, 99)),
                    cmap="viridis", linewidths=0)
     if gt_boxes is not None and len(gt_boxes):
         for c in boxes_to_corners_bev(torch.as_tensor(gt_boxes, dtype=torch.float64)).numpy():
-            ax.plot(*np.vstack([c, c[:1]]).T, color="#bbbbbb", lw=0.8, ls="--")
+            ax.plot(*np.vstack([c, c[:1]]).T, color="black", lw=0.9, ls="--")
     corners = boxes_to_corners_bev(det["boxes"].double()).numpy() if len(det["boxes"]) else []
     for c, box, label, score in zip(corners, det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist()):
         color = _COLORS.get(class_names[int(label)], "white")
@@ -141,7 +140,7 @@ def plot_bev(path: str | Path, points: np.ndarray, det: dict[str, torch.Tensor],
     for name, color in _COLORS.items():
         ax.plot([], [], color=color, label=name)
     if gt_boxes is not None:
-        ax.plot([], [], color="#bbbbbb", ls="--", label="ground truth")
+        ax.plot([], [], color="black", ls="--", label="ground truth")
     ax.legend(loc="upper right", fontsize=8)
     ax.set_xlim(-extent, extent)
     ax.set_ylim(-extent, extent)
