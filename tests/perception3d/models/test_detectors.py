@@ -55,6 +55,7 @@ def test_empty_and_out_of_range_input():
         model(torch.full((5, 4), 500.0), torch.zeros(5, dtype=torch.long), 1)
 
 
+@pytest.mark.slow  # about 12 s on an idle 2-core machine; minutes on a shared one
 def test_tiny_detector_learns_one_scene(frame):
     torch.manual_seed(0)
     pts, boxes, labels = frame
