@@ -1,0 +1,116 @@
+"""MultiTSF on the fusion core: shapes, missing modalities, views attended (not the batch), losses, variants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fusion.multitsf import (MultiTSF, human_loss, multitsf_loss, multitsf_paper, multitsf_small, multitsf_tiny,
+                             two_way_loss)
+
+
+def _batch(b=2, v=3, t=5, n=9, p=20, frames=True):
+    times = torch.arange(t).float()[None].repeat(b, 1) * 0.4 + 3.0
+    return dict(
+        times=times,
+        video=torch.randn(b, v, t, 3, 32, 32) if frames else torch.randn(b, v, t, 32),
+        video_valid=torch.rand(b, v, t) > 0.2,
+        audio=torch.randn(b, v, t, 8, 8), audio_valid=torch.rand(b, v, t) > 0.2,
+        lidar=torch.rand(b, n, p, 4) * torch.tensor([8, 6, 2, 1.0]), lidar_mask=torch.rand(b, n, p) > 0.1,
+        lidar_times=torch.arange(n).float()[None].repeat(b, 1) * 0.2 + 3.05, lidar_valid=torch.ones(b, n, dtype=torch.bool))
+
+
+def test_tiny_contract_shapes_finite_gradients():
+    model = multitsf_tiny()
+    batch = _batch()
+    out = model(**batch)
+    assert out.sequence.shape == (2, 6) and out.frame.shape == (2, 5, 6) and out.human.shape == (2, 3, 5)
+    assert out.row_valid.shape == (2, 4, 5)  # 3 views + the lidar row
+    seq_y = (torch.rand(2, 6) > 0.5).float()
+    seq_y[:, 0] = 1
+    frame_y = (torch.rand(2, 5, 6) > 0.7).float()
+    frame_y[..., 1] = 1
+    loss = multitsf_loss(out, seq_y, frame_y, out.row_valid.any(1), torch.rand(2, 3, 5), batch["video_valid"])
+    assert torch.isfinite(loss["loss"]) and set(loss) == {"sequence", "frame", "human", "loss"}
+    loss["loss"].backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("drop", ["video", "audio", "lidar", "video+lidar", "audio+lidar"])
+def test_runs_with_modalities_absent(drop):
+    model = multitsf_tiny().eval()
+    batch = _batch(frames=False)
+    for m in drop.split("+"):
+        batch[m] = None
+    out = model(**batch)
+    assert torch.isfinite(out.sequence).all() and torch.isfinite(out.frame).all()
+
+
+def test_any_number_of_views_and_fully_missing_view():
+    model = multitsf_tiny().eval()
+    for v in (1, 2, 6):
+        out = model(**_batch(v=v, frames=False))
+        assert out.sequence.shape == (2, 6)
+    batch = _batch(v=3, frames=False)
+    batch["video_valid"][:, 1] = False
+    batch["audio_valid"][:, 1] = False
+    ref = model(**batch)
+    batch["video"][:, 1] = 1e3  # garbage in the missing view changes nothing
+    batch["audio"][:, 1] = -1e3
+    torch.testing.assert_close(model(**batch).sequence, ref.sequence)
+
+
+def test_inter_view_attention_is_across_views_not_batch():
+    """The released code's layer (batch_first=False on [B*T, V, D]) mixes samples of a batch; ours must not."""
+    model = multitsf_tiny(lidar_dim=0).eval()
+    batch = _batch(frames=False)
+    for k in ("lidar", "lidar_mask", "lidar_times", "lidar_valid"):
+        batch[k] = None
+    batch["video_valid"][:] = True
+    batch["audio_valid"][:] = True
+    ref = model(**batch)
+    one = {k: (v[:1] if torch.is_tensor(v) else v) for k, v in batch.items()}
+    torch.testing.assert_close(model(**one).sequence, ref.sequence[:1], atol=1e-5, rtol=1e-5)
+    # and the views do talk: changing view 2 changes view 0's fused tokens, seen through the sequence output
+    # once view 2 is the only view we change and the frame head (per row, pre-fusion) of view 0 stays put
+    batch2 = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in batch.items()}
+    batch2["video"][0, 2] = torch.randn_like(batch2["video"][0, 2])
+    out2 = model(**batch2)
+    torch.testing.assert_close(out2.row_frame[0, 0], ref.row_frame[0, 0])       # temporal part is per view
+    assert not torch.allclose(out2.sequence[0], ref.sequence[0])
+    torch.testing.assert_close(out2.sequence[1], ref.sequence[1])
+
+
+def test_two_way_loss_matches_formula():
+    x = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.5, -2.0]])
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    tp, tn = 4.0, 1.0
+
+    def term(pos, neg):
+        n = tn * torch.logsumexp(torch.tensor(neg) / tn, 0) if neg else torch.tensor(-1e9)
+        return torch.nn.functional.softplus(n + tp * torch.logsumexp(-torch.tensor(pos) / tp, 0))
+
+    classwise = (term([2.0], [0.0]) + term([1.5], [-1.0]) + term([-2.0], [0.5])) / 3
+    samplewise = (term([2.0], [-1.0, 0.5]) + term([1.5, -2.0], [0.0])) / 2
+    torch.testing.assert_close(two_way_loss(x, y, tp=tp, tn=tn), classwise + samplewise)
+
+
+def test_human_loss_prefers_frames_with_people():
+    person = torch.tensor([[[0.0, 0.0, 0.9, 0.8]]])
+    valid = torch.ones(1, 1, 4, dtype=torch.bool)
+    good = human_loss(torch.tensor([[[-3.0, -3.0, 3.0, 3.0]]]), person, valid)
+    bad = human_loss(torch.tensor([[[3.0, 3.0, -3.0, -3.0]]]), person, valid)
+    assert good < bad
+    assert human_loss(torch.zeros(1, 1, 4), torch.zeros(1, 1, 4), valid) == 0
+
+
+def test_paper_variant_sizes():
+    m = multitsf_paper()
+    assert m.dim == 768 and len(m.temporal) == 2 and m.temporal[0].attn.heads == 12
+    assert m.temporal[0].mlp[0].out_features == 3072 and m.views[0].mlp[0].out_features == 256
+    assert m.views[0].attn.heads == 4 and not m.views[0].norm_first and m.temporal[0].norm_first
+    assert m.audio.net[0].in_features == 1024 * 128 and m.num_classes == 16
+    with pytest.raises(ValueError):
+        MultiTSF(video_dim=384, audio_dim=100, dim=768, frame_encoder=None)
+    assert multitsf_small().dim == 192
