@@ -67,8 +67,8 @@ def build_frame_encoder(name: str, *, img_size: int = 224) -> tuple[nn.Module, i
 
     if name == "vit_small_patch32_224":
         m = timm.create_model("vit_small_patch32_224", pretrained=False, num_classes=0)
-    elif name == "vit_tiny64":  # small CPU variant: 64 x 64 frames, 8 x 8 patches (64 tokens)
-        m = timm.models.vision_transformer.VisionTransformer(img_size=64, patch_size=8, embed_dim=96, depth=4,
+    elif name == "vit_tiny64":  # small CPU variant: 64 x 64 frames, 16 x 16 patches (16 tokens, as ViT-S/32 at 128)
+        m = timm.models.vision_transformer.VisionTransformer(img_size=64, patch_size=16, embed_dim=96, depth=4,
                                                              num_heads=3, mlp_ratio=3.0, num_classes=0)
     elif name == "vit_micro32":  # tests
         m = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1,
@@ -102,7 +102,7 @@ class PointSweepEncoder(nn.Module):
     of the room extent `extent` = (x_min, y_min, x_max, y_max) metres; the concatenation is projected to `out`.
     """
 
-    def __init__(self, *, out_dim: int, width: int = 64, grid: int = 4,
+    def __init__(self, *, out_dim: int, width: int = 32, grid: int = 4,
                  extent: tuple[float, float, float, float] = (0.0, 0.0, 8.0, 6.0)):
         super().__init__()
         self.grid, self.extent = grid, extent
@@ -324,9 +324,10 @@ def multitsf_paper(**overrides) -> MultiTSF:
 def multitsf_small(**overrides) -> MultiTSF:
     """CPU variant for the synthetic recordings: 64x64 frames (tiny ViT, 96-d), 40x32 fbank chunks (0.4 s),
     D 192 (96 | 96), temporal 2 layers x 3 heads (head dim 64 as the paper) MLP 768, inter-view 4 heads FF 256,
-    lidar on (96-d sweep tokens), 6 classes."""
+    lidar on (96-d sweep tokens), 6 classes. The audio MLP's widths are halved (256-128-128) for the CPU budget:
+    its first layer dominates the cost of a training step."""
     return MultiTSF(**{**dict(num_classes=6, frame_encoder="vit_tiny64", video_dim=96, audio_frames=40,
-                              audio_mels=32, audio_hidden=(512, 256, 128), audio_dim=96, dim=192,
+                              audio_mels=32, audio_hidden=(256, 128, 128), audio_dim=96, dim=192,
                               temporal_heads=3, temporal_mlp=768, view_heads=4, view_ff=256, lidar_dim=96),
                        **overrides})
 

@@ -64,7 +64,7 @@ def fuse_recording(recording: str | Path, weights: str | Path | None = None, *, 
     has_video = bool(rec.of_kind("video"))
     for s in range(0, len(grid), steps):
         g = grid[s:s + steps]
-        a = prepare_recording(rec, g, max_sweeps=int(len(g) / meta["grid_rate_hz"] * 10) + 12)
+        a = prepare_recording(rec, g, max_sweeps=int(len(g) / meta["grid_rate_hz"] * 10) + 12, seed=s)
         for name, v in (("video", a["video_valid"]), ("audio", a["audio_valid"])):
             valid_frac.setdefault(name, []).append(v)
         fb = (a["fbank"] - stats["fbank_mean"]) / (2 * stats["fbank_std"])
