@@ -52,8 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusion.core import (CrossAttentionResampler, FrameHead, SequenceHead, TimeEmbedding, TransformerLayer,
-                         masked_mean)
+from fusion.core import CrossAttentionResampler, FrameHead, SequenceHead, TimeEmbedding, TransformerLayer
 
 __all__ = ["AudioMLP", "MultiTSF", "MultiTSFOutput", "PointSweepEncoder", "human_loss", "multitsf_loss",
            "multitsf_paper", "multitsf_small", "multitsf_tiny", "two_way_loss"]

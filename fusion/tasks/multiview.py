@@ -25,7 +25,6 @@ The recipe (MultiTSF on the synthetic recordings of `omnisense data make multivi
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 import time
@@ -204,7 +203,7 @@ def train_frame_encoder(train: dict, val: dict, *, encoder: str, epochs: int, lo
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(b)
+            total += float(loss.detach()) * len(b)
         vr, vv, vt = np.nonzero(val["video_valid"])
         scores = predict_frames(model, val["frames"][vr, vv, vt])
         log(f"frame encoder epoch {epoch + 1}/{epochs}: loss {total / len(frames):.4f}, val per-view frame mAP "

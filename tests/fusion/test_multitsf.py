@@ -145,3 +145,27 @@ def test_fuse_app_end_to_end(tmp_path):
     # the same numbers through the library function and the loaded model
     again = fuse.fuse_recording(tmp_path / "rec", weights)
     assert again["frame_scores"] == result["frame_scores"]
+
+
+def test_sensor_dropout_keeps_a_view_and_single_view_samples():
+    import numpy as np
+
+    from fusion.tasks.multiview import MultiViewFeatures, sensor_dropout
+
+    b, v, t = 64, 3, 4
+    batch = {"video_valid": torch.ones(b, v, t, dtype=torch.bool), "audio_valid": torch.ones(b, v, t, dtype=torch.bool),
+             "lidar_valid": torch.ones(b, 7, dtype=torch.bool)}
+    out = sensor_dropout(batch, p_view=0.9, p_modality=0.0, p_lidar=0.5, generator=torch.Generator().manual_seed(0))
+    assert (out["video_valid"] | out["audio_valid"]).any(-1).any(-1).all()     # never every view of a sample
+    assert 0 < out["lidar_valid"].all(-1).float().mean() < 1
+    arrays = {"video": np.zeros((2, v, t, 5), np.float16), "video_valid": np.ones((2, v, t), bool),
+              "fbank": np.zeros((2, v, t, 8, 8), np.float16), "audio_valid": np.ones((2, v, t), bool),
+              "person": np.zeros((2, v, t), np.float32), "lidar": np.zeros((2, 7, 16, 4), np.float32),
+              "lidar_mask": np.ones((2, 7, 16), bool), "lidar_times": np.zeros((2, 7), np.float32),
+              "lidar_valid": np.ones((2, 7), bool), "times": np.zeros((2, t), np.float32),
+              "labels": np.zeros((2, t, 6), np.float32), "sequence": np.zeros((2, 6), np.float32)}
+    arrays["video"][1, 2] = 7
+    single = MultiViewFeatures(arrays, single_view=True)
+    assert len(single) == 2 * v
+    item = single[5]  # recording 1, view 2
+    assert item["video"].shape == (1, t, 5) and float(item["video"][0, 0, 0]) == 7 and not item["lidar_valid"].any()
