@@ -63,7 +63,7 @@ def test_any_number_of_views_and_fully_missing_view():
 
 def test_inter_view_attention_is_across_views_not_batch():
     """The released code's layer (batch_first=False on [B*T, V, D]) mixes samples of a batch; ours must not."""
-    model = multitsf_tiny(lidar_dim=0).eval()
+    model = multitsf_tiny(lidar_dim=0, frame_from="temporal").eval()
     batch = _batch(frames=False)
     for k in ("lidar", "lidar_mask", "lidar_times", "lidar_valid"):
         batch[k] = None
@@ -80,6 +80,8 @@ def test_inter_view_attention_is_across_views_not_batch():
     torch.testing.assert_close(out2.row_frame[0, 0], ref.row_frame[0, 0])       # temporal part is per view
     assert not torch.allclose(out2.sequence[0], ref.sequence[0])
     torch.testing.assert_close(out2.sequence[1], ref.sequence[1])
+    fused = multitsf_tiny(lidar_dim=0, frame_from="fused").eval()
+    assert not torch.allclose(fused(**batch2).row_frame[0, 0], fused(**batch).row_frame[0, 0])
 
 
 def test_two_way_loss_matches_formula():
