@@ -32,7 +32,8 @@ def load_fusion_model(weights: str | Path | None = None):
 
     path = Path(weights) if weights else shipped_weights(DEFAULT_WEIGHTS)
     state, meta = load_weights(path)
-    model = VARIANTS[meta.get("variant", "multitsf_small")](num_classes=len(meta["classes"]))
+    model = VARIANTS[meta.get("variant", "multitsf_small")](num_classes=len(meta["classes"]),
+                                                            **meta.get("model_args", {}))
     load_model_weights(model, state)
     return model.eval(), {**meta, "path": str(path)}
 

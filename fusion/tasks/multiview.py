@@ -605,14 +605,14 @@ def export_shipped(model: MultiTSF, cache: Path, path: Path, results: dict[str, 
     from fusion.multitsf import multitsf_small
     from fusion.recordings import CLASSES
 
-    full = multitsf_small()
+    full = multitsf_small(frame_from=model.frame_from)
     enc_state, _ = load_weights(cache / "frame_encoder.safetensors")
     state = {k: v for k, v in model.state_dict().items()}
     state.update({k: v for k, v in enc_state.items() if k.startswith("encoder.")})  # FrameClassifier.encoder
     full.load_state_dict(state)
     with np.load(cache / "raw_train.npz") as z:
         stats = [float(z["fbank_mean"]), float(z["fbank_std"])]
-    meta = {"variant": "multitsf_small", "classes": CLASSES, "grid_rate_hz": GRID_RATE, "window_steps": 30,
+    meta = {"variant": "multitsf_small", "model_args": {"frame_from": model.frame_from}, "classes": CLASSES, "grid_rate_hz": GRID_RATE, "window_steps": 30,
             "frame_size": FRAME_SIZE, "frame_mean": FRAME_MEAN, "frame_std": FRAME_STD,
             "audio": {"rate": 16000, "chunk_s": AUDIO_CHUNK, "frames": AUDIO_FRAMES, "mels": AUDIO_MELS,
                       "fbank_mean": stats[0], "fbank_std": stats[1]},
