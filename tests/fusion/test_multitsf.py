@@ -196,3 +196,26 @@ def test_shipped_weights_recognise_unseen_recordings(tmp_path):
     fm = frame_map(np.concatenate(scores)[None], np.concatenate(truth)[None])
     chance = frame_map(np.random.default_rng(0).random(np.concatenate(truth).shape)[None], np.concatenate(truth)[None])
     assert fm > 65 and fm > chance + 25, (fm, chance)
+
+
+def test_fuse_runs_on_real_footage(sample_data, tmp_path):
+    """Real video end to end: three re-timed crops of vtest.avi (see fusion.recordings.real) through `fuse`."""
+    from fusion.apps.fuse import fuse_recording
+    from fusion.recordings.real import make_vtest_views
+
+    src = sample_data("opencv-samples") / "examples" / "data" / "vtest.avi"
+    manifest = make_vtest_views(tmp_path, source=src, seconds=8.0)
+    result = fuse_recording(manifest)
+    assert [s["name"] for s in result["sensors"]] == ["left", "centre", "right"]
+    assert len(result["times"]) == len(result["frame_scores"]) >= 19
+    assert result["coverage"]["video"] > 0.9 and result["coverage"]["audio"] == 0.0
+
+
+@pytest.mark.slow
+def test_paper_variant_forward():
+    model = multitsf_paper(num_classes=16).eval()
+    b, v, t = 1, 2, 3
+    with torch.no_grad():
+        out = model(times=torch.arange(t).float()[None] * 0.4, video=torch.randn(b, v, t, 3, 224, 224),
+                    audio=torch.randn(b, v, t, 1024, 128))
+    assert out.sequence.shape == (1, 16) and out.frame.shape == (1, t, 16) and torch.isfinite(out.frame).all()
