@@ -46,8 +46,7 @@ from perception3d.registration.matching import (
 
 def _ppf(center: Tensor, center_normal: Tensor, nb: Tensor, nb_normal: Tensor) -> Tensor:
     """RoITr's PPF [..., 4]: (||d||, angle(n_i, d)/pi, angle(n_j, d)/pi, angle(n_i, n_j)/pi)."""
-    f = point_pair_features(center, center_normal, nb, nb_normal)
-    return torch.cat([f[..., :1], f[..., 1:] / math.pi], -1)
+    return point_pair_features(center, center_normal, nb, nb_normal)
 
 
 class SinusoidalEmbedding(nn.Module):

@@ -69,7 +69,7 @@ def oriented_normals(points: Tensor, k: int = NORMAL_NEIGHBOURS) -> Tensor:
     """
     from perception3d.ops.geometry import estimate_normals
 
-    normals = estimate_normals(points, k=min(k, points.shape[0]))
+    normals = estimate_normals(points, k=min(k, points.shape[0]), viewpoint=None)
     outward = points - points.mean(0, keepdim=True)
     sign = torch.where((normals * outward).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(points.dtype)
     return normals * sign
