@@ -128,6 +128,9 @@ def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size:
     start = time.perf_counter()
     source = check_points(source, "SOURCE")
     target = check_points(target, "TARGET")
+    # Centre both clouds on the target's centroid: georeferenced coordinates would lose precision in float32.
+    centre = target.mean(0)
+    source, target = source - centre, target - centre
     if voxel_size is None:
         voxel_size = auto_voxel_size(target, num_points)
     if voxel_size <= 0:
@@ -151,6 +154,7 @@ def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size:
         raise ValueError(f"unknown estimator {estimator!r}: use 'lgr' or 'ransac'")
     t = t.copy()
     t[:3, 3] /= src.scale  # canonical -> input unit (both clouds share the scale)
-    return RegistrationResult(t, m.tgt_corr.cpu().double().numpy() / tgt.scale,
-                              m.src_corr.cpu().double().numpy() / src.scale, m.corr_scores.cpu().numpy(),
+    t[:3, 3] += centre - t[:3, :3] @ centre  # undo the centring: x_t = R (x_s - c) + t' + c
+    return RegistrationResult(t, m.tgt_corr.cpu().double().numpy() / tgt.scale + centre,
+                              m.src_corr.cpu().double().numpy() / src.scale + centre, m.corr_scores.cpu().numpy(),
                               "roitr", time.perf_counter() - start, float(voxel_size))
