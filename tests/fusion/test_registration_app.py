@@ -79,3 +79,24 @@ def test_generator_tiny(tmp_path):
     item = GeneratedPairs(tmp_path, num_points=256, length=2, seed=0)[0]
     assert item["src_points"].shape[1] == 3 and item["src_points"].shape[0] <= 256
     assert item["transform"].shape == (4, 4)
+
+
+def test_convert_official_checkpoint_layout(tmp_path):
+    """`omnisense convert roitr` on a file laid out like the official model_3dmatch.pth (random values)."""
+    import torch
+
+    from fusion._weights import load_weights
+    from perception3d.models.roitr import roitr_3dmatch
+
+    ours = roitr_3dmatch().state_dict()
+    state = {f"module.{k}": torch.randn_like(v) for k, v in ours.items()}
+    state["module.OT.alpha"] = torch.tensor(1.0)
+    state["module.backbone.occ_proj.weight"] = torch.zeros(1, 256)
+    state["module.backbone.occ_proj.bias"] = torch.zeros(1)
+    state["module.backbone.global_transformer.embedding.embedding.div_term"] = torch.ones(128)
+    torch.save({"epoch": 3, "state_dict": state, "best_loss": 1.0, "best_PIR": 0.5,
+                "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}}, tmp_path / "official.pth")
+    assert main(["convert", "roitr", str(tmp_path / "official.pth"), "--output", str(tmp_path / "roitr.safetensors")]) == 0
+    converted, meta = load_weights(tmp_path / "roitr.safetensors")
+    assert meta["variant"] == "roitr_3dmatch" and set(converted) == set(ours)
+    torch.testing.assert_close(converted["coarse_proj.weight"], state["module.coarse_proj.weight"])
