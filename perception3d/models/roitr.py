@@ -440,6 +440,13 @@ class RIPointTransformer(nn.Module):
         return src, src_g, self.decode(src), tgt, tgt_g, self.decode(tgt)
 
 
+def _standardise(x: Tensor) -> Tensor:
+    """Per-channel zero mean, unit variance over the points [N, C] of one cloud."""
+    if x.shape[0] < 2:
+        return x - x.mean(0, keepdim=True)
+    return (x - x.mean(0, keepdim=True)) / (x.std(0, keepdim=True) + 1e-6)
+
+
 @dataclass
 class RoITrOutput:
     """Descriptors of one pair. Nodes are the coarsest level (about N/64 points), points the input points.
@@ -499,6 +506,12 @@ class RoITr(nn.Module):
             training (128) among those with overlap > coarse_overlap (0.1).
         matching_radius: canonical metres for ground-truth patch overlap (0.05).
         sinkhorn_iterations: 100. fine_topk: 3 (mutual); fine_confidence: 0.05.
+        descriptor_norm: standardise each cloud's node and point features over its points (per channel,
+            no parameters) before `coarse_proj` / `fine_proj`. Not in the paper (off in `roitr_3dmatch`).
+            Why: with the constant input feature every descriptor starts out almost the same for all points
+            (about 1% relative spread), and a short CPU run stays stuck in that collapsed state; the
+            standardisation removes the shared component so the losses see the geometric differences from
+            the first step. It is rotation invariant like everything it is applied to.
     """
 
     def __init__(self, *, planes: tuple[int, ...] = (64, 128, 256, 256), blocks: tuple[int, ...] = (2, 3, 3, 3),
@@ -508,8 +521,9 @@ class RoITr(nn.Module):
                  sigma_d: float = 0.2, sigma_a: float = 15.0, angle_k: int = 3, fine_dim: int = 256,
                  point_limit: int = 64, num_coarse: int = 256, num_gt_coarse: int = 128,
                  coarse_overlap: float = 0.1, matching_radius: float = 0.05, sinkhorn_iterations: int = 100,
-                 fine_topk: int = 3, fine_confidence: float = 0.05):
+                 fine_topk: int = 3, fine_confidence: float = 0.05, descriptor_norm: bool = False):
         super().__init__()
+        self.descriptor_norm = descriptor_norm
         global_dim = planes[3]
         self.backbone = RIPointTransformer(planes=planes, blocks=blocks, strides=strides, nsample=nsample,
                                            heads=heads, hidden_cap=hidden_cap, global_blocks=global_blocks,
@@ -527,6 +541,8 @@ class RoITr(nn.Module):
             if t.ndim != 2 or t.shape[1] != 3 or t.shape[0] < 4:
                 raise ValueError(f"{name} must be [N >= 4, 3], got {tuple(t.shape)}")
         src, src_g, src_x, tgt, tgt_g, tgt_x = self.backbone(src_points, src_normals, tgt_points, tgt_normals)
+        if self.descriptor_norm:
+            src_g, src_x, tgt_g, tgt_x = (_standardise(x) for x in (src_g, src_x, tgt_g, tgt_x))
         return RoITrOutput(
             src_points=src_points, src_nodes=src[3].points,
             src_node_feats=F.normalize(self.coarse_proj(src_g), dim=1), src_point_feats=self.fine_proj(src_x),
@@ -581,13 +597,14 @@ def roitr_3dmatch(**overrides) -> RoITr:
 
 
 def roitr_small(**overrides) -> RoITr:
-    """A CPU-trainable RoITr: half the widths, fewer blocks, 32 points per patch, 50 Sinkhorn iterations.
+    """A CPU-trainable RoITr: half the widths, fewer blocks, 32 points per patch, 50 Sinkhorn iterations,
+    and `descriptor_norm` (see RoITr).
 
     Same architecture and strides as the paper; smaller so that it trains in minutes on two CPU cores.
     """
     cfg = dict(planes=(32, 64, 128, 128), blocks=(1, 2, 2, 2), nsample=(8, 16, 16, 16), hidden_cap=128,
                global_blocks=("self", "cross", "self", "cross"), fine_dim=64, point_limit=32, num_coarse=128,
-               num_gt_coarse=64, sinkhorn_iterations=50)
+               num_gt_coarse=64, sinkhorn_iterations=50, descriptor_norm=True)
     cfg.update(overrides)
     return RoITr(**cfg)
 
@@ -596,7 +613,7 @@ def roitr_tiny(**overrides) -> RoITr:
     """For tests: the smallest model that exercises every part."""
     cfg = dict(planes=(16, 16, 32, 32), blocks=(1, 2, 1, 1), nsample=(4, 8, 8, 8), heads=2, hidden_cap=32,
                global_blocks=("self", "cross"), fine_dim=16, point_limit=16, num_coarse=32, num_gt_coarse=16,
-               sinkhorn_iterations=10)
+               sinkhorn_iterations=10, descriptor_norm=True)
     cfg.update(overrides)
     return RoITr(**cfg)
 

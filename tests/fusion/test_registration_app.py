@@ -100,3 +100,23 @@ def test_convert_official_checkpoint_layout(tmp_path):
     converted, meta = load_weights(tmp_path / "roitr.safetensors")
     assert meta["variant"] == "roitr_3dmatch" and set(converted) == set(ours)
     torch.testing.assert_close(converted["coarse_proj.weight"], state["module.coarse_proj.weight"])
+
+
+@pytest.mark.slow
+def test_bench_and_demo_run(tmp_path, sample_data):
+    """`omnisense bench registration` on one kitten pair, and the demo part (needs the shipped weights)."""
+    import argparse
+
+    from fusion._demo import DemoContext
+    from fusion.apps.register import SHIPPED, demo
+    from fusion.bench import registration
+
+    if not SHIPPED.exists():
+        pytest.skip("no shipped RoITr weights in this checkout")
+    sample_data("cgal")
+    sample_data("octomap-corridor")
+    report = registration.run(argparse.Namespace(pairs=1, seed=0, weights=None, num_points=1024, scans=["kitten"],
+                                                 device="cpu"))
+    assert {r["method"] for r in report.rows} == {"roitr", "fpfh+ransac"}
+    section = demo(DemoContext(out=tmp_path))
+    assert section.images and all(p.exists() for p in section.images)

@@ -23,9 +23,10 @@ def test_variants_registered():
     assert {"roitr_3dmatch", "roitr_small", "roitr_tiny"} <= set(VARIANTS)
 
 
+@pytest.mark.parametrize("descriptor_norm", [True, False])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_descriptors_invariant_to_rotation(seed):
-    model = roitr_tiny().double().eval()
+def test_descriptors_invariant_to_rotation(seed, descriptor_norm):
+    model = roitr_tiny(descriptor_norm=descriptor_norm).double().eval()
     src, tgt = _cloud(400, 0), _cloud(300, 5)
     rot = random_rotation(1, torch.Generator().manual_seed(seed))[0].double()
     moved = src @ rot.T + torch.tensor([0.5, -2.0, 1.0], dtype=torch.float64)
