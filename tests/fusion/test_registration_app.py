@@ -116,7 +116,7 @@ def test_bench_and_demo_run(tmp_path, sample_data):
     sample_data("cgal")
     sample_data("octomap-corridor")
     report = registration.run(argparse.Namespace(pairs=1, seed=0, weights=None, num_points=1024, scans=["kitten"],
-                                                 estimators=["lgr"], device="cpu"))
+                                                 estimators=["lgr"], refine="none", device="cpu"))
     assert {r["method"] for r in report.rows} == {"roitr+lgr", "fpfh+ransac"}
     section = demo(DemoContext(out=tmp_path))
     assert section.images and all(p.exists() for p in section.images)
