@@ -120,3 +120,18 @@ def test_bench_and_demo_run(tmp_path, sample_data):
     assert {r["method"] for r in report.rows} == {"roitr+lgr", "fpfh+ransac"}
     section = demo(DemoContext(out=tmp_path))
     assert section.images and all(p.exists() for p in section.images)
+
+
+def test_register_roitr_with_shipped_weights(pair, tmp_path):
+    from fusion.apps.register import SHIPPED
+
+    if not SHIPPED.exists():
+        pytest.skip("no shipped RoITr weights in this checkout")
+    src, tgt, _ = pair
+    out = tmp_path / "r.json"
+    assert main(["register", str(src), str(tgt), "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    t = np.array(result["transform"])
+    assert result["method"] == "roitr" and result["num_correspondences"] > 0
+    np.testing.assert_allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-6)
+    np.testing.assert_array_equal(t[3], [0, 0, 0, 1])
