@@ -275,6 +275,11 @@ class FlatFormer(nn.Module):
         if coords.ndim != 2 or coords.shape[1] != 4:
             raise PointCloudValueError(f"coords must be [M, 4] (batch, z, y, x), got {tuple(coords.shape)}")
         coords = coords.long()
+        if coords.numel():
+            low, high = coords.min(0).values, coords.max(0).values
+            nx, ny = self.sparse_shape
+            if bool((low < 0).any()) or int(high[0]) >= batch_size or int(high[2]) >= ny or int(high[3]) >= nx:
+                raise PointCloudValueError(f"coords outside the grid (batch < {batch_size}, y < {ny}, x < {nx})")
         partitions = flat_window_partitions(coords, batch_size, sparse_shape=self.sparse_shape,
                                             window_shape=self.window_shape, group_size=self.group_size)
         pe = sinusoidal_position_embedding(coords, self.in_channels, temperature=self.pos_temperature,

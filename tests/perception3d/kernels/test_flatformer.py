@@ -243,6 +243,8 @@ def test_bad_input_raises():
     model = flatformer("tiny")
     with pytest.raises(PointCloudValueError):
         model(torch.randn(4, 31), torch.zeros(4, 4, dtype=torch.long), 1)
+    with pytest.raises(PointCloudValueError, match="outside the grid"):
+        model(torch.randn(2, 32), torch.tensor([[0, 0, 1, 1], [1, 0, 1, 1]]), 1)
 
 
 def test_scatter_to_bev():
