@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=int, default=100_000, help="points of the synthetic sweep (default 100000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sweep and the features")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per row (median reported)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,15 +72,18 @@ def synthetic_sweep(num_points: int = 100_000, *, seed: int = 0) -> np.ndarray:
             continue
         w, l = rng.uniform(5, 25, 2)
         boxes.append([cx - w / 2, cy - l / 2, 0.0, cx + w / 2, cy + l / 2, rng.uniform(4, 12)])
-    boxes = np.asarray(boxes)
+    boxes = np.asarray(boxes, dtype=np.float32)
+    t_box = np.full(d.shape[0], np.inf, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv = 1.0 / d  # [R, 3]
-        t0 = (boxes[None, :, :3] - origin) * inv[:, None, :]  # [R, K, 3]
-        t1 = (boxes[None, :, 3:] - origin) * inv[:, None, :]
-        near = np.nanmax(np.minimum(t0, t1), axis=2)
-        far = np.nanmin(np.maximum(t0, t1), axis=2)
-    hit = (far >= near) & (near > 0)
-    t_box = np.where(hit, near, np.inf).min(axis=1)
+        inv = (1.0 / d).astype(np.float32)  # [R, 3]
+        for chunk in range(0, d.shape[0], 32768):  # slab test, in chunks to bound memory
+            part = inv[chunk:chunk + 32768, None, :]
+            t0 = (boxes[None, :, :3] - origin.astype(np.float32)) * part  # [r, K, 3]
+            t1 = (boxes[None, :, 3:] - origin.astype(np.float32)) * part
+            near = np.nanmax(np.minimum(t0, t1), axis=2)
+            far = np.nanmin(np.maximum(t0, t1), axis=2)
+            hit = (far >= near) & (near > 0)
+            t_box[chunk:chunk + 32768] = np.where(hit, near, np.inf).min(axis=1)
     best = np.minimum(best, t_box)
     best = best + rng.normal(0, 0.02, best.shape)
     keep = np.isfinite(best) & (best < 75.0)
@@ -180,19 +184,20 @@ def padded_windows(coords: torch.Tensor, window: int) -> tuple[torch.Tensor, tor
 
 
 def _cpu_peak_bytes(fn: Callable[[], Any]) -> int | None:
-    """Peak of the bytes torch allocates on the CPU during one call above what was live before it."""
+    """Approximate peak of the bytes torch allocates on the CPU during one call, above what was live
+    before it: the running sum of the profiler's allocations and frees, at the granularity of one op."""
     try:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn()
-        events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+        events = sorted(prof.events(), key=lambda e: e.time_range.start)
         live = peak = 0
-        for e in events:
-            live += e.cpu_memory_usage
+        for e in events:  # an op's own net bytes (children counted on their own), or a loose alloc/free
+            live += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
             peak = max(peak, live)
         return peak
-    except Exception:  # the profiler is a nicety here; a row without memory is still a row
+    except Exception:  # noqa: BLE001: the profiler is a nicety here; a row without memory is still a row
         return None
 
 
@@ -229,6 +234,8 @@ def run(args: argparse.Namespace):
 
     device = args.device
     repeat = max(1, int(args.repeat))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.input is not None:
         points = read_scan(args.input)
         source = str(args.input)
@@ -322,6 +329,6 @@ def run(args: argparse.Namespace):
     notes = [
         "layer rows: one layer's forward in inference mode on the frame's pillars (attention + FFN + norms; "
         "the spconv row is the convolution alone); index rows: the per-frame sort/partition that all layers share",
-        "peak_MiB on the CPU: the torch allocations of one call seen by the profiler; on CUDA: max_memory_allocated",
+        "peak_MiB on the CPU: the running sum of torch allocations during one call, per op (profiler); on CUDA: max_memory_allocated",
     ]
     return BenchReport(title=f"sparse attention kernels on one frame ({device})", rows=rows, context=context, notes=notes)
