@@ -186,13 +186,25 @@ def scatter_to_bev(feats: Tensor, coords: Tensor, batch_size: int, grid: Sequenc
 # Layers
 
 
+class FlatGroupAttention(nn.Module):
+    """Holds the attention as `.attn`, so parameter names match the official checkpoints
+    (`block_list.{i}.block.{k}.attn.attn.in_proj_weight`, ...)."""
+
+    def __init__(self, channels: int, num_heads: int, *, backend: str = "auto") -> None:
+        super().__init__()
+        self.attn = GroupAttention(channels, num_heads, backend=backend)
+
+    def forward(self, x: Tensor, pe: Tensor, partition: GroupPartition) -> Tensor:
+        return self.attn(x, pe, partition)
+
+
 class FlatWindowLayer(nn.Module):
     """One post-norm FlatFormer layer: `x = LN1(x + attn(x, pe))`, `x = LN2(x + fc2(act(fc1(x))))`."""
 
     def __init__(self, channels: int, num_heads: int, *, ffn_ratio: int = 2, activation: str = "gelu",
                  backend: str = "auto") -> None:
         super().__init__()
-        self.attn = GroupAttention(channels, num_heads, backend=backend)
+        self.attn = FlatGroupAttention(channels, num_heads, backend=backend)
         self.fc1 = nn.Linear(channels, ffn_ratio * channels)
         self.fc2 = nn.Linear(ffn_ratio * channels, channels)
         self.norm1 = nn.LayerNorm(channels)
