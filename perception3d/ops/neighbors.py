@@ -331,8 +331,15 @@ def _fps_numpy(cloud, n: int, start: int):
 
     picks = np.empty(n, dtype=np.int64)
     dist = np.full(len(cloud), np.inf)
-    # up to 2048 points, all pairwise distances at once (<= 32 MB) leave two cheap ops per step
-    table = ((cloud[:, None] - cloud[None]) ** 2).sum(-1) if len(cloud) <= 2048 else None
+    # up to 4096 points, all pairwise distances at once (<= 128 MB) leave two cheap ops per step
+    table = None
+    if len(cloud) <= 4096:
+        try:
+            from scipy.spatial.distance import cdist
+
+            table = cdist(cloud, cloud, "sqeuclidean")
+        except ImportError:
+            pass
     last = start
     for i in range(n):
         picks[i] = last
