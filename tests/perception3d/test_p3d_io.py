@@ -211,3 +211,38 @@ def test_mesh_errors(tmp_path):
         read_mesh(_write(tmp_path / "bad.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n"))
     with pytest.raises(PointCloudFileError, match="without a face element"):
         read_mesh(_write(tmp_path / "pts.ply", _ply_header("ascii", 1) + b"1 2 3\n"))
+
+
+# ---------------------------------------------------------------- real files (registry-packaged sample data)
+
+@pytest.mark.parametrize("name", ["points_3/kitten.xyz", "points_3/hippo1.ply", "points_3/colors.ply",
+                                  "points_3/b9_training.ply"])
+def test_cgal_files_match_open3d(sample_data, name):
+    o3d = pytest.importorskip("open3d")
+    path = sample_data("cgal") / name
+    ours = read_points(path)
+    theirs = o3d.io.read_point_cloud(str(path), format="xyzn" if path.suffix == ".xyz" else "auto")
+    np.testing.assert_allclose(ours.xyz, np.asarray(theirs.points), atol=1e-5)
+    if theirs.has_normals():
+        np.testing.assert_allclose(ours.normals, np.asarray(theirs.normals), atol=1e-5)
+    if theirs.has_colors():
+        np.testing.assert_allclose(ours.colors, np.asarray(theirs.colors), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["simple.las", "simple.laz"])
+def test_laspy_samples_match_laspy(sample_data, name):
+    laspy = pytest.importorskip("laspy")
+    path = sample_data("laspy-samples") / name
+    ours = read_points(path)
+    las = laspy.read(path)
+    absolute = np.stack([las.x, las.y, las.z], axis=1)
+    np.testing.assert_allclose(ours.xyz + ours.origin, absolute, atol=1e-3)
+    np.testing.assert_array_equal(ours.intensity, np.asarray(las.intensity, dtype=np.float32))
+
+
+def test_cgal_mesh_samples_on_its_surface(sample_data):
+    mesh = read_mesh(sample_data("cgal") / "meshes" / "3torus.off")
+    assert mesh.vertices.shape == (19, 3) and len(mesh.faces) > 0
+    pc = mesh.sample(500, seed=0)
+    # every sample is inside the bounding box of the mesh's vertices
+    assert (pc.xyz >= mesh.vertices.min(0) - 1e-6).all() and (pc.xyz <= mesh.vertices.max(0) + 1e-6).all()

@@ -20,7 +20,7 @@ from perception3d.ops import (
     voxelize,
 )
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = pytest.mark.cuda  # tests/conftest.py skips these without a GPU
 
 
 def _cloud(*shape, seed):
