@@ -8,7 +8,7 @@ and fast paths for the index-only work, chosen by `backend=` or the OMNISENSE_OP
 |---|---|---|
 | knn, knn_ragged | exact differences, topk | CPU: `scipy` cKDTree; CUDA: `torch` (matmul distances, exact re-rank) |
 | ball_query | exact differences, first in index order | CPU: `scipy` cKDTree.query_ball_point; CUDA: reference |
-| farthest_point_sample | a loop of n steps, batched | CPU: `open3d` farthest_point_down_sample (its set, put back in FPS order) |
+| farthest_point_sample | a loop of n steps, batched | CPU: `open3d` farthest_point_down_sample (its set, put back in FPS order); CUDA: `triton` on request only (unverified on a GPU) |
 
 The fast paths only choose indices; distances are always recomputed in torch from the chosen indices with
 the reference's formula, so they carry gradients and agree bit for bit with the reference wherever the
@@ -382,7 +382,8 @@ def farthest_point_sample(xyz: Tensor, n: int, *, start: int = 0, backend: str |
         xyz: `Tensor[B, N, 3]` points.
         n: points to pick, 0 <= n <= N.
         start: the index picked first (0 as in the official CUDA kernels).
-        backend: None (environment), 'auto', 'reference' or 'open3d' (CPU).
+        backend: None (environment), 'auto', 'reference', 'open3d' (CPU) or 'triton' (CUDA; not yet
+            verified on a GPU, so never picked by 'auto').
 
     Returns:
         `LongTensor[B, n]` indices into N, in picking order.
@@ -395,12 +396,17 @@ def farthest_point_sample(xyz: Tensor, n: int, *, start: int = 0, backend: str |
         return torch.zeros(b, n, dtype=torch.long, device=xyz.device)
     if not 0 <= start < num:
         raise ValueError(f"farthest_point_sample: start {start} outside [0, {num})")
+    # the Triton kernel is not in `auto` until it has passed the cuda tests on a GPU (see _triton_fps)
     name = choose("farthest_point_sample", backend, xyz.device, cpu=("open3d",), gpu=(),
-                  available=("reference", "open3d"))
+                  available=("reference", "open3d", "triton"))
     with torch.no_grad():
         x = _work_dtype(xyz.detach())
         if name == "open3d":
             return _fps_open3d(x, n, start).to(xyz.device)
+        if name == "triton":
+            from perception3d.ops._triton_fps import fps_triton
+
+            return fps_triton(x, n, start)
         return _fps_reference(x, n, start)
 
 

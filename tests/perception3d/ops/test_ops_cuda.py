@@ -52,10 +52,13 @@ def test_ball_query_cuda(b, m, n, radius, count):
     assert torch.equal(ball_query(q.cuda(), r.cuda(), radius, count).cpu(), ball_query(q, r, radius, count, backend="reference"))
 
 
-@pytest.mark.parametrize("b,n,picks", [(1, 1, 1), (2, 5000, 512), (4, 100, 100)])
-def test_fps_cuda(b, n, picks):
-    x = _cloud(b, n, seed=7)
-    assert torch.equal(farthest_point_sample(x.cuda(), picks, start=0).cpu(), farthest_point_sample(x, picks, backend="reference"))
+@pytest.mark.parametrize("backend", ["auto", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b,n,picks,start", [(1, 1, 1, 0), (2, 5000, 512, 3), (4, 100, 100, 0), (1, 70000, 64, 9)])
+def test_fps_cuda(backend, dtype, b, n, picks, start):
+    x = _cloud(b, n, seed=7).to(dtype)
+    got = farthest_point_sample(x.cuda(), picks, start=start, backend=backend).cpu()
+    assert torch.equal(got, farthest_point_sample(x, picks, start=start, backend="reference"))
 
 
 def test_interpolate_and_scatter_cuda():
