@@ -45,8 +45,8 @@ def _work_dtype(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def _chunk(batch: int, n_ref: int) -> int:
-    return max(1, _PAIR_BUDGET // max(1, batch * n_ref))
+def _chunk(batch: int, n_ref: int, budget: int = _PAIR_BUDGET) -> int:
+    return max(1, budget // max(1, batch * n_ref))
 
 
 def _sq_dist(q: Tensor, r: Tensor) -> Tensor:
@@ -101,7 +101,8 @@ def _knn_torch_mm(query: Tensor, ref: Tensor, k: int) -> Tensor:
     q, r = query - centre, ref - centre
     r_sq = (r * r).sum(-1)  # [B, N]
     cand = min(n, k + 4)
-    step = _chunk(b, n)
+    # no [.., 3] difference tensor here: 8x the pairs of the reference per chunk (~128 MB in float32)
+    step = _chunk(b, n, 8 * _PAIR_BUDGET)
     out = []
     for s in range(0, m, step):
         qc = q[:, s:s + step]  # [B, mc, 3]
