@@ -246,3 +246,28 @@ def test_cgal_mesh_samples_on_its_surface(sample_data):
     pc = mesh.sample(500, seed=0)
     # every sample is inside the bounding box of the mesh's vertices
     assert (pc.xyz >= mesh.vertices.min(0) - 1e-6).all() and (pc.xyz <= mesh.vertices.max(0) + 1e-6).all()
+
+
+@pytest.mark.parametrize("mode", ["ascii", "binary"])
+def test_pcd_with_padding_fields_and_packed_rgb(tmp_path, mode):
+    rgb = np.array([0xFF0000, 0x00FF00, 0x0000FF], dtype=np.uint32)
+    xyz = np.arange(9, dtype=np.float32).reshape(3, 3)
+    header = ("VERSION 0.7\nFIELDS x y z _ rgb _\nSIZE 4 4 4 1 4 1\nTYPE F F F U F U\nCOUNT 1 1 1 1 1 1\n"
+              f"WIDTH 3\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 3\nDATA {mode}\n")
+    if mode == "ascii":
+        body = "".join(f"{x} {y} {z} 0 {float(v):.10e} 0\n" for (x, y, z), v in zip(xyz, rgb.view(np.float32)))
+        data = (header + body).encode()
+    else:
+        rec = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("p", "u1"), ("rgb", "<u4"), ("q", "u1")])
+        rec["x"], rec["y"], rec["z"], rec["rgb"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], rgb
+        data = header.encode() + rec.tobytes()
+    pc = read_points(_write(tmp_path / "c.pcd", data))
+    np.testing.assert_array_equal(pc.xyz, xyz)
+    np.testing.assert_array_equal(pc.colors, np.eye(3))
+
+
+def test_ply_points_ignore_faces_with_extra_properties(tmp_path):
+    text = ("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+            "element face 1\nproperty list uchar int vertex_indices\nproperty uchar red\nend_header\n"
+            "0 0 0\n1 0 0\n0 1 0\n3 0 1 2 255\n")
+    assert len(read_points(_write(tmp_path / "f.ply", text))) == 3
