@@ -5,8 +5,8 @@ the same width, and SDPA alone on the same number of equal-size groups (the floo
 
 The default frame is synthetic: about 100k points of a 64-beam sweep (ground plane and boxes),
 pillarised on the 468 x 468 grid of the papers (0.32 m pillars over [-74.88, 74.88] m).
-`--input` takes a scan instead: a `.bin` of float32 (x, y, z, intensity) rows (KITTI / Velodyne
-layout) or a `.npy` array of shape (N, >= 3).
+`--input` takes a scan instead, in any format `perception3d.read_points` reads (KITTI `.bin`,
+`.npy`, `.pcd`, `.ply`, `.las`, ...).
 
 Every layer row times one layer's forward (inference mode) on the same pillars; the index rows time
 the per-frame index work (sort and partition), which every layer of a backbone shares.
@@ -30,7 +30,7 @@ GRID = 468
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", type=Path, metavar="SCAN", help="a .bin (float32 x, y, z, intensity) or .npy scan")
+    parser.add_argument("--input", type=Path, metavar="SCAN", help="a scan to use instead (.bin, .npy, .pcd, .ply, .las, ...)")
     parser.add_argument("--points", type=int, default=100_000, help="points of the synthetic sweep (default 100000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sweep and the features")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per row (median reported)")
@@ -96,41 +96,21 @@ def synthetic_sweep(num_points: int = 100_000, *, seed: int = 0) -> np.ndarray:
 
 
 def read_scan(path: Path) -> np.ndarray:
-    """A user's scan as float32 [N, >= 3]; raises PointCloudFileError on a bad file."""
-    from perception3d import PointCloudFileError
+    """A user's scan (any format `perception3d.read_points` reads: .bin, .npy, .pcd, .ply, .las, ...) as
+    float32 [N, 3]; raises PointCloudFileError on a bad file."""
+    from perception3d import read_points
 
-    if not path.is_file():
-        raise PointCloudFileError(path, "no such file")
-    if path.suffix == ".bin":
-        raw = path.read_bytes()
-        if len(raw) == 0 or len(raw) % 16:
-            raise PointCloudFileError(path, f"{len(raw)} bytes is not a whole number of float32 (x, y, z, intensity) rows")
-        points = np.frombuffer(raw, dtype=np.float32).reshape(-1, 4)
-    elif path.suffix == ".npy":
-        try:
-            points = np.load(path, allow_pickle=False)
-        except ValueError as error:
-            raise PointCloudFileError(path, f"not a plain .npy array ({error})") from None
-        if points.ndim != 2 or points.shape[1] < 3 or points.shape[0] == 0:
-            raise PointCloudFileError(path, f"expected an (N, >= 3) array, got shape {points.shape}")
-        points = points.astype(np.float32)
-    else:
-        raise PointCloudFileError(path, "expected a .bin or .npy scan")
-    if not np.isfinite(points[:, :3]).all():
-        raise PointCloudFileError(path, "NaN or infinite coordinates")
-    return points
+    return read_points(path).xyz
 
 
 def pillarise(points: np.ndarray) -> torch.Tensor:
     """The non-empty 0.32 m pillars of one frame on the 468 x 468 grid: LongTensor[M, 4] (batch, z, y, x)."""
-    xyz = torch.from_numpy(np.ascontiguousarray(points[:, :3]))
-    low = torch.tensor(POINT_RANGE[:3])
-    high = torch.tensor(POINT_RANGE[3:])
-    inside = ((xyz >= low) & (xyz < high)).all(1)
-    cell = torch.floor((xyz[inside, :2] - low[:2]) / PILLAR).long().clamp_(0, GRID - 1)
-    flat = torch.unique(cell[:, 1] * GRID + cell[:, 0])
-    m = flat.numel()
-    return torch.stack([torch.zeros(m, dtype=torch.long), torch.zeros(m, dtype=torch.long), flat // GRID, flat % GRID], 1)
+    from perception3d import voxelize
+
+    xyz = torch.from_numpy(np.ascontiguousarray(points[:, :3], dtype=np.float32))
+    voxels = voxelize(xyz, torch.zeros(xyz.shape[0], dtype=torch.long), voxel_size=(PILLAR, PILLAR, 6.0),
+                      point_range=POINT_RANGE)
+    return voxels.coords.long()
 
 
 # --------------------------------------------------------------------------------------------------
