@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sweep and the features")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per row (median reported)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="features and weights of the attention rows (the papers train in float16 on GPUs)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ def _spconv_row(coords: torch.Tensor, channels: int, *, device: str, repeat: int
         feats = torch.randn(coords.shape[0], channels, device=device)
         tensor = spconv.SparseConvTensor(feats, coords.int().to(device), [1, GRID, GRID], 1)
         return _row(name, lambda: conv(tensor), device=device, repeat=repeat,
-                    detail=f"{coords.shape[0]} pillars on 1 x {GRID} x {GRID}, rulebook built each call")
+                    detail=f"{coords.shape[0]} pillars on 1 x {GRID} x {GRID}, float32, rulebook built each call")
     except Exception as error:  # noqa: BLE001: any failure of the optional peer becomes the row's note
         return {"layer": name, "ms": None, "peak_MiB": None, "runs": 0,
                 "detail": f"spconv failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"}
@@ -216,6 +218,7 @@ def run(args: argparse.Namespace):
     repeat = max(1, int(args.repeat))
     if args.threads:
         torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
     if args.input is not None:
         points = read_scan(args.input)
         source = str(args.input)
@@ -238,20 +241,20 @@ def run(args: argparse.Namespace):
         sinusoidal_position_embedding(coords, c_flat)), device=device, repeat=repeat, detail="sort keys, groups"))
     flat_parts = flat_window_partitions(coords, 1, sparse_shape=(GRID, GRID), window_shape=(13, 13), group_size=g)
     part = flat_parts["x"]
-    x128 = torch.randn(m, c_flat, generator=gen).to(device)
-    pe = sinusoidal_position_embedding(coords, c_flat).to(device)
-    flat_layer = FlatWindowLayer(c_flat, 8, backend="sdpa").to(device).eval()
+    x128 = torch.randn(m, c_flat, generator=gen).to(device, dtype)
+    pe = sinusoidal_position_embedding(coords, c_flat).to(device, dtype)
+    flat_layer = FlatWindowLayer(c_flat, 8, backend="sdpa").to(device, dtype).eval()
     flat = _row("ours: flattened-window layer (FlatFormer)", lambda: flat_layer(x128, pe, part), device=device,
                 repeat=repeat, detail=f"{part.num_groups} groups x {g}, C {c_flat}, 8 heads")
     rows.append(flat)
 
     index, mask, slot = padded_windows(coords, 13)
-    pad_flat_layer = PaddedWindowLayer(c_flat, 8, 2 * c_flat).to(device).eval()
+    pad_flat_layer = PaddedWindowLayer(c_flat, 8, 2 * c_flat).to(device, dtype).eval()
     pad_flat = _row("baseline: padded windows 13 x 13 (same width)", lambda: pad_flat_layer(x128, pe, index, mask, slot),
                     device=device, repeat=repeat, detail=f"{index.shape[0]} windows x {index.shape[1]} (largest)")
     rows.append(pad_flat)
     h, d = 8, c_flat // 8
-    q = torch.randn(part.num_groups, h, g, d, generator=gen).to(device)
+    q = torch.randn(part.num_groups, h, g, d, generator=gen).to(device, dtype)
     sdpa_flat = _row("floor: SDPA alone on the same groups", lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q),
                      device=device, repeat=repeat, detail=f"[{part.num_groups}, {h}, {g}, {d}]")
     rows.append(sdpa_flat)
@@ -270,19 +273,19 @@ def run(args: argparse.Namespace):
                      detail="window partition, Eq. 3 sets, masks"))
     win, in_win = window_partition(coords, sparse_shape=(GRID, GRID, 1), window_shape=(12, 12, 1), shift=(0, 0, 0))
     sets = set_partition(win, in_win, window_shape=(12, 12, 1), set_size=tau, axis=0)
-    x192 = torch.randn(m, c_set, generator=gen).to(device)
-    pos192 = torch.randn(m, c_set, generator=gen).to(device)
-    set_layer = DSVTEncoderLayer(c_set, 8, 384, backend="sdpa").to(device).eval()
+    x192 = torch.randn(m, c_set, generator=gen).to(device, dtype)
+    pos192 = torch.randn(m, c_set, generator=gen).to(device, dtype)
+    set_layer = DSVTEncoderLayer(c_set, 8, 384, backend="sdpa").to(device, dtype).eval()
     ours_set = _row("ours: DSVT set layer", lambda: set_layer(x192, pos192, sets), device=device, repeat=repeat,
                     detail=f"{sets.num_groups} sets x {tau}, C {c_set}, 8 heads")
     rows.append(ours_set)
     index, mask, slot = padded_windows(coords, 12)
-    pad_set_layer = PaddedWindowLayer(c_set, 8, 384).to(device).eval()
+    pad_set_layer = PaddedWindowLayer(c_set, 8, 384).to(device, dtype).eval()
     pad_set = _row("baseline: padded windows 12 x 12 (same width)", lambda: pad_set_layer(x192, pos192, index, mask, slot),
                    device=device, repeat=repeat, detail=f"{index.shape[0]} windows x {index.shape[1]} (largest)")
     rows.append(pad_set)
     h, d = 8, c_set // 8
-    q = torch.randn(sets.num_groups, h, tau, d, generator=gen).to(device)
+    q = torch.randn(sets.num_groups, h, tau, d, generator=gen).to(device, dtype)
     set_mask = ~sets.key_padding_mask[:, None, None, :]
     sdpa_set = _row("floor: SDPA alone on the same sets (masked)",
                     lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=set_mask),
@@ -304,7 +307,7 @@ def run(args: argparse.Namespace):
     for spconv_row, ours in ((rows[-2], flat), (rows[-1], ours_set)):
         ratios[f"{spconv_row['layer']} / ours (same width)"] = ratio(spconv_row, ours)
     context = base_context(device)
-    context.update({"input": source, "points": int(points.shape[0]), "pillars": m,
+    context.update({"dtype": args.dtype, "input": source, "points": int(points.shape[0]), "pillars": m,
                     "grid": f"{GRID} x {GRID}, {PILLAR} m pillars over [-74.88, 74.88] m", **ratios})
     notes = [
         "layer rows: one layer's forward in inference mode on the frame's pillars (attention + FFN + norms; "

@@ -58,7 +58,7 @@ def test_padded_windows_cover_every_token_once():
 @pytest.mark.slow
 def test_small_run(tmp_path):
     np.save(tmp_path / "scan.npy", bench.synthetic_sweep(3000, seed=3))
-    args = argparse.Namespace(device="cpu", input=tmp_path / "scan.npy", points=0, seed=0, repeat=1, threads=None)
+    args = argparse.Namespace(device="cpu", input=tmp_path / "scan.npy", points=0, seed=0, repeat=1, threads=None, dtype="float32")
     report = bench.run(args)
     names = [row["layer"] for row in report.rows]
     assert any(n.startswith("ours: flattened-window") for n in names)
