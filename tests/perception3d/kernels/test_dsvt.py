@@ -232,3 +232,19 @@ def test_parameter_names_follow_the_official_checkpoint(config):
         r"|stage_\d_reduction\.(pos_embedding|norm\.(weight|bias)|self_attn\.(in_proj_weight|in_proj_bias|out_proj\.(weight|bias)))")
     keys = list(dsvt(config).state_dict())
     assert keys and all(pattern.fullmatch(k) for k in keys), [k for k in keys if not pattern.fullmatch(k)]
+
+
+def test_checkpointing_gives_the_same_gradients(make_coords):
+    torch.manual_seed(0)
+    plain = dsvt("pillar_tiny").double()
+    ckpt = dsvt("pillar_tiny", use_checkpoint=True).double()
+    ckpt.load_state_dict(plain.state_dict())
+    coords = make_coords([60, 20], grid=(32, 32, 1))
+    feats = torch.randn(80, 32, dtype=torch.float64)
+    grads = []
+    for model in (plain, ckpt):
+        out, _ = model(feats, coords, 2)
+        out.square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-9, atol=1e-10, msg=name)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from perception3d.kernels import dsvt, flatformer
-from perception3d.kernels._export import ExportableEncoder, flatten_inputs
+from perception3d.kernels import ExportableEncoder, flatten_inputs
 
 MODELS = {
     "flatformer": (lambda: flatformer("tiny"), (64, 64, 1)),
