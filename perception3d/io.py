@@ -200,7 +200,11 @@ def read_points(path: str | Path, *, mesh_samples: int | None = None, seed: int 
         ".ply": _read_ply_points, ".pcd": _read_pcd, ".xyz": _read_text, ".txt": _read_text, ".pts": _read_text,
         ".npy": _read_npy, ".bin": _read_kitti_bin, ".las": _read_las, ".laz": _read_las,
     }[ext]
-    return _build(path, **reader(path))
+    try:
+        arrays = reader(path)
+    except OSError as err:  # unreadable (permissions, a vanished network file): the file and the reason
+        raise PointCloudFileError(path, f"cannot read ({err.strerror or err})") from None
+    return _build(path, **arrays)
 
 
 def read_mesh(path: str | Path) -> MeshData:
@@ -211,6 +215,17 @@ def read_mesh(path: str | Path) -> MeshData:
     """
     path = _existing(path)
     ext = _extension(path, MESH_EXTENSIONS)
+    try:
+        vertices, faces = _read_mesh_arrays(path, ext)
+    except OSError as err:
+        raise PointCloudFileError(path, f"cannot read ({err.strerror or err})") from None
+    try:
+        return MeshData(vertices, faces)
+    except PointCloudValueError as err:
+        raise PointCloudFileError(path, str(err)) from None
+
+
+def _read_mesh_arrays(path: Path, ext: str) -> tuple[np.ndarray, np.ndarray]:
     if ext == ".off":
         vertices, faces = _read_off(path)
     elif ext == ".obj":
@@ -221,10 +236,7 @@ def read_mesh(path: str | Path) -> MeshData:
         if "face" not in elements:
             raise PointCloudFileError(path, "a PLY without a face element is not a mesh")
         faces = _triangulate(elements["face"]["__faces__"])
-    try:
-        return MeshData(vertices, faces)
-    except PointCloudValueError as err:
-        raise PointCloudFileError(path, str(err)) from None
+    return vertices, faces
 
 
 def _triangulate(polygons: list[np.ndarray] | np.ndarray) -> np.ndarray:

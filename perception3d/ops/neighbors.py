@@ -466,3 +466,32 @@ def three_nn_interpolate(unknown: Tensor, known: Tensor, feats: Tensor, *, backe
     recip = 1.0 / (dist + 1e-8)
     weight = recip / recip.sum(dim=-1, keepdim=True)  # [B, n, k]
     return (gather_points(feats, idx) * weight.unsqueeze(-1)).sum(dim=2)
+
+
+def three_nn_interpolate_ragged(unknown: Tensor, unknown_offsets: Tensor, known: Tensor, known_offsets: Tensor,
+                                feats: Tensor, *, backend: str | None = None) -> Tensor:
+    """`three_nn_interpolate` on a ragged batch (pointops' interpolation): each sample uses its own known points.
+
+    Args:
+        unknown: `Tensor[n, 3]`, samples concatenated; unknown_offsets: `LongTensor[B+1]`.
+        known: `Tensor[m, 3]`; known_offsets: `LongTensor[B+1]` (every sample with unknown points has >= 1).
+        feats: `Tensor[m, C]` features of the known points.
+
+    Returns:
+        `Tensor[n, C]`, differentiable in feats, unknown and known.
+    """
+    if feats.dim() != 2 or feats.shape[0] != known.shape[0]:
+        raise PointCloudValueError(f"three_nn_interpolate_ragged: feats {tuple(feats.shape)} does not match known "
+                                   f"{tuple(known.shape)}")
+    sizes = known_offsets[1:] - known_offsets[:-1]
+    k = int(min(3, int(sizes.max()))) if sizes.numel() and int(sizes.max()) > 0 else 3
+    dist2, idx = knn_ragged(unknown, unknown_offsets, known, known_offsets, k, backend=backend)
+    # a sample with fewer than 3 known points repeats its farthest one: count each point once
+    first = torch.ones_like(idx, dtype=torch.bool)
+    first[:, 1:] = idx[:, 1:] != idx[:, :-1]
+    positive = dist2 > 0
+    dist = torch.where(positive, dist2, torch.ones_like(dist2)).sqrt() * positive
+    recip = first / (dist + 1e-8)
+    weight = recip / recip.sum(dim=-1, keepdim=True)  # [n, k]
+    return (feats[idx] * weight.unsqueeze(-1)).sum(dim=1)
+

@@ -271,3 +271,14 @@ def test_ply_points_ignore_faces_with_extra_properties(tmp_path):
             "element face 1\nproperty list uchar int vertex_indices\nproperty uchar red\nend_header\n"
             "0 0 0\n1 0 0\n0 1 0\n3 0 1 2 255\n")
     assert len(read_points(_write(tmp_path / "f.ply", text))) == 3
+
+
+def test_unreadable_file_is_a_file_error(tmp_path, monkeypatch):
+    path = write_points(tmp_path / "000000.bin", _cloud(5))
+
+    def denied(p):  # what reading a file without permission raises (root, who runs the tests, reads anything)
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(p3io, "_read_kitti_bin", denied)
+    with pytest.raises(PointCloudFileError, match="cannot read \\(Permission denied\\)"):
+        read_points(path)
