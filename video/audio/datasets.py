@@ -362,7 +362,7 @@ def make_audio_events(out: Path, *, seed: int, size: str = "small") -> dict:
         writer.writerow(["filename", "labels"])
         writer.writerows(rows)
     counts["mixtures"] = n_mix
-    return {"classes": list(EVENT_CLASSES), "sample_rate": SAMPLE_RATE, "clip_seconds": 1.0, "files": counts, "out": str(out)}
+    return {"classes": list(EVENT_CLASSES), "sample_rate": SAMPLE_RATE, "clip_seconds": 1.0, "files": counts}
 
 
 def make_prefix_like(out: Path, *, seed: int, classes: tuple[str, ...] = SONIC_PI_CLASSES, per_class: int = 3) -> Path:

@@ -16,6 +16,7 @@ normalised fbank with the value a raw zero maps to, which is the same thing.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torchaudio
@@ -56,17 +57,37 @@ def _resampler(orig_sr: int, new_sr: int) -> torchaudio.transforms.Resample:
 def resample(waveform: Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> Tensor:
     """Resample `Tensor[..., S]` from `orig_sr` to `new_sr` Hz (band-limited sinc, torchaudio).
 
-    Odd rates (e.g. 22_050, 11_025, 7_999) work: torchaudio reduces the ratio by its gcd.
+    Any rate works: pairs with a small reduced ratio (44_100, 22_050, 8_000) use torchaudio's polyphase
+    sinc filter; awkward ones (7_999) use FFT resampling, which is exact for band-limited periodic signals.
     """
     orig_sr, new_sr = int(orig_sr), int(new_sr)
     if orig_sr <= 0 or new_sr <= 0:
         raise AudioValueError(f"sample rates must be positive, got {orig_sr} -> {new_sr}")
     if orig_sr == new_sr:
         return waveform
+    g = math.gcd(orig_sr, new_sr)
+    if max(orig_sr, new_sr) // g > _MAX_POLYPHASE:
+        return _fft_resample(waveform.to(torch.float32), orig_sr, new_sr)
     transform = _resampler(orig_sr, new_sr)
     if transform.kernel.device != waveform.device:
         transform = torchaudio.transforms.Resample(orig_sr, new_sr).to(waveform.device)
     return transform(waveform.to(torch.float32))
+
+
+# torchaudio's polyphase sinc resampler builds a kernel with one row per output phase: for a rate pair whose
+# reduced ratio is large (7999 -> 16000 has 16000 phases) that takes minutes, so those go through the FFT.
+_MAX_POLYPHASE = 1000
+
+
+def _fft_resample(waveform: Tensor, orig_sr: int, new_sr: int) -> Tensor:
+    """Band-limited resampling by truncating or zero-padding the spectrum (any rate pair, O(S log S))."""
+    n = waveform.shape[-1]
+    m = max(1, int(round(n * new_sr / orig_sr)))
+    spec = torch.fft.rfft(waveform, dim=-1)
+    keep = min(spec.shape[-1], m // 2 + 1)
+    out = spec.new_zeros(spec.shape[:-1] + (m // 2 + 1,))
+    out[..., :keep] = spec[..., :keep]
+    return torch.fft.irfft(out, n=m, dim=-1) * (m / n)
 
 
 def _check_finite(waveform: Tensor) -> None:
@@ -136,7 +157,8 @@ def log_mel(
     _check_finite(wave)
     hop = int(round(sample_rate * frame_shift_ms / 1000.0))
     win = int(round(sample_rate * frame_length_ms / 1000.0))
-    n_fft = 1 << (win - 1).bit_length()
+    # A window's next power of two, but fine enough that no low mel band is empty (128 bands need 1024).
+    n_fft = max(1 << (win - 1).bit_length(), 1 << (8 * num_mel_bins - 1).bit_length())
     if wave.shape[-1] < n_fft // 2 + 1:  # reflect padding needs more samples than half a window
         wave = nn.functional.pad(wave, (0, n_fft // 2 + 1 - wave.shape[-1]))
     mel = _mel_transform(sample_rate, n_fft, win, hop, num_mel_bins, str(wave.device))
