@@ -40,7 +40,9 @@ GENERATORS: dict[str, str] = {
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
 # (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
-CONVERTERS: dict[str, tuple[str, str]] = {}
+CONVERTERS: dict[str, tuple[str, str]] = {
+    "ast": ("video.models.ast:convert_official_ast", "ast_base"),
+}
 
 # Named variants: modules exposing `VARIANTS: dict[str, Callable[..., nn.Module]]`.
 VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusion.models")

@@ -163,6 +163,10 @@ class AudioClassificationData(L.LightningDataModule):
             if split[s]:
                 self._data[s] = AudioClipDataset(split[s], self.class_names, mean=self.mean, std=self.std, **common)
 
+    def state_dict(self) -> dict[str, Any]:
+        # Saved in every Lightning checkpoint, so the statistics a model was trained with travel with it.
+        return {"class_names": self.class_names, "input_spec": self.input_spec()}
+
     def input_spec(self) -> dict[str, Any]:
         """What inference needs to reproduce the training features (saved with shipped weights)."""
         return {"sample_rate": 16000, "features": "kaldi_fbank", "num_mel_bins": self.num_mel_bins,
@@ -192,3 +196,68 @@ def _csv_folds(csv_path: Path) -> list[str]:
 
     with open(csv_path, newline="") as f:
         return [row["fold"] for row in csv.DictReader(f)]
+
+
+# --- shipped weights and inference --------------------------------------------------------------------------
+
+_MODEL_PREFIXES = ("video.models.",)  # weights metadata may only name model classes from here
+
+
+def build_model(spec: dict[str, Any]):
+    """Build the encoder a weights file describes: `{"class_path": "video.models....", "init_args": {...}}`."""
+    from fusion import _registry
+    from fusion._errors import WeightsError
+
+    class_path = spec.get("class_path", "")
+    if not class_path.startswith(_MODEL_PREFIXES):
+        raise WeightsError(Path(class_path or "<meta>"), f"model class {class_path!r} is not an omnisense audio model")
+    module, _, name = class_path.rpartition(".")
+    return _registry.resolve(f"{module}:{name}")(**spec.get("init_args", {}))
+
+
+def evaluate(model, dataset: AudioClipDataset, batch_size: int = 64) -> dict[str, Any]:
+    """Top-1, top-5 and mean class accuracy of `model` on an evaluation dataset (one clip per file)."""
+    import torch
+
+    from video.audio.metrics import accuracy, mean_class_accuracy
+
+    model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for x, y in DataLoader(dataset, batch_size=batch_size):
+            logits.append(model(x))
+            labels.append(y)
+    logits_t, labels_t = torch.cat(logits), torch.cat(labels)
+    return {"acc1": accuracy(logits_t, labels_t), "acc5": accuracy(logits_t, labels_t, topk=5),
+            "macc": mean_class_accuracy(logits_t, labels_t), "files": len(dataset)}
+
+
+def export_weights(config: str | Path, ckpt: str | Path, out: str | Path, *, root: str | None = None,
+                   overwrite: bool = False) -> dict[str, Any]:
+    """Evaluate a trained checkpoint on its held-out splits and write it as a weights pair with its metadata.
+
+    The metadata holds the model spec, the categories, the input spec (sample rate, mel bins, clip length,
+    normalisation statistics of the training split) and the measured val/test metrics.
+    """
+    import torch
+    import yaml
+
+    from fusion import export_checkpoint
+
+    config = Path(config)
+    cfg = yaml.safe_load(config.read_text())
+    spec = cfg["model"]["init_args"]["model"]
+    data_args = {k: v for k, v in cfg["data"]["init_args"].items()}
+    if root is not None:
+        data_args["root"] = root
+    data = AudioClassificationData(**data_args)
+    data.setup()
+    model = build_model(spec)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    metrics = {f"{split}/{k}": v for split in ("val", "test") if split in data._data
+               for k, v in evaluate(model, data._data[split]).items()}
+    meta = {"model": spec, "categories": data.class_names, "input_spec": data.input_spec(),
+            "dataset": data.dataset, "metrics": metrics, "recipe": str(config)}
+    path = export_checkpoint(ckpt, out, meta=meta, overwrite=overwrite)
+    return {"path": str(path), "metrics": metrics}

@@ -83,7 +83,7 @@ class ASTModel(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, 2 + self.f_dim * self.t_dim, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
         norm = partial(nn.LayerNorm, eps=1e-6)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth, linear
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=dpr[i], norm_layer=norm)
             for i in range(depth)
