@@ -52,17 +52,10 @@ class AudioClassifier:
 
     def features(self, waveform) -> Any:
         """Mono 16 kHz `Tensor[S]` -> normalised clips `Tensor[N, clip_frames, F]` at half-clip hops."""
-        import torch
-
-        from video.audio.frontend import kaldi_fbank, normalize_fbank, pad_or_crop
+        from video.audio.frontend import kaldi_fbank, normalize_fbank, sliding_clips
 
         fbank = kaldi_fbank(waveform.to(self.device), self.spec["sample_rate"], num_mel_bins=self.spec["num_mel_bins"])
-        clip = int(self.spec["target_frames"])
-        hop = max(1, clip // 2)
-        starts = list(range(0, max(fbank.shape[0] - clip, 0) + 1, hop))
-        if fbank.shape[0] > clip and (fbank.shape[0] - clip) % hop:
-            starts.append(fbank.shape[0] - clip)  # the tail, so the end of the file is heard too
-        clips = torch.stack([pad_or_crop(fbank[s:], clip) for s in starts])
+        clips = sliding_clips(fbank, int(self.spec["target_frames"]))
         return normalize_fbank(clips, self.spec["mean"], self.spec["std"])
 
     def classify_waveform(self, waveform, topk: int = 5) -> dict[str, Any]:

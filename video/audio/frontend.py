@@ -180,6 +180,17 @@ def pad_or_crop(fbank: Tensor, target_length: int) -> Tensor:
     return fbank[:target_length]
 
 
+def sliding_clips(fbank: Tensor, clip_frames: int, hop: int | None = None) -> Tensor:
+    """Cut `Tensor[T, F]` into clips of `clip_frames` at `hop` (default: half a clip), plus a tail clip so the
+    end is covered; a short input gives one zero-padded clip. Returns `Tensor[N, clip_frames, F]`."""
+    hop = max(1, hop if hop is not None else clip_frames // 2)
+    frames = fbank.shape[0]
+    starts = list(range(0, max(frames - clip_frames, 0) + 1, hop))
+    if frames > clip_frames and (frames - clip_frames) % hop:
+        starts.append(frames - clip_frames)
+    return torch.stack([pad_or_crop(fbank[s:], clip_frames) for s in starts])
+
+
 def normalize_fbank(fbank: Tensor, mean: float = AST_AUDIOSET_MEAN, std: float = AST_AUDIOSET_STD) -> Tensor:
     """AST normalisation: `(fbank - mean) / (2 * std)`, so inputs land roughly in [-1, 1]."""
     return (fbank - mean) / (2.0 * std)

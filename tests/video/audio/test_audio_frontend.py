@@ -141,3 +141,15 @@ def test_frontend_on_gpu_matches_cpu():
     gpu = fe(x.cuda())
     assert gpu.device.type == "cuda"
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-3)
+
+
+@pytest.mark.parametrize("frames,starts", [(40, [0]), (100, [0]), (198, [0, 50, 98]), (200, [0, 50, 100])])
+def test_sliding_clips_cover_the_whole_input(frames, starts):
+    from video.audio.frontend import sliding_clips
+
+    fbank = torch.arange(frames, dtype=torch.float32)[:, None].expand(frames, 4)
+    clips = sliding_clips(fbank, 100)
+    assert clips.shape == (len(starts), 100, 4)
+    assert clips[:, 0, 0].tolist() == starts
+    if frames < 100:
+        assert (clips[0, frames:] == 0).all()
