@@ -247,6 +247,36 @@ def evaluate_all_clips(model, dataset: AudioClipDataset) -> float:
     return correct / len(dataset.items)
 
 
+def mixtures_map(model, root: str | Path, class_names: list[str], spec: dict[str, Any]) -> float:
+    """Multi-label mAP on `root/mixtures` (written by the audio-events generator: two or three events per clip).
+
+    A single-label classifier's softmax, averaged over each file's clips, serves as the per-class score.
+    """
+    import csv
+
+    import torch
+
+    from video.audio.frontend import kaldi_fbank, normalize_fbank, sliding_clips
+    from video.audio.io import load_audio
+    from video.audio.metrics import mean_average_precision
+
+    folder = Path(root) / "mixtures"
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    index = {name: i for i, name in enumerate(class_names)}
+    scores, targets = [], []
+    model.eval()
+    with torch.no_grad():
+        for row in rows:
+            wave, _ = load_audio(folder / row["filename"], spec["sample_rate"])
+            clips = sliding_clips(kaldi_fbank(wave, num_mel_bins=spec["num_mel_bins"]), spec["target_frames"])
+            scores.append(model(normalize_fbank(clips, spec["mean"], spec["std"])).softmax(-1).mean(0))
+            target = torch.zeros(len(class_names))
+            target[[index[name] for name in row["labels"].split(";")]] = 1
+            targets.append(target)
+    return mean_average_precision(torch.stack(scores), torch.stack(targets))[0]
+
+
 def export_weights(config: str | Path, ckpt: str | Path, out: str | Path, *, root: str | None = None,
                    overwrite: bool = False) -> dict[str, Any]:
     """Evaluate a trained checkpoint on its held-out splits and write it as a weights pair with its metadata.
@@ -274,6 +304,8 @@ def export_weights(config: str | Path, ckpt: str | Path, out: str | Path, *, roo
                for k, v in evaluate(model, data._data[split]).items()}
     if "test" in data._data:  # as `omnisense classify-audio` sees a file: probabilities averaged over its clips
         metrics["test/acc1_all_clips"] = evaluate_all_clips(model, data._data["test"])
+    if data.dataset == "folder" and data.root and (Path(data.root) / "mixtures" / "labels.csv").exists():
+        metrics["mixtures/mAP"] = mixtures_map(model, data.root, data.class_names, data.input_spec())
     meta = {"model": spec, "categories": data.class_names, "input_spec": data.input_spec(),
             "dataset": data.dataset, "metrics": metrics, "recipe": str(config)}
     path = export_checkpoint(ckpt, out, meta=meta, overwrite=overwrite)
