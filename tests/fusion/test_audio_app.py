@@ -109,3 +109,32 @@ def test_shipped_events_model_ranks_the_events_of_mixtures(tmp_path):
     value = mixtures_map(classifier.model, tmp_path, classifier.categories, classifier.spec)
     # Chance: with 2-3 of the 7 foreground classes present per clip, random scores give a mAP of about 0.4.
     assert value > 0.65, value
+
+
+def test_convert_an_official_style_ast_checkpoint(tmp_path):
+    """`omnisense convert ast`: official key names (`module.v.*`, `module.mlp_head.*`) into our AST, every key used."""
+    from fusion._convert import convert
+    from fusion._weights import load_weights
+    from video.models.ast import ast_micro
+
+    torch.manual_seed(0)
+    source = ast_micro()
+    official = {}
+    for k, v in source.state_dict().items():
+        if k.startswith("patch_embed."):
+            official["module.v.patch_embed.proj." + k.split(".", 1)[1]] = v
+        elif k.startswith("head_norm."):
+            official["module.mlp_head.0." + k.split(".", 1)[1]] = v
+        elif k.startswith("head."):
+            official["module.mlp_head.1." + k.split(".", 1)[1]] = v
+        else:
+            official["module.v." + k] = v
+    official["module.v.head_dist.weight"] = torch.zeros(1000, 128)  # DeiT's unused distillation classifier
+    torch.save(official, tmp_path / "ast_official.pth")
+    report = convert("ast", tmp_path / "ast_official.pth", tmp_path / "ast.safetensors", variant="ast_micro")
+    assert report.ok, report.summary()
+    state, meta = load_weights(tmp_path / "ast.safetensors")
+    target = ast_micro()
+    target.load_state_dict(state)
+    x = torch.randn(1, 100, 128)
+    assert torch.allclose(source.eval()(x), target.eval()(x))

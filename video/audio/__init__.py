@@ -13,6 +13,7 @@ from video.audio.frontend import (
     normalize_fbank,
     pad_or_crop,
     resample,
+    sliding_clips,
     to_mono,
 )
 from video.audio.io import audio_chunks_for_frames, load_audio, read_audio
@@ -33,5 +34,6 @@ __all__ = [
     "pad_or_crop",
     "read_audio",
     "resample",
+    "sliding_clips",
     "to_mono",
 ]
