@@ -237,10 +237,10 @@ _SIZES = {"tiny": (3, 2, 2, 4), "small": (60, 10, 20, 40), "full": (200, 40, 60,
 
 
 def _envelope(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
-    attack = max(1, int(rng.uniform(0.002, 0.03) * sr))
+    attack = min(n, max(1, int(rng.uniform(0.002, 0.03) * sr)))
     release = max(1, int(rng.uniform(0.01, 0.1) * sr))
     env = np.ones(n)
-    env[:attack] = np.linspace(0, 1, attack)[: min(attack, n)] if n >= attack else np.linspace(0, 1, n)
+    env[:attack] = np.linspace(0, 1, attack)
     if n > release:
         env[-release:] *= np.linspace(1, 0, release)
     return env

@@ -18,7 +18,8 @@ from video.audio._errors import AudioValueError
 from video.audio.frontend import SAMPLE_RATE, resample, to_mono
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".m4a", ".aac")
+# Containers read through FFmpeg (PyAV): videos, and audio-only containers libsndfile does not know.
+FFMPEG_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".m4a", ".aac")
 
 
 def _check_file(path: Path) -> None:
@@ -100,7 +101,7 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
     """
     path = Path(path)
     _check_file(path)
-    if path.suffix.lower() in VIDEO_EXTENSIONS:
+    if path.suffix.lower() in FFMPEG_EXTENSIONS:
         return read_video_audio(path)
     try:
         return read_audio_file(path)
