@@ -138,3 +138,16 @@ def test_convert_an_official_style_ast_checkpoint(tmp_path):
     target.load_state_dict(state)
     x = torch.randn(1, 100, 128)
     assert torch.allclose(source.eval()(x), target.eval()(x))
+
+
+@pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
+@pytest.mark.parametrize("name,samples,rate,channels", [
+    ("silence.wav", np.zeros((16_000, 1)), 16_000, 1),
+    ("tiny.wav", 0.5 * np.ones((10, 1)), 16_000, 1),  # 10 samples: shorter than one 25 ms frame
+    ("clipped_6ch_odd_rate.flac", np.clip(3 * np.random.default_rng(0).standard_normal((7_999, 6)), -1, 1), 7_999, 6),
+])
+def test_classifier_handles_awkward_inputs(tmp_path, name, samples, rate, channels):
+    sf.write(tmp_path / name, samples.astype(np.float32), rate)
+    result = AudioClassifier(SHIPPED_EVENTS).classify_file(tmp_path / name, topk=2)
+    assert result["clips"] == 1 and len(result["top"]) == 2
+    assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)
