@@ -95,7 +95,8 @@ def run(args: argparse.Namespace):
                     seconds = time.perf_counter() - start
                     rre, rte = metrics.rotation_error(r.transform, gt), metrics.translation_error(r.transform, gt)
                     # FPFH's correspondences are RANSAC's own inlier set: their ratio says nothing comparable.
-                    ir = metrics.inlier_ratio(r.src_corr, r.tgt_corr, gt, 4 * voxel) if method != "fpfh+ransac" else None
+                    ir = (None if method == "fpfh+ransac"
+                          else metrics.inlier_ratio(r.src_corr, r.tgt_corr, gt, 4 * voxel))
                     results.setdefault((scan, method), []).append(
                         {"rre": rre, "rte": rte / ext, "ok": rre < 5 and rte < 0.05 * ext, "s": seconds, "ir": ir})
                 bar.update(1)

@@ -94,7 +94,8 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
 
 
 def ransac_on_correspondences(tgt_corr: np.ndarray, src_corr: np.ndarray, *, distance: float,
-                              max_iterations: int = 50000, confidence: float = 0.999, seed: int | None = None) -> np.ndarray:
+                              max_iterations: int = 50000, confidence: float = 0.999,
+                              seed: int | None = None) -> np.ndarray:
     """open3d RANSAC on given correspondences (RoITr's official evaluation: ransac_n 3, edge-length checker
     0.9 and distance checker at `distance`). Returns a [4, 4] float64 source -> target transform."""
     import open3d as o3d

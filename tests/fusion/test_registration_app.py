@@ -96,8 +96,9 @@ def test_convert_official_checkpoint_layout(tmp_path):
     state["module.backbone.global_transformer.embedding.embedding.div_term"] = torch.ones(128)
     torch.save({"epoch": 3, "state_dict": state, "best_loss": 1.0, "best_PIR": 0.5,
                 "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}}, tmp_path / "official.pth")
-    assert main(["convert", "roitr", str(tmp_path / "official.pth"), "--output", str(tmp_path / "roitr.safetensors")]) == 0
-    converted, meta = load_weights(tmp_path / "roitr.safetensors")
+    out = tmp_path / "roitr.safetensors"
+    assert main(["convert", "roitr", str(tmp_path / "official.pth"), "--output", str(out)]) == 0
+    converted, meta = load_weights(out)
     assert meta["variant"] == "roitr_3dmatch" and set(converted) == set(ours)
     torch.testing.assert_close(converted["coarse_proj.weight"], state["module.coarse_proj.weight"])
 

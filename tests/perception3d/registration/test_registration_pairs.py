@@ -54,7 +54,8 @@ def test_pair_list_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("text", ["", "a,b\n", "source,target," + ",".join(["t"] * 16) + "\nx.npy,y.npy,1,2\n",
-                                  "source,target," + ",".join(["t"] * 16) + "\nx.npy,y.npy," + ",".join(["1"] * 16) + "\n"])
+                                  "source,target," + ",".join(["t"] * 16) + "\nx.npy,y.npy,"
+                                  + ",".join(["1"] * 16) + "\n"])
 def test_bad_pair_lists(tmp_path, text):
     (tmp_path / "p.csv").write_text(text)
     with pytest.raises(PointCloudFileError):
