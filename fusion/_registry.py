@@ -35,12 +35,17 @@ BENCHES: dict[str, str] = {
 # "module:function" with signature `fn(out: Path, *, seed: int, size: str) -> dict` (a summary).
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
+    "multiview-recordings": "fusion.recordings.synthetic:make_multiview_recordings",
+    "registration-pairs": "fusion.tasks.registration:make_registration_pairs",
+    "audio-events": "video.audio.datasets:make_audio_events",
     "lidar-scenes": "perception3d.detection.simulator:make_lidar_scenes",
 }
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
 # (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
 CONVERTERS: dict[str, tuple[str, str]] = {
+    "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch"),
+    "ast": ("video.models.ast:convert_official_ast", "ast_base"),
     "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo"),
     "flatformer-mmdet3d": ("perception3d.models.flatformer:convert_mmdet3d_flatformer", "flatformer_waymo"),
 }
@@ -52,6 +57,9 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 # signature `fn(ctx: fusion._demo.DemoContext) -> fusion._demo.DemoSection`.
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
+    ("fusion", "fusion.apps.fuse:demo"),
+    ("registration", "fusion.apps.register:demo"),
+    ("audio", "fusion.apps.classify_audio:demo"),
     ("detection", "fusion.tasks.detection:demo"),
 ]
 

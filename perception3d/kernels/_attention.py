@@ -123,12 +123,12 @@ def group_attention_sdpa(x: Tensor, pos: Tensor | None, partition: GroupPartitio
     qk = F.linear(x if pos is None else x + pos, w[: 2 * c], b[: 2 * c])  # [M, 2C]
     v = F.linear(x, w[2 * c:], b[2 * c:])  # [M, C]
     g, length = partition.index.shape
-    qkv = torch.cat([qk, v], dim=1)[partition.index]  # [G, L, 3C]
-    qkv = qkv.view(g, length, 3, h, c // h).permute(2, 0, 3, 1, 4)  # [3, G, H, L, D]
+    qk = qk[partition.index].view(g, length, 2, h, c // h).permute(2, 0, 3, 1, 4)  # [2, G, H, L, D]
+    v = v[partition.index].view(g, length, h, c // h).transpose(1, 2)  # [G, H, L, D]
     mask = None
     if partition.key_padding_mask is not None:
         mask = ~partition.key_padding_mask[:, None, None, :]  # [G, 1, 1, L], True = attend
-    out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)  # [G, H, L, D]
+    out = F.scaled_dot_product_attention(qk[0], qk[1], v, attn_mask=mask)  # [G, H, L, D]
     out = out.transpose(1, 2).reshape(g * length, c)[partition.token_slot]  # [M, C]
     return attn.out_proj(out)
 

@@ -186,13 +186,25 @@ def scatter_to_bev(feats: Tensor, coords: Tensor, batch_size: int, grid: Sequenc
 # Layers
 
 
+class FlatGroupAttention(nn.Module):
+    """Holds the attention as `.attn`, so parameter names match the official checkpoints
+    (`block_list.{i}.block.{k}.attn.attn.in_proj_weight`, ...)."""
+
+    def __init__(self, channels: int, num_heads: int, *, backend: str = "auto") -> None:
+        super().__init__()
+        self.attn = GroupAttention(channels, num_heads, backend=backend)
+
+    def forward(self, x: Tensor, pe: Tensor, partition: GroupPartition) -> Tensor:
+        return self.attn(x, pe, partition)
+
+
 class FlatWindowLayer(nn.Module):
     """One post-norm FlatFormer layer: `x = LN1(x + attn(x, pe))`, `x = LN2(x + fc2(act(fc1(x))))`."""
 
     def __init__(self, channels: int, num_heads: int, *, ffn_ratio: int = 2, activation: str = "gelu",
                  backend: str = "auto") -> None:
         super().__init__()
-        self.attn = GroupAttention(channels, num_heads, backend=backend)
+        self.attn = FlatGroupAttention(channels, num_heads, backend=backend)
         self.fc1 = nn.Linear(channels, ffn_ratio * channels)
         self.fc2 = nn.Linear(ffn_ratio * channels, channels)
         self.norm1 = nn.LayerNorm(channels)
@@ -275,6 +287,11 @@ class FlatFormer(nn.Module):
         if coords.ndim != 2 or coords.shape[1] != 4:
             raise PointCloudValueError(f"coords must be [M, 4] (batch, z, y, x), got {tuple(coords.shape)}")
         coords = coords.long()
+        if coords.numel():
+            low, high = coords.min(0).values, coords.max(0).values
+            nx, ny = self.sparse_shape
+            if bool((low < 0).any()) or int(high[0]) >= batch_size or int(high[2]) >= ny or int(high[3]) >= nx:
+                raise PointCloudValueError(f"coords outside the grid (batch < {batch_size}, y < {ny}, x < {nx})")
         partitions = flat_window_partitions(coords, batch_size, sparse_shape=self.sparse_shape,
                                             window_shape=self.window_shape, group_size=self.group_size)
         pe = sinusoidal_position_embedding(coords, self.in_channels, temperature=self.pos_temperature,

@@ -22,4 +22,4 @@ def test_bench_ops_small_cloud():
         assert (op, impl) in impls
     assert all(row["agrees"] in (True, None) for row in report.rows), report.rows
     assert all(row["ms"] > 0 for row in report.rows)
-    assert report.context["points"] == 600
+    assert report.context["points"] == 400

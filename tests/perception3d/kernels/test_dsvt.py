@@ -216,3 +216,35 @@ def test_coords_outside_the_grid_raise():
     model = dsvt("pillar_tiny")
     with pytest.raises(PointCloudValueError, match="outside the grid"):
         model(torch.randn(2, 32), torch.tensor([[0, 0, 1, 64], [0, 0, 1, 1]]), 1)
+
+
+@pytest.mark.parametrize("config", ["pillar_waymo", "voxel_waymo"])
+def test_parameter_names_follow_the_official_checkpoint(config):
+    """`backbone_3d.` keys of an OpenPCDet DSVT checkpoint load by name (no converter needed)."""
+    import re
+
+    pattern = re.compile(
+        r"input_layer\.posembed_layers\.\d\.\d\.[01]\.position_embedding_head\.(0|1|3)\."
+        r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+        r"|stage_\d\.\d\.encoder_list\.[01]\.(win_attn\.(self_attn\.(in_proj_weight|in_proj_bias|out_proj\.(weight|bias))"
+        r"|(linear1|linear2|norm1|norm2)\.(weight|bias))|norm\.(weight|bias))"
+        r"|residual_norm_stage_\d\.\d\.(weight|bias)"
+        r"|stage_\d_reduction\.(pos_embedding|norm\.(weight|bias)|self_attn\.(in_proj_weight|in_proj_bias|out_proj\.(weight|bias)))")
+    keys = list(dsvt(config).state_dict())
+    assert keys and all(pattern.fullmatch(k) for k in keys), [k for k in keys if not pattern.fullmatch(k)]
+
+
+def test_checkpointing_gives_the_same_gradients(make_coords):
+    torch.manual_seed(0)
+    plain = dsvt("pillar_tiny").double()
+    ckpt = dsvt("pillar_tiny", use_checkpoint=True).double()
+    ckpt.load_state_dict(plain.state_dict())
+    coords = make_coords([60, 20], grid=(32, 32, 1))
+    feats = torch.randn(80, 32, dtype=torch.float64)
+    grads = []
+    for model in (plain, ckpt):
+        out, _ = model(feats, coords, 2)
+        out.square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-9, atol=1e-10, msg=name)

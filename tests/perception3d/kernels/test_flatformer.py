@@ -243,6 +243,8 @@ def test_bad_input_raises():
     model = flatformer("tiny")
     with pytest.raises(PointCloudValueError):
         model(torch.randn(4, 31), torch.zeros(4, 4, dtype=torch.long), 1)
+    with pytest.raises(PointCloudValueError, match="outside the grid"):
+        model(torch.randn(2, 32), torch.tensor([[0, 0, 1, 1], [1, 0, 1, 1]]), 1)
 
 
 def test_scatter_to_bev():
@@ -252,3 +254,14 @@ def test_scatter_to_bev():
     assert bev.shape == (2, 2, 4, 3)
     assert bev[0, :, 1, 2].tolist() == [0, 1] and bev[1, :, 0, 0].tolist() == [2, 3]
     assert bev[1, :, 3, 1].tolist() == [4, 5] and bev.abs().sum() == feats.sum()
+
+
+def test_parameter_names_follow_the_official_checkpoint():
+    """`middle_encoder.` keys of an mmdet3d FlatFormer checkpoint load by name (no converter needed)."""
+    import re
+
+    pattern = re.compile(r"block_list\.\d\.block\.[0-3]\.(attn\.attn\.(in_proj_weight|in_proj_bias|out_proj\.(weight|bias))"
+                         r"|(fc1|fc2|norm1|norm2)\.(weight|bias))")
+    keys = list(flatformer("waymo").state_dict())
+    assert keys and all(pattern.fullmatch(k) for k in keys), [k for k in keys if not pattern.fullmatch(k)]
+    assert len(keys) == 2 * 4 * 12
