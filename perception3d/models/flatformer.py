@@ -98,7 +98,8 @@ def convert_mmdet3d_flatformer(official: dict[str, Tensor]) -> dict[str, Tensor]
     onto `flatformer_waymo`.
 
     - `voxel_encoder.vfe_layers.{i}.{0,1}` (Linear, BN) -> `vfe.pfn_layers.{i}.{linear,norm}`;
-    - `backbone.block_list.*.attn.attn.*` (nn.MultiheadAttention inside GroupAttention) -> `backbone_3d.block_list.*.attn.*`;
+    - `backbone.block_list.*` (the transformer blocks, `attn.attn.*` being the nn.MultiheadAttention inside
+      GroupAttention, as the kernels' FlatFormer names it too) -> `backbone_3d.block_list.*`;
     - `backbone.blocks.*` (the SECOND convs) and `neck.deblocks.*` -> `backbone_2d.blocks.*`, `backbone_2d.deblocks.*`;
     - `bbox_head.shared_conv.{conv,bn}` -> `dense_head.shared_conv.{0,1}`; `bbox_head.task_heads.0.<h>.0.{conv,bn}`,
       `<h>.1` -> `dense_head.heads_list.0.<ours>.0.{0,1}`, `<ours>.1` with reg->center, height->center_z,
@@ -117,7 +118,7 @@ def convert_mmdet3d_flatformer(official: dict[str, Tensor]) -> dict[str, Tensor]
             sub = {"0": "linear", "1": "norm"}[parts[3]]
             k = ".".join(["vfe.pfn_layers", parts[2], sub, *parts[4:]])
         elif k.startswith("backbone.block_list."):
-            k = "backbone_3d." + k[len("backbone."):].replace(".attn.attn.", ".attn.")
+            k = "backbone_3d." + k[len("backbone."):]
         elif k.startswith("backbone.blocks."):
             k = "backbone_2d." + k[len("backbone."):]
         elif k.startswith("neck.deblocks."):

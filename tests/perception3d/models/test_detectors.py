@@ -90,7 +90,7 @@ def _mmdet3d_key(k: str) -> str:
     if k.startswith("vfe.pfn_layers."):
         return f"voxel_encoder.vfe_layers.{parts[2]}." + {"linear": "0", "norm": "1"}[parts[3]] + "." + ".".join(parts[4:])
     if k.startswith("backbone_3d.block_list."):
-        return "backbone." + k[len("backbone_3d."):].replace(".attn.", ".attn.attn.")
+        return "backbone." + k[len("backbone_3d."):]
     if k.startswith("backbone_2d.blocks."):
         return "backbone." + k[len("backbone_2d."):]
     if k.startswith("backbone_2d.deblocks."):
