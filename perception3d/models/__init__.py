@@ -10,6 +10,9 @@ from typing import Callable
 
 from torch import nn
 
+from perception3d.models import gpsformer as _gpsformer
+
 VARIANTS: dict[str, Callable[..., nn.Module]] = {}
+VARIANTS.update(_gpsformer.VARIANTS)
 
 __all__ = ["VARIANTS"]

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from perception3d.ops import ball_query, farthest_point_sample, gather_points, knn, three_nn_interpolate
+from perception3d.ops import ball_query, farthest_point_sample, gather_points, three_nn_interpolate
 
 __all__ = [
     "ADGConv",
@@ -75,6 +75,7 @@ __all__ = [
     "GPSFormerPartSeg",
     "LSFConv",
     "count_flops",
+    "feature_knn",
     "reference_attention",
 ]
 
@@ -101,6 +102,16 @@ def _attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
         return weights @ v
     return F.scaled_dot_product_attention(q, k, v)
+
+
+def feature_knn(query: Tensor, ref: Tensor, k: int) -> Tensor:
+    """Indices of the k nearest rows of ref for each row of query, in feature space (any width C).
+
+    query: [B, M, C], ref: [B, N, C] -> LongTensor[B, M, k], nearest first. perception3d.ops.knn is for
+    3-D coordinates; this is DGCNN's dense kNN (squared distances by one matmul, then top-k).
+    """
+    d2 = (query * query).sum(-1, keepdim=True) - 2 * query @ ref.transpose(1, 2) + (ref * ref).sum(-1).unsqueeze(1)
+    return d2.topk(k, dim=-1, largest=False).indices
 
 
 class LinearBN(nn.Module):
@@ -161,7 +172,7 @@ class ADGConv(nn.Module):
         shifted = feat + self.offset(feat)  # f^_i = f_i + delta(f_i)
         k = min(self.k, feat.shape[1])
         # Feature-space kNN: for each shifted f^_i, the K nearest unshifted f_j (indices only).
-        _, idx = knn(shifted.detach(), feat.detach(), k)  # [B, N, K]
+        idx = feature_knn(shifted.detach(), feat.detach(), k)  # [B, N, K]
         # Linear([f^_i, f_j - f^_i]) = (W_c - W_n) f^_i + W_n f_j, with W_n f_j gathered per edge.
         nbr = self.neighbour(feat)  # [B, N, C]
         center = self.center(shifted) - self.neighbour(shifted)  # [B, N, C]
