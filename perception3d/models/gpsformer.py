@@ -460,7 +460,7 @@ def gpsformer_elite(*, num_classes: int = 40, **overrides) -> GPSFormer:
 
 def gpsformer_tiny(*, num_classes: int = 4, **overrides) -> GPSFormer:
     """A few thousand parameters for tests: not a paper configuration."""
-    kwargs = dict(embed_dim=8, widths=(8, 16, 16), k=4, num_heads=2, radii=(0.2, 0.4), max_counts=(4, 8),
+    kwargs = dict(embed_dim=8, widths=(8, 16, 16), k=4, num_heads=2, radii=(0.4, 0.8), max_counts=(4, 8),
                   head_hidden=(16,), dropout=0.0)
     kwargs.update(overrides)
     return GPSFormer(num_classes=num_classes, **kwargs)
@@ -473,7 +473,7 @@ def gpsformer_partseg(*, num_parts: int = 50, num_categories: int = 16, **overri
 
 def gpsformer_partseg_tiny(*, num_parts: int = 6, num_categories: int = 2, **overrides) -> GPSFormerPartSeg:
     """A tiny part-segmentation model for tests: not a paper configuration."""
-    kwargs = dict(embed_dim=8, widths=(8, 16, 16), k=4, num_heads=2, radii=(0.2, 0.4), max_counts=(4, 8),
+    kwargs = dict(embed_dim=8, widths=(8, 16, 16), k=4, num_heads=2, radii=(0.4, 0.8), max_counts=(4, 8),
                   decoder_width=16, dropout=0.0)
     kwargs.update(overrides)
     return GPSFormerPartSeg(num_parts=num_parts, num_categories=num_categories, **kwargs)
