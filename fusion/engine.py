@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+
+
+# `omnisense fit ...` hands its own arguments to LightningCLI on purpose; Lightning warns whenever they differ
+# from sys.argv (e.g. under pytest or the demo), which says nothing useful here.
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
 
 
 class OmnisenseCLI(LightningCLI):
@@ -50,7 +56,7 @@ def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
         args=argv,
         run=True,
         auto_configure_optimizers=False,
-        parser_kwargs={"parser_mode": "yaml"},
+        parser_kwargs={"parser_mode": "yaml", "allow_abbrev": False},
     )
     if return_results:
         return [{k: float(v) for k, v in cli.trainer.callback_metrics.items()}]

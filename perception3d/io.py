@@ -200,7 +200,11 @@ def read_points(path: str | Path, *, mesh_samples: int | None = None, seed: int 
         ".ply": _read_ply_points, ".pcd": _read_pcd, ".xyz": _read_text, ".txt": _read_text, ".pts": _read_text,
         ".npy": _read_npy, ".bin": _read_kitti_bin, ".las": _read_las, ".laz": _read_las,
     }[ext]
-    return _build(path, **reader(path))
+    try:
+        arrays = reader(path)
+    except OSError as err:  # unreadable (permissions, a vanished network file): the file and the reason
+        raise PointCloudFileError(path, f"cannot read ({err.strerror or err})") from None
+    return _build(path, **arrays)
 
 
 def read_mesh(path: str | Path) -> MeshData:
@@ -211,6 +215,17 @@ def read_mesh(path: str | Path) -> MeshData:
     """
     path = _existing(path)
     ext = _extension(path, MESH_EXTENSIONS)
+    try:
+        vertices, faces = _read_mesh_arrays(path, ext)
+    except OSError as err:
+        raise PointCloudFileError(path, f"cannot read ({err.strerror or err})") from None
+    try:
+        return MeshData(vertices, faces)
+    except PointCloudValueError as err:
+        raise PointCloudFileError(path, str(err)) from None
+
+
+def _read_mesh_arrays(path: Path, ext: str) -> tuple[np.ndarray, np.ndarray]:
     if ext == ".off":
         vertices, faces = _read_off(path)
     elif ext == ".obj":
@@ -221,10 +236,7 @@ def read_mesh(path: str | Path) -> MeshData:
         if "face" not in elements:
             raise PointCloudFileError(path, "a PLY without a face element is not a mesh")
         faces = _triangulate(elements["face"]["__faces__"])
-    try:
-        return MeshData(vertices, faces)
-    except PointCloudValueError as err:
-        raise PointCloudFileError(path, str(err)) from None
+    return vertices, faces
 
 
 def _triangulate(polygons: list[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -250,8 +262,12 @@ _PLY_TYPES = {
 }
 
 
-def _read_ply(path: Path) -> dict[str, dict]:
-    """Parse a PLY file into {element: {property: array}}; a face element's lists go under '__faces__'."""
+def _read_ply(path: Path, stop_after: str | None = None) -> dict[str, dict]:
+    """Parse a PLY file into {element: {property: array}}; a face element's lists go under '__faces__'.
+
+    Args:
+        stop_after: an element name; the elements after it are not parsed (points need only 'vertex').
+    """
     with open(path, "rb") as fh:
         if fh.readline().strip() != b"ply":
             raise PointCloudFileError(path, "not a PLY file (no 'ply' magic line)")
@@ -279,6 +295,10 @@ def _read_ply(path: Path) -> dict[str, dict]:
         if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
             raise PointCloudFileError(path, f"unsupported PLY format {fmt!r}")
         body = fh.read()
+    if stop_after is not None:
+        names = [name for name, _, _ in elements]
+        if stop_after in names:
+            elements = elements[:names.index(stop_after) + 1]
     if fmt == "ascii":
         return _ply_ascii(path, body, elements)
     return _ply_binary(path, body, elements, "<" if fmt == "binary_little_endian" else ">")
@@ -375,7 +395,7 @@ def _ply_columns(path: Path, elements: dict, names: tuple[str, ...]) -> np.ndarr
 
 
 def _read_ply_points(path: Path) -> dict:
-    elements = _read_ply(path)
+    elements = _read_ply(path, stop_after="vertex")
     vertex = elements.get("vertex", {})
     arrays = {"xyz": _ply_columns(path, elements, ("x", "y", "z"))}
     if all(n in vertex for n in ("nx", "ny", "nz")):
@@ -419,7 +439,10 @@ def _read_pcd(path: Path) -> dict:
         counts = [int(c) for c in header.get("COUNT", ["1"] * len(fields))]
         points = int(header["POINTS"][0]) if "POINTS" in header else int(header["WIDTH"][0]) * int(header["HEIGHT"][0])
         mode = header["DATA"][0].lower()
-        dtype = np.dtype([(f if c == 1 else f, _PCD_TYPES[(t.upper(), s)], (c,) if c > 1 else ())
+        # PCL pads with repeated '_' fields: give repeats unique names
+        fields = [f if f not in fields[:i] else f"{f}__{i}" for i, f in enumerate(fields)]
+        kinds = dict(zip(fields, (t.upper() for t in types), strict=True))
+        dtype = np.dtype([(f, _PCD_TYPES[(t.upper(), s)], (c,) if c > 1 else ())
                           for f, s, t, c in zip(fields, sizes, types, counts, strict=True)])
     except (KeyError, ValueError, IndexError):
         raise PointCloudFileError(path, "malformed PCD header (FIELDS/SIZE/TYPE/COUNT/POINTS)") from None
@@ -435,8 +458,6 @@ def _read_pcd(path: Path) -> dict:
         for f, c in zip(fields, counts):
             cols[f] = table[:, start] if c == 1 else table[:, start:start + c]
             start += c
-        if "rgb" in cols:  # the packed float, reinterpreted bit for bit
-            cols["rgb"] = cols["rgb"].astype(np.float32)
     elif mode == "binary":
         if len(body) < dtype.itemsize * points:
             raise PointCloudFileError(path, f"truncated PCD: {len(body)} bytes for {points} points of "
@@ -452,8 +473,14 @@ def _read_pcd(path: Path) -> dict:
     arrays = {"xyz": np.stack([cols["x"], cols["y"], cols["z"]], axis=1)}
     if all(f in cols for f in ("normal_x", "normal_y", "normal_z")):
         arrays["normals"] = np.stack([cols["normal_x"], cols["normal_y"], cols["normal_z"]], axis=1)
-    if "rgb" in cols or "rgba" in cols:
-        packed = np.ascontiguousarray(cols.get("rgb", cols.get("rgba")), dtype=np.float32).view(np.uint32)
+    color_field = "rgb" if "rgb" in cols else "rgba" if "rgba" in cols else None
+    if color_field is not None:
+        # 0xRRGGBB packed in 4 bytes: a float's bits (TYPE F, PCL's usual) or an integer (TYPE U/I)
+        raw = np.asarray(cols[color_field])
+        if kinds[color_field] == "F":
+            packed = np.ascontiguousarray(raw, dtype=np.float32).view(np.uint32)
+        else:
+            packed = raw.astype(np.int64).astype(np.uint32)
         arrays["colors"] = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1) / 255.0
     if "intensity" in cols:
         arrays["intensity"] = cols["intensity"]

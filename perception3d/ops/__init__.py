@@ -22,6 +22,7 @@ from perception3d.ops.neighbors import (
     knn,
     knn_ragged,
     three_nn_interpolate,
+    three_nn_interpolate_ragged,
 )
 from perception3d.ops.scatter import scatter_count, scatter_max, scatter_mean, scatter_sum
 from perception3d.ops.voxelize import Voxels, grid_size_of, voxelize
@@ -48,6 +49,7 @@ __all__ = [
     "scatter_mean",
     "scatter_sum",
     "three_nn_interpolate",
+    "three_nn_interpolate_ragged",
     "transform_points",
     "voxelize",
 ]

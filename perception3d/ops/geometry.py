@@ -61,7 +61,10 @@ def estimate_normals(points: Tensor, k: int = 30, *, viewpoint: Tensor | tuple[f
     name = choose("estimate_normals", backend, points.device, cpu=("open3d",), gpu=(),
                   available=("reference", "open3d"))
     with torch.no_grad():
-        normals = _normals_open3d(points, k) if name == "open3d" else _normals_torch(points, k)
+        if name == "open3d":
+            normals = _normals_open3d(points, k)
+        else:  # an explicit 'reference' keeps the kNN on its reference too
+            normals = _normals_torch(points, k, "reference" if backend == "reference" else None)
     if viewpoint is not None:
         view = torch.as_tensor(viewpoint, dtype=points.dtype, device=points.device)
         flip = ((view - points) * normals).sum(-1) < 0
@@ -69,11 +72,11 @@ def estimate_normals(points: Tensor, k: int = 30, *, viewpoint: Tensor | tuple[f
     return normals
 
 
-def _normals_torch(points: Tensor, k: int) -> Tensor:
+def _normals_torch(points: Tensor, k: int, knn_backend: str | None) -> Tensor:
     from perception3d.ops.neighbors import gather_points, knn
 
     x = points.double() if points.dtype != torch.float64 else points
-    _, idx = knn(x[None], x[None], k, backend="torch" if x.is_cuda else None)
+    _, idx = knn(x[None], x[None], k, backend=knn_backend)
     nbr = gather_points(x[None], idx)[0]  # [N, k, 3]
     centred = nbr - nbr.mean(dim=1, keepdim=True)
     cov = centred.transpose(1, 2) @ centred / k  # [N, 3, 3]

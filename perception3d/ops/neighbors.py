@@ -8,7 +8,7 @@ and fast paths for the index-only work, chosen by `backend=` or the OMNISENSE_OP
 |---|---|---|
 | knn, knn_ragged | exact differences, topk | CPU: `scipy` cKDTree; CUDA: `torch` (matmul distances, exact re-rank) |
 | ball_query | exact differences, first in index order | CPU: `scipy` cKDTree.query_ball_point; CUDA: reference |
-| farthest_point_sample | a loop of n steps, batched | CPU: `open3d` farthest_point_down_sample (its set, put back in FPS order) |
+| farthest_point_sample | a loop of n steps, batched | CPU: `open3d` farthest_point_down_sample (its set, put back in FPS order); CUDA: `triton` on request only (unverified on a GPU) |
 
 The fast paths only choose indices; distances are always recomputed in torch from the chosen indices with
 the reference's formula, so they carry gradients and agree bit for bit with the reference wherever the
@@ -45,8 +45,8 @@ def _work_dtype(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def _chunk(batch: int, n_ref: int) -> int:
-    return max(1, _PAIR_BUDGET // max(1, batch * n_ref))
+def _chunk(batch: int, n_ref: int, budget: int = _PAIR_BUDGET) -> int:
+    return max(1, budget // max(1, batch * n_ref))
 
 
 def _sq_dist(q: Tensor, r: Tensor) -> Tensor:
@@ -101,7 +101,8 @@ def _knn_torch_mm(query: Tensor, ref: Tensor, k: int) -> Tensor:
     q, r = query - centre, ref - centre
     r_sq = (r * r).sum(-1)  # [B, N]
     cand = min(n, k + 4)
-    step = _chunk(b, n)
+    # no [.., 3] difference tensor here: 8x the pairs of the reference per chunk (~128 MB in float32)
+    step = _chunk(b, n, 8 * _PAIR_BUDGET)
     out = []
     for s in range(0, m, step):
         qc = q[:, s:s + step]  # [B, mc, 3]
@@ -325,6 +326,34 @@ def _fps_reference(xyz: Tensor, n: int, start: int) -> Tensor:
     return out
 
 
+def _fps_numpy(cloud, n: int, start: int):
+    """The reference loop for one small float64 cloud in numpy (far less per-step overhead than torch on CPU)."""
+    import numpy as np
+
+    picks = np.empty(n, dtype=np.int64)
+    dist = np.full(len(cloud), np.inf)
+    # up to 4096 points, all pairwise distances at once (<= 128 MB) leave two cheap ops per step
+    table = None
+    if len(cloud) <= 4096:
+        try:
+            from scipy.spatial.distance import cdist
+
+            table = cdist(cloud, cloud, "sqeuclidean")
+        except ImportError:
+            pass
+    last = start
+    for i in range(n):
+        picks[i] = last
+        if table is not None:
+            row = table[last]
+        else:
+            diff = cloud - cloud[last]
+            row = np.einsum("ij,ij->i", diff, diff)
+        np.minimum(dist, row, out=dist)
+        last = int(dist.argmax())
+    return picks
+
+
 def _fps_open3d(xyz: Tensor, n: int, start: int) -> Tensor:
     import numpy as np
     import open3d as o3d
@@ -339,10 +368,8 @@ def _fps_open3d(xyz: Tensor, n: int, start: int) -> Tensor:
         chosen = np.asarray(pc.farthest_point_down_sample(n, start).colors)[:, 0].astype(np.int64)
         # open3d picks the same set but loses the order; the FPS order is recovered exactly by rerunning FPS
         # on the chosen points alone (each pick is the global farthest, hence the farthest among the chosen)
-        chosen_t = torch.from_numpy(chosen)
-        first = int(torch.nonzero(chosen_t == start)[0, 0])
-        order = _fps_reference(torch.from_numpy(cloud[chosen]).unsqueeze(0), n, first)[0]
-        out.append(chosen_t[order])
+        first = int(np.flatnonzero(chosen == start)[0])
+        out.append(torch.from_numpy(chosen[_fps_numpy(cloud[chosen], n, first)]))
     return torch.stack(out)
 
 
@@ -356,7 +383,8 @@ def farthest_point_sample(xyz: Tensor, n: int, *, start: int = 0, backend: str |
         xyz: `Tensor[B, N, 3]` points.
         n: points to pick, 0 <= n <= N.
         start: the index picked first (0 as in the official CUDA kernels).
-        backend: None (environment), 'auto', 'reference' or 'open3d' (CPU).
+        backend: None (environment), 'auto', 'reference', 'open3d' (CPU) or 'triton' (CUDA; not yet
+            verified on a GPU, so never picked by 'auto').
 
     Returns:
         `LongTensor[B, n]` indices into N, in picking order.
@@ -369,12 +397,17 @@ def farthest_point_sample(xyz: Tensor, n: int, *, start: int = 0, backend: str |
         return torch.zeros(b, n, dtype=torch.long, device=xyz.device)
     if not 0 <= start < num:
         raise ValueError(f"farthest_point_sample: start {start} outside [0, {num})")
+    # the Triton kernel is not in `auto` until it has passed the cuda tests on a GPU (see _triton_fps)
     name = choose("farthest_point_sample", backend, xyz.device, cpu=("open3d",), gpu=(),
-                  available=("reference", "open3d"))
+                  available=("reference", "open3d", "triton"))
     with torch.no_grad():
         x = _work_dtype(xyz.detach())
         if name == "open3d":
             return _fps_open3d(x, n, start).to(xyz.device)
+        if name == "triton":
+            from perception3d.ops._triton_fps import fps_triton
+
+            return fps_triton(x, n, start)
         return _fps_reference(x, n, start)
 
 
@@ -433,3 +466,32 @@ def three_nn_interpolate(unknown: Tensor, known: Tensor, feats: Tensor, *, backe
     recip = 1.0 / (dist + 1e-8)
     weight = recip / recip.sum(dim=-1, keepdim=True)  # [B, n, k]
     return (gather_points(feats, idx) * weight.unsqueeze(-1)).sum(dim=2)
+
+
+def three_nn_interpolate_ragged(unknown: Tensor, unknown_offsets: Tensor, known: Tensor, known_offsets: Tensor,
+                                feats: Tensor, *, backend: str | None = None) -> Tensor:
+    """`three_nn_interpolate` on a ragged batch (pointops' interpolation): each sample uses its own known points.
+
+    Args:
+        unknown: `Tensor[n, 3]`, samples concatenated; unknown_offsets: `LongTensor[B+1]`.
+        known: `Tensor[m, 3]`; known_offsets: `LongTensor[B+1]` (every sample with unknown points has >= 1).
+        feats: `Tensor[m, C]` features of the known points.
+
+    Returns:
+        `Tensor[n, C]`, differentiable in feats, unknown and known.
+    """
+    if feats.dim() != 2 or feats.shape[0] != known.shape[0]:
+        raise PointCloudValueError(f"three_nn_interpolate_ragged: feats {tuple(feats.shape)} does not match known "
+                                   f"{tuple(known.shape)}")
+    sizes = known_offsets[1:] - known_offsets[:-1]
+    k = int(min(3, int(sizes.max()))) if sizes.numel() and int(sizes.max()) > 0 else 3
+    dist2, idx = knn_ragged(unknown, unknown_offsets, known, known_offsets, k, backend=backend)
+    # a sample with fewer than 3 known points repeats its farthest one: count each point once
+    first = torch.ones_like(idx, dtype=torch.bool)
+    first[:, 1:] = idx[:, 1:] != idx[:, :-1]
+    positive = dist2 > 0
+    dist = torch.where(positive, dist2, torch.ones_like(dist2)).sqrt() * positive
+    recip = first / (dist + 1e-8)
+    weight = recip / recip.sum(dim=-1, keepdim=True)  # [n, k]
+    return (feats[idx] * weight.unsqueeze(-1)).sum(dim=1)
+

@@ -211,3 +211,74 @@ def test_mesh_errors(tmp_path):
         read_mesh(_write(tmp_path / "bad.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n"))
     with pytest.raises(PointCloudFileError, match="without a face element"):
         read_mesh(_write(tmp_path / "pts.ply", _ply_header("ascii", 1) + b"1 2 3\n"))
+
+
+# ---------------------------------------------------------------- real files (registry-packaged sample data)
+
+@pytest.mark.parametrize("name", ["points_3/kitten.xyz", "points_3/hippo1.ply", "points_3/colors.ply",
+                                  "points_3/b9_training.ply"])
+def test_cgal_files_match_open3d(sample_data, name):
+    o3d = pytest.importorskip("open3d")
+    path = sample_data("cgal") / name
+    ours = read_points(path)
+    theirs = o3d.io.read_point_cloud(str(path), format="xyzn" if path.suffix == ".xyz" else "auto")
+    np.testing.assert_allclose(ours.xyz, np.asarray(theirs.points), atol=1e-5)
+    if theirs.has_normals():
+        np.testing.assert_allclose(ours.normals, np.asarray(theirs.normals), atol=1e-5)
+    if theirs.has_colors():
+        np.testing.assert_allclose(ours.colors, np.asarray(theirs.colors), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["simple.las", "simple.laz"])
+def test_laspy_samples_match_laspy(sample_data, name):
+    laspy = pytest.importorskip("laspy")
+    path = sample_data("laspy-samples") / name
+    ours = read_points(path)
+    las = laspy.read(path)
+    absolute = np.stack([las.x, las.y, las.z], axis=1)
+    np.testing.assert_allclose(ours.xyz + ours.origin, absolute, atol=1e-3)
+    np.testing.assert_array_equal(ours.intensity, np.asarray(las.intensity, dtype=np.float32))
+
+
+def test_cgal_mesh_samples_on_its_surface(sample_data):
+    mesh = read_mesh(sample_data("cgal") / "meshes" / "3torus.off")
+    assert mesh.vertices.shape == (19, 3) and len(mesh.faces) > 0
+    pc = mesh.sample(500, seed=0)
+    # every sample is inside the bounding box of the mesh's vertices
+    assert (pc.xyz >= mesh.vertices.min(0) - 1e-6).all() and (pc.xyz <= mesh.vertices.max(0) + 1e-6).all()
+
+
+@pytest.mark.parametrize("mode", ["ascii", "binary"])
+def test_pcd_with_padding_fields_and_packed_rgb(tmp_path, mode):
+    rgb = np.array([0xFF0000, 0x00FF00, 0x0000FF], dtype=np.uint32)
+    xyz = np.arange(9, dtype=np.float32).reshape(3, 3)
+    header = ("VERSION 0.7\nFIELDS x y z _ rgb _\nSIZE 4 4 4 1 4 1\nTYPE F F F U F U\nCOUNT 1 1 1 1 1 1\n"
+              f"WIDTH 3\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 3\nDATA {mode}\n")
+    if mode == "ascii":
+        body = "".join(f"{x} {y} {z} 0 {float(v):.10e} 0\n" for (x, y, z), v in zip(xyz, rgb.view(np.float32)))
+        data = (header + body).encode()
+    else:
+        rec = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("p", "u1"), ("rgb", "<u4"), ("q", "u1")])
+        rec["x"], rec["y"], rec["z"], rec["rgb"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], rgb
+        data = header.encode() + rec.tobytes()
+    pc = read_points(_write(tmp_path / "c.pcd", data))
+    np.testing.assert_array_equal(pc.xyz, xyz)
+    np.testing.assert_array_equal(pc.colors, np.eye(3))
+
+
+def test_ply_points_ignore_faces_with_extra_properties(tmp_path):
+    text = ("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+            "element face 1\nproperty list uchar int vertex_indices\nproperty uchar red\nend_header\n"
+            "0 0 0\n1 0 0\n0 1 0\n3 0 1 2 255\n")
+    assert len(read_points(_write(tmp_path / "f.ply", text))) == 3
+
+
+def test_unreadable_file_is_a_file_error(tmp_path, monkeypatch):
+    path = write_points(tmp_path / "000000.bin", _cloud(5))
+
+    def denied(p):  # what reading a file without permission raises (root, who runs the tests, reads anything)
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(p3io, "_read_kitti_bin", denied)
+    with pytest.raises(PointCloudFileError, match="cannot read \\(Permission denied\\)"):
+        read_points(path)

@@ -16,6 +16,7 @@ from perception3d.ops import (
     knn_ragged,
     offsets_from_sizes,
     three_nn_interpolate,
+    three_nn_interpolate_ragged,
 )
 
 KNN_BACKENDS = ["reference", "torch", "scipy"]
@@ -273,3 +274,26 @@ def test_gather_points_forward_and_gradcheck():
     assert out.shape == (2, 3, 2, 3)
     assert torch.equal(out[1, 1, 1], x[1, 4])
     assert torch.autograd.gradcheck(lambda t: gather_points(t, idx), (x,))
+
+
+@pytest.mark.parametrize("backend", KNN_BACKENDS)
+def test_three_nn_interpolate_ragged_matches_per_sample(backend):
+    u_sizes, k_sizes = [6, 0, 9, 4], [10, 3, 2, 1]
+    unknown, known = _cloud(sum(u_sizes), seed=41), _cloud(sum(k_sizes), seed=42)
+    feats = torch.randn(sum(k_sizes), 3, dtype=torch.float64, generator=torch.Generator().manual_seed(43))
+    uo, ko = offsets_from_sizes(u_sizes), offsets_from_sizes(k_sizes)
+    out = three_nn_interpolate_ragged(unknown, uo, known, ko, feats, backend=backend)
+    for b in range(4):
+        us, ks = slice(int(uo[b]), int(uo[b + 1])), slice(int(ko[b]), int(ko[b + 1]))
+        if us.stop > us.start:
+            expected = _brute_interp(unknown[None, us], known[None, ks], feats[None, ks])[0]
+            torch.testing.assert_close(out[us], expected)
+
+
+def test_three_nn_interpolate_ragged_gradcheck():
+    unknown, known = _cloud(7, seed=44), _cloud(6, seed=45)
+    uo, ko = offsets_from_sizes([3, 4]), offsets_from_sizes([4, 2])
+    feats = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda f, u: three_nn_interpolate_ragged(u, uo, known, ko, f, backend="reference"),
+        (feats, unknown.clone().requires_grad_()))
