@@ -49,6 +49,7 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 # signature `fn(ctx: fusion._demo.DemoContext) -> fusion._demo.DemoSection`.
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
+    ("classify", "fusion.tasks.shapes:demo"),
 ]
 
 

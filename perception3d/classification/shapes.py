@@ -276,7 +276,8 @@ def partial_view(points: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """Keep the points a sensor looking from `direction` (unit vector, from the object) would see.
 
     A crude single-scan visibility: project on the plane perpendicular to the view direction and keep,
-    in each cell of a 32 x 32 grid, the points within 0.08 of the nearest depth there.
+    in each cell of a 32 x 32 grid, the points within 0.08 of the nearest depth there. A cell that holds no
+    front point lets its back points through (about a tenth of the kept points at ~4 points per cell).
     """
     d = direction / np.linalg.norm(direction)
     helper = np.array([1.0, 0, 0]) if abs(d[0]) < 0.9 else np.array([0, 1.0, 0])

@@ -55,8 +55,10 @@ def test_partial_view_keeps_the_side_facing_the_sensor():
     sphere = sphere / np.linalg.norm(sphere, axis=1, keepdims=True)
     visible = partial_view(sphere, np.array([1.0, 0.0, 0.0]))
     assert 0.2 * len(sphere) < len(visible) < 0.7 * len(sphere)
-    # The back of the sphere (x < 0) is hidden from a sensor at +x, up to cells with no front point (crude).
-    assert (visible[:, 0] > -0.2).mean() > 0.97
+    # The back of the sphere (x < 0) is hidden from a sensor at +x, except in grid cells that hold no front
+    # point (crude: about a tenth of the kept points at this density).
+    assert (visible[:, 0] > -0.2).mean() > 0.85
+    assert visible[:, 0].mean() > 0.35
 
 
 def test_degradation_adds_outliers_and_noise():
