@@ -45,7 +45,9 @@ Choices the paper leaves open, and what we chose (each is a constructor argument
    `sum_n a_n (x - a)^n`), the low-order term a max (invariant to ball query's padding duplicates).
    The three scales are concatenated, fused by Linear + BN, added to a Linear shortcut of `f_i`, GELU.
 6. Ball-query radii are the same in every block (0.1, 0.2, 0.4; the paper lists one set), for inputs
-   normalised to the unit sphere.
+   normalised to the unit sphere. On sparse inputs (our 256-point CPU recipe, later blocks) the 0.1 ball
+   often holds only the centroid itself: that scale's high-order term is then zero (f_j - f_i = 0) and
+   its low-order term alone carries it.
 7. Head: max and mean pooling concatenated, then 512 -> 256 -> classes with BN, ReLU, dropout 0.5.
 8. Elite: the same design at half width (embed 32, blocks 32 -> 64 -> 128), our guess at "elite".
 9. Part segmentation: 5 blocks (widths 64, 128, 256, 256, 256 here; the paper gives none), each
