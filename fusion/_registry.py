@@ -36,11 +36,14 @@ BENCHES: dict[str, str] = {
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
     "shapes": "perception3d.classification.datasets:write_shapes",
+    "audio-events": "video.audio.datasets:make_audio_events",
 }
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
 # (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
-CONVERTERS: dict[str, tuple[str, str]] = {}
+CONVERTERS: dict[str, tuple[str, str]] = {
+    "ast": ("video.models.ast:convert_official_ast", "ast_base"),
+}
 
 # Named variants: modules exposing `VARIANTS: dict[str, Callable[..., nn.Module]]`.
 VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusion.models")
@@ -50,6 +53,7 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
     ("classify", "fusion.tasks.shapes:demo"),
+    ("audio", "fusion.apps.classify_audio:demo"),
 ]
 
 

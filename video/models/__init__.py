@@ -10,6 +10,17 @@ from typing import Callable
 
 from torch import nn
 
-VARIANTS: dict[str, Callable[..., nn.Module]] = {}
+from video.models import ast as _ast
+from video.models import audio_cnn as _audio_cnn
+
+VARIANTS: dict[str, Callable[..., nn.Module]] = {
+    # audio (issue #8)
+    "ast_base": _ast.ast_base,
+    "ast_small": _ast.ast_small,
+    "ast_tiny": _ast.ast_tiny,
+    "ast_micro": _ast.ast_micro,
+    "audio_cnn_small": _audio_cnn.audio_cnn_small,
+    "audio_cnn_tiny": _audio_cnn.audio_cnn_tiny,
+}
 
 __all__ = ["VARIANTS"]
