@@ -201,6 +201,7 @@ def _perturbed(points: np.ndarray, kind: str, value: float, num_points: int, see
 
 
 ROBUSTNESS: dict[str, tuple[float, ...]] = {
+    "none": (0,),  # the same clouds, unperturbed (a random subset of num_points of the stored points)
     "points": (128, 512, 1024),
     "yaw": (90, 180),
     "tilt": (90,),
