@@ -2,8 +2,10 @@
 
 Paper: "GPSFormer: A Global Perception and Local Structure Fitting-based Transformer for Point Cloud
 Understanding", arXiv 2407.13519. Official repository: https://github.com/changshuowang/GPSFormer, which
-holds only a README and a licence (no code, no weights), so this file is a reference implementation
-written from the paper's text. No official weights exist; the only weights this project ships are
+holds only a README and a licence (no code, no weights), so this file is a reference implementation.
+It was written from the paper's abstract and a detailed third-party description of its method (the
+project's reference notes); the full text was not at hand, so each formula below should be checked
+against arXiv 2407.13519 before the implementation is called faithful. No official weights exist; the only weights this project ships are
 trained by its own recipe on the procedural shape set (`omnisense data make shapes`).
 
 Architecture (what the paper fixes):
