@@ -36,12 +36,14 @@ BENCHES: dict[str, str] = {
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
     "shapes": "perception3d.classification.datasets:write_shapes",
+    "registration-pairs": "fusion.tasks.registration:make_registration_pairs",
     "audio-events": "video.audio.datasets:make_audio_events",
 }
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
 # (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
 CONVERTERS: dict[str, tuple[str, str]] = {
+    "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch"),
     "ast": ("video.models.ast:convert_official_ast", "ast_base"),
 }
 
@@ -53,6 +55,7 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
     ("classify", "fusion.tasks.shapes:demo"),
+    ("registration", "fusion.apps.register:demo"),
     ("audio", "fusion.apps.classify_audio:demo"),
 ]
 
