@@ -36,6 +36,7 @@ BENCHES: dict[str, str] = {
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
     "shapes": "perception3d.classification.datasets:write_shapes",
+    "multiview-recordings": "fusion.recordings.synthetic:make_multiview_recordings",
     "registration-pairs": "fusion.tasks.registration:make_registration_pairs",
     "audio-events": "video.audio.datasets:make_audio_events",
 }
@@ -55,6 +56,7 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
     ("classify", "fusion.tasks.shapes:demo"),
+    ("fusion", "fusion.apps.fuse:demo"),
     ("registration", "fusion.apps.register:demo"),
     ("audio", "fusion.apps.classify_audio:demo"),
 ]
