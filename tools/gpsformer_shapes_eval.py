@@ -43,9 +43,18 @@ def main() -> None:
             args.out.write_text(json.dumps(results, indent=2))
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "robustness"}))
         if args.export:
-            _, init_args, classes, num_points = load_run(run_dir)
+            model, init_args, classes, num_points = load_run(run_dir)
+            from perception3d.models import VARIANTS
+
+            variant_model = VARIANTS[name.removesuffix("_shapes").replace("gpsformer_paper", "gpsformer")](
+                num_classes=init_args["num_classes"])
+            # The named variant must be the trained architecture, since loaders build it from the name.
+            assert {k: tuple(v.shape) for k, v in variant_model.state_dict().items()} == \
+                {k: tuple(v.shape) for k, v in model.state_dict().items()}, name
             r = results[name]
-            meta = {"variant": name, "architecture": {"class": "GPSFormer", "init_args": init_args},
+            variant = name.removesuffix("_shapes").replace("gpsformer_paper", "gpsformer")
+            meta = {"name": name, "variant": variant, "model_kwargs": {"num_classes": init_args["num_classes"]},
+                    "model": {"class_path": "perception3d.models.gpsformer.GPSFormer", "init_args": init_args},
                     "classes": classes, "classes_note": CLASSES_NOTE, "num_points": num_points,
                     "input": "xyz [B, num_points, 3], centred and scaled to the unit sphere, z up",
                     "dataset": f"procedural shapes ({args.root.name}), seed 0",

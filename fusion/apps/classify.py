@@ -35,18 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_classifier(weights: Path | None):
     """(model in eval mode, meta) from a weights file written by export (default: the shipped weights)."""
     from fusion import load_model_weights, load_weights, shipped_weights
-    from fusion._errors import WeightsError
-    from perception3d.models.gpsformer import GPSFormer
+    from fusion._catalogue import build_from_meta
+    from fusion._errors import OmnisenseError, WeightsError
 
     path = Path(weights) if weights else shipped_weights(DEFAULT_WEIGHTS)
     state, meta = load_weights(path)
-    arch = meta.get("architecture")
-    if not arch or arch.get("class") != "GPSFormer":
-        raise WeightsError(path, "its metadata names no GPSFormer architecture (expected 'architecture')")
-    model = GPSFormer(**arch["init_args"])
+    missing = [key for key in ("classes", "num_points") if key not in meta]
+    if missing:
+        raise WeightsError(path, f"its metadata lacks {', '.join(missing)} (not classification weights?)")
+    try:
+        model = build_from_meta(meta)
+    except OmnisenseError as err:
+        raise WeightsError(path, str(err)) from None
     report = load_model_weights(model, state)
     if not report.ok:
-        raise WeightsError(path, f"does not fit GPSFormer{arch['init_args']}: {report.summary()}")
+        raise WeightsError(path, f"does not fit the model its metadata names: {report.summary()}")
     return model.eval(), meta
 
 

@@ -26,7 +26,8 @@ def weights(tmp_path_factory):
     torch.manual_seed(0)
     model = GPSFormer(**TINY)
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    meta = {"architecture": {"class": "GPSFormer", "init_args": TINY}, "classes": ["a", "b", "c"], "num_points": 64}
+    meta = {"model": {"class_path": "perception3d.models.gpsformer.GPSFormer", "init_args": TINY},
+            "classes": ["a", "b", "c"], "num_points": 64}
     return save_weights(path, model.state_dict(), meta)
 
 
@@ -101,11 +102,21 @@ def test_prepare_cloud_normalises():
     np.testing.assert_allclose(np.linalg.norm(prepared.xyz - prepared.xyz.mean(0), axis=1).max(), 1.0, rtol=1e-5)
 
 
-def test_weights_without_architecture_are_refused(tmp_path):
-    path = save_weights(tmp_path / "bad.safetensors", GPSFormer(**TINY).state_dict(), {"classes": ["a"]})
+def test_weights_without_model_or_classes_are_refused(tmp_path):
     from fusion import WeightsError
 
-    with pytest.raises(WeightsError, match="architecture"):
+    state = GPSFormer(**TINY).state_dict()
+    path = save_weights(tmp_path / "bad.safetensors", state, {"classes": ["a"], "num_points": 64})
+    with pytest.raises(WeightsError, match="names no model"):
+        app.load_classifier(path)
+    path = save_weights(tmp_path / "bad2.safetensors", state, {"model": {"class_path": "x"}})
+    with pytest.raises(WeightsError, match="lacks classes, num_points"):
+        app.load_classifier(path)
+    other = dict(TINY, num_classes=5)
+    path = save_weights(tmp_path / "bad3.safetensors", state, {
+        "model": {"class_path": "perception3d.models.gpsformer.GPSFormer", "init_args": other},
+        "classes": list("abcde"), "num_points": 64})
+    with pytest.raises(WeightsError, match="mis-shaped"):
         app.load_classifier(path)
 
 
