@@ -35,6 +35,7 @@ BENCHES: dict[str, str] = {
 # "module:function" with signature `fn(out: Path, *, seed: int, size: str) -> dict` (a summary).
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
+    "shapes": "perception3d.classification.datasets:write_shapes",
     "multiview-recordings": "fusion.recordings.synthetic:make_multiview_recordings",
     "registration-pairs": "fusion.tasks.registration:make_registration_pairs",
     "audio-events": "video.audio.datasets:make_audio_events",
@@ -57,6 +58,7 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 # signature `fn(ctx: fusion._demo.DemoContext) -> fusion._demo.DemoSection`.
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
+    ("classify", "fusion.tasks.shapes:demo"),
     ("fusion", "fusion.apps.fuse:demo"),
     ("registration", "fusion.apps.register:demo"),
     ("audio", "fusion.apps.classify_audio:demo"),

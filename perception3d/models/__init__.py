@@ -10,12 +10,24 @@ from typing import Callable
 
 from torch import nn
 
+from perception3d.models.gpsformer import (
+    gpsformer,
+    gpsformer_elite,
+    gpsformer_partseg,
+    gpsformer_partseg_tiny,
+    gpsformer_tiny,
+)
 from perception3d.models.roitr import roitr_3dmatch, roitr_small, roitr_tiny
 
 VARIANTS: dict[str, Callable[..., nn.Module]] = {
     "roitr_3dmatch": roitr_3dmatch,
     "roitr_small": roitr_small,
     "roitr_tiny": roitr_tiny,
+    "gpsformer": gpsformer,
+    "gpsformer_elite": gpsformer_elite,
+    "gpsformer_tiny": gpsformer_tiny,
+    "gpsformer_partseg": gpsformer_partseg,
+    "gpsformer_partseg_tiny": gpsformer_partseg_tiny,
 }
 
 
