@@ -55,3 +55,11 @@ def media_dir(tmp_path_factory) -> Path:
     (root / "zero_frames.mp4").write_bytes(data[: data.index(b"mdat") + 4])
     (root / "cut_tail.mp4").write_bytes(data[: int(len(data) * 0.6)])
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    # the CI box has 2 cores shared with other jobs: one intra-op thread avoids oversubscription
+    import torch
+
+    torch.set_num_threads(1)
