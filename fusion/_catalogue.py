@@ -1,0 +1,66 @@
+"""`omnisense models`: the named variants of every package, the converters, and the shipped weights."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from fusion import _registry
+from fusion._errors import OmnisenseError
+
+
+def variants() -> dict[str, Callable[..., nn.Module]]:
+    table: dict[str, Callable[..., nn.Module]] = {}
+    for module in _registry.VARIANT_MODULES:
+        for name, fn in _registry.resolve(module).VARIANTS.items():
+            if name in table:
+                raise OmnisenseError(f"variant {name!r} is defined twice (second in {module})")
+            table[name] = fn
+    return table
+
+
+def build_model(name: str, **overrides: Any) -> nn.Module:
+    """Build a named variant, e.g. `build_model("gpsformer_elite", num_classes=10)`."""
+    table = variants()
+    if name not in table:
+        raise OmnisenseError(f"unknown model variant {name!r}; known: {', '.join(sorted(table)) or 'none'}")
+    return table[name](**overrides)
+
+
+def listing() -> dict[str, Any]:
+    from fusion._weights import list_shipped
+
+    rows = []
+    for name, fn in sorted(variants().items()):
+        module = getattr(fn, "__module__", "")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        rows.append({"name": name, "module": module, "summary": doc[0] if doc else ""})
+    converters = [{"name": k, "function": v[0], "variant": v[1]} for k, v in sorted(_registry.CONVERTERS.items())]
+    return {"variants": rows, "converters": converters, "shipped_weights": list_shipped()}
+
+
+def print_listing(listing: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="model variants")
+    for column in ("name", "module", "summary"):
+        table.add_column(column)
+    for row in listing["variants"]:
+        table.add_row(row["name"], row["module"], row["summary"])
+    console.print(table)
+    table = Table(title="shipped weights")
+    for column in ("name", "variant", "size_mb", "metrics"):
+        table.add_column(column)
+    for row in listing["shipped_weights"]:
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row["metrics"].items())
+        table.add_row(row["name"], str(row["variant"]), str(row["size_mb"]), metrics)
+    console.print(table)
+    table = Table(title="converters for official checkpoints (omnisense convert NAME CKPT --output OUT)")
+    for column in ("name", "variant", "function"):
+        table.add_column(column)
+    for row in listing["converters"]:
+        table.add_row(row["name"], row["variant"], row["function"])
+    console.print(table)

@@ -1,0 +1,83 @@
+"""The training engine: Lightning's Trainer and LightningCLI, with omnisense's defaults.
+
+No home-made loop: fp32/bf16 (`--trainer.precision bf16-mixed`), gradient clipping and accumulation, DDP on
+CPU (gloo) or GPU (NCCL) through `--trainer.strategy ddp` or torchrun, CSV logs and a progress bar all come
+from Lightning. What this module adds:
+- a `checkpoint` section (ModelCheckpoint) that saves `last.ckpt` every N training steps, so a run killed
+  mid-way loses at most the steps since its last checkpoint, and `--ckpt_path` resumes it;
+- the resolved config written as `config.yaml` beside `checkpoints/` in the run folder;
+- `WeightsDigest`, a callback that records a digest of every rank's weights (to check DDP keeps them equal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+
+class OmnisenseCLI(LightningCLI):
+    """LightningCLI with a checkpoint section whose defaults save often and keep `last.ckpt`."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.filename": "step{step:07d}",
+            "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.save_last": True,
+            "checkpoint.every_n_train_steps": 50,
+            "checkpoint.save_top_k": 1,
+        })
+
+
+def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
+    """Run `fit | validate | test | predict` with LightningCLI on `argv` (e.g. ["fit", "--config", "x.yaml"]).
+
+    Unknown keys and wrong types in a config are reported by jsonargparse with the key's name; the process
+    then exits with status 2. Returns the trainer's logged metrics when `return_results` is set.
+    """
+    cli = OmnisenseCLI(
+        model_class=L.LightningModule,
+        datamodule_class=L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=argv,
+        run=True,
+        auto_configure_optimizers=False,
+        parser_kwargs={"parser_mode": "yaml"},
+    )
+    if return_results:
+        return [{k: float(v) for k, v in cli.trainer.callback_metrics.items()}]
+    return 0
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over every parameter's name and float64 bytes, in state-dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class WeightsDigest(L.Callback):
+    """At the end of training, each rank writes `<dirpath>/rank<R>.json` with a digest of its weights.
+
+    Args:
+        dirpath: folder for the per-rank files.
+    """
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "step": trainer.global_step,
+                  "digest": weights_digest(pl_module)}
+        (self.dirpath / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

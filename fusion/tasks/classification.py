@@ -1,0 +1,138 @@
+"""A LightningModule for any classifier: point-cloud shapes, video clips, audio clips, the debug MLP.
+
+The model is a plain `nn.Module` given in the config (class_path / init_args), so LightningCLI validates it
+against the model's typed constructor; the loss, the optimiser and the metrics live here, outside `forward`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def topk_correct(logits: Tensor, labels: Tensor, k: int) -> Tensor:
+    """Number of samples whose label is among the k highest logits. logits [B, K], labels [B]."""
+    k = min(k, logits.shape[-1])
+    top = logits.topk(k, dim=-1).indices
+    return (top == labels[:, None]).any(dim=-1).sum()
+
+
+class ClassificationTask(L.LightningModule):
+    """Cross-entropy training with AdamW and a linear-warm-up cosine schedule; top-1, top-5, mean class accuracy.
+
+    Args:
+        model: returns logits [B, num_classes] for `model(inputs)` (or `model(**inputs)` for dict inputs).
+        num_classes: number of classes.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay (not applied to biases and norm weights).
+        warmup_steps: linear warm-up steps before the cosine decay.
+        label_smoothing: cross-entropy label smoothing.
+        class_names: names in label order, saved with the weights.
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int, lr: float = 1e-3, weight_decay: float = 0.05,
+                 warmup_steps: int = 0, label_smoothing: float = 0.0, class_names: list[str] | None = None):
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_steps = warmup_steps
+        self.label_smoothing = label_smoothing
+        self.class_names = class_names
+        self.save_hyperparameters(ignore=["model"])
+        self._confusion: dict[str, Tensor] = {}
+        self._topk: dict[str, list[Tensor]] = {}
+
+    def forward(self, inputs: Any) -> Tensor:
+        return self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+
+    def training_step(self, batch: tuple[Any, Tensor], batch_idx: int) -> Tensor:
+        inputs, labels = batch
+        logits = self(inputs)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        acc = (logits.argmax(-1) == labels).float().mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=labels.shape[0])
+        self.log("train/acc1", acc, batch_size=labels.shape[0])
+        return loss
+
+    def _eval_step(self, stage: str, batch: tuple[Any, Tensor]) -> None:
+        inputs, labels = batch
+        logits = self(inputs)
+        loss = F.cross_entropy(logits, labels)
+        self.log(f"{stage}/loss", loss, batch_size=labels.shape[0], sync_dist=True)
+        conf = self._confusion.setdefault(stage, torch.zeros(self.num_classes, self.num_classes, dtype=torch.long,
+                                                             device=labels.device))
+        conf.index_put_((labels, logits.argmax(-1)), torch.ones_like(labels), accumulate=True)
+        top5 = self._topk.setdefault(stage, [])
+        top5.append(torch.stack([topk_correct(logits, labels, 5), torch.tensor(labels.numel(), device=labels.device)]))
+
+    def _eval_end(self, stage: str) -> None:
+        if stage not in self._confusion:
+            return
+        conf = self._confusion.pop(stage)
+        top5 = torch.stack(self._topk.pop(stage)).sum(0)
+        if self.trainer.world_size > 1:
+            conf = self.all_gather(conf).sum(0)
+            top5 = self.all_gather(top5).sum(0)
+        metrics = classification_metrics(conf)
+        metrics["acc5"] = float(top5[0] / top5[1].clamp(min=1))
+        for name, value in metrics.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "acc1", rank_zero_only=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self):
+        self._eval_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self):
+        self._eval_end("test")
+
+    def predict_step(self, batch, batch_idx):
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(inputs).softmax(-1)
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
+        total = self.trainer.estimated_stepping_batches if self.trainer else 1
+        total = int(total) if math.isfinite(total) else 10_000
+        schedule = warmup_cosine(self.warmup_steps, max(total, 1))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """Multiplier of the peak learning rate: linear warm-up, then cosine decay to zero at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def classification_metrics(confusion: Tensor) -> dict[str, float]:
+    """Top-1 (overall) accuracy and mean class accuracy from a confusion matrix [K, K] (rows: truth)."""
+    confusion = confusion.double()
+    per_class_total = confusion.sum(1)
+    present = per_class_total > 0
+    acc1 = float(confusion.diag().sum() / confusion.sum().clamp(min=1))
+    macc = float((confusion.diag()[present] / per_class_total[present]).mean()) if present.any() else 0.0
+    return {"acc1": acc1, "macc": macc}
