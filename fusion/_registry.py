@@ -35,6 +35,7 @@ BENCHES: dict[str, str] = {
 # "module:function" with signature `fn(out: Path, *, seed: int, size: str) -> dict` (a summary).
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
+    "actions": "video.recognition.synthetic:make_actions",
 }
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
