@@ -50,7 +50,7 @@ def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
         args=argv,
         run=True,
         auto_configure_optimizers=False,
-        parser_kwargs={"parser_mode": "yaml"},
+        parser_kwargs={"parser_mode": "yaml", "allow_abbrev": False},
     )
     if return_results:
         return [{k: float(v) for k, v in cli.trainer.callback_metrics.items()}]
