@@ -40,7 +40,9 @@ GENERATORS: dict[str, str] = {
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
 # (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
-CONVERTERS: dict[str, tuple[str, str]] = {}
+CONVERTERS: dict[str, tuple[str, str]] = {
+    "uniformer": ("video.models.uniformer:convert_official", "uniformer_small_k400"),
+}
 
 # Named variants: modules exposing `VARIANTS: dict[str, Callable[..., nn.Module]]`.
 VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusion.models")
@@ -49,6 +51,7 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 # signature `fn(ctx: fusion._demo.DemoContext) -> fusion._demo.DemoSection`.
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
+    ("video", "fusion.tasks.video:demo"),
 ]
 
 
