@@ -35,7 +35,7 @@ def load_recognizer(model: str = "uniformer", weights: Path | None = None):
     for key in ("variant", "class_names"):
         if key not in meta:
             raise WeightsError(weights, f"its metadata lacks {key!r}; export it with the recognition metadata")
-    net = VideoRecognizer(build_model(meta["variant"], num_classes=len(meta["class_names"])))
+    net = VideoRecognizer(build_model(meta["variant"], **{**meta.get("model_args", {}), "num_classes": len(meta["class_names"])}))
     load_model_weights(net, state)
     return net, list(meta["class_names"]), InputSpec.from_dict(meta.get("input", {})), weights
 
