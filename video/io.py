@@ -156,6 +156,16 @@ class VideoReader:
         times = self._impl.times
         return times if indices is None else times[np.asarray(indices, dtype=np.int64)]
 
+    def close(self) -> None:
+        """Release the decoder (also done when the reader is garbage-collected)."""
+        self._impl.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         i = self.info
         return f"VideoReader({str(i.path)!r}, frames={i.num_frames}, fps={i.fps:.3g}, {i.width}x{i.height}, {i.codec}, {i.backend})"
@@ -210,6 +220,9 @@ class _DecordImpl:
         log.warning("%s: header says %d frames, %d decode", self.path, header, lo)
         return lo
 
+    def close(self) -> None:
+        self.vr = None
+
     def get_sorted(self, idx: np.ndarray) -> np.ndarray:
         try:
             return self.vr.get_batch(idx.tolist()).asnumpy()
@@ -254,6 +267,9 @@ class _PyAVImpl:
         else:
             self._reopen()
         return self.container.decode(self.stream)
+
+    def close(self) -> None:
+        self.container.close()
 
     def _reopen(self) -> None:
         import av

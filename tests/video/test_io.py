@@ -80,3 +80,9 @@ def test_write_rejects_bad_frames(tmp_path, frames):
     with pytest.raises(VideoValueError):
         write_video(tmp_path / "x.mp4", frames, 25)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_reader_as_context_manager(media_dir, backend):
+    with VideoReader(media_dir / "ramp.mp4", backend=backend) as reader:
+        assert frame_index(reader[3]) == 3
