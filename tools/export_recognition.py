@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     data = config["data"]["init_args"]
     task = config["model"]["init_args"]
     backbone = task["model"]["init_args"]["backbone"]["init_args"]
-    model_args = {k: backbone[k] for k in ("img_size", "num_frames") if k in backbone}
+    model_args = {k: backbone[k] for k in ("img_size", "num_frames", "patch_size") if k in backbone}
     meta = {
         "variant": args.variant, "model_args": model_args, "class_names": task["class_names"],
         "input": {"clip_len": data["clip_len"], "frame_interval": data["frame_interval"], "fps": args.fps,

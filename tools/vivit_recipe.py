@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     data = {"train_clips": tr[0], "train_labels": tr[1], "test_clips": te[0], "test_labels": te[1]}
     print(f"decoded {len(tr[0])} train and {len(te[0])} test clips in {time.perf_counter() - start:.0f} s", flush=True)
 
-    base = vivit_tiny(num_classes=10, img_size=size)
+    base = vivit_tiny(num_classes=10, img_size=size, patch_size=size // 8)
     start = time.perf_counter()
     shape_acc = pretrain_spatial(base, tr[0], tr[2], args.pretrain_steps, 64, args.seed)
     print(f"spatial pre-training (shape from one frame): train acc {shape_acc:.3f} in {time.perf_counter() - start:.0f} s",
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
 
     def build(**kw) -> ViViTFactorised:
         torch.manual_seed(args.seed + 1)
-        m = vivit_tiny(num_classes=10, img_size=size, **kw)
+        m = vivit_tiny(num_classes=10, img_size=size, patch_size=size // 8, **kw)
         m.load_state_dict(spatial, strict=False)
         if kw.get("init_temporal_from_spatial"):
             m.copy_spatial_to_temporal()

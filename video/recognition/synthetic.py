@@ -57,7 +57,7 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
         angle = rng.uniform(0, math.pi)
         phase = rng.uniform(0, 2 * math.pi)
         wave = np.sin(2 * math.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)) + phase)
-        img += wave[..., None] * rng.uniform(-0.12, 0.12, 3)
+        img += wave[..., None] * rng.uniform(-0.07, 0.07, 3)
     img += base + rng.normal(0, 0.03, (size, size, 3))
     return np.clip(img, 0, 1)
 
@@ -65,11 +65,11 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
 def _trajectory(cls: str, t: np.ndarray, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
     """Centre (x, y) in pixels, radius in pixels, angle in radians for times `t` in [0, 1]."""
     n = len(t)
-    cx = np.full(n, rng.uniform(0.35, 0.65) * size)
-    cy = np.full(n, rng.uniform(0.35, 0.65) * size)
-    radius = np.full(n, rng.uniform(0.12, 0.18) * size)
+    cx = np.full(n, rng.uniform(0.4, 0.6) * size)
+    cy = np.full(n, rng.uniform(0.4, 0.6) * size)
+    radius = np.full(n, rng.uniform(0.15, 0.21) * size)
     angle = np.full(n, rng.uniform(0, 2 * math.pi))
-    travel = rng.uniform(0.3, 0.5) * size
+    travel = rng.uniform(0.4, 0.55) * size
     s = t - 0.5  # centred time: single frames of mirrored classes share one distribution
     if cls in ("slide_left", "slide_right"):
         cx = cx + (1 if cls == "slide_right" else -1) * travel * s
@@ -94,12 +94,14 @@ def _trajectory(cls: str, t: np.ndarray, rng: np.random.Generator, size: int) ->
 
 
 def render_clip(cls: str, shape: str, rng: np.random.Generator, *, num_frames: int = 24, size: int = 80,
-                occlusion_prob: float = 0.3, shake: float = 1.5) -> np.ndarray:
+                occlusion_prob: float = 0.25, shake: float = 1.0) -> np.ndarray:
     """One clip `uint8 [num_frames, size, size, 3]` of `shape` doing `cls`."""
     pad = 8
     tex = _texture(rng, size + 2 * pad + 32)
-    drift = rng.uniform(-16, 16, 2)  # background motion over the clip, pixels
+    drift = rng.uniform(-6, 6, 2) * size / 80  # background motion over the clip, pixels
     colour = rng.uniform(0, 1, 3)
+    if np.abs(colour - tex.mean((0, 1))).max() < 0.35:  # keep the object visible against the texture
+        colour = np.where(tex.mean((0, 1)) > 0.5, colour * 0.3, 0.7 + colour * 0.3)
     marker = 1.0 - colour
     t = np.linspace(0, 1, num_frames)
     traj = _trajectory(cls, t, rng, size)
