@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+
+
+# `omnisense fit ...` hands its own arguments to LightningCLI on purpose; Lightning warns whenever they differ
+# from sys.argv (e.g. under pytest or the demo), which says nothing useful here.
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
 
 
 class OmnisenseCLI(LightningCLI):
