@@ -1,6 +1,6 @@
 """The "Optimizing ViViT Training" recipe against full fine-tuning, in one run, on the synthetic action set.
 
-    PYTHONPATH=. python tools/vivit_recipe.py --data data/actions --out runs/vivit_recipe
+    PYTHONPATH=. python tools/vivit_recipe.py --data data/actions --out runs/vivit_recipe --views 1 --steps 400
 
 Steps (all on the same decoded clips, same batch size, steps, optimiser and schedule):
 0. Image pre-training stand-in: the ViViT-tiny spatial encoder learns the object's *shape* (5 classes) from
@@ -54,10 +54,10 @@ def load_split(folder: Path, split: str, views: int, rng: np.random.Generator, t
         reader = VideoReader(sample.path)
         for _ in range(views):
             if split == "train":
-                inds = train_clips(len(reader), clip_len=8, frame_interval=2, rng=rng)[0]
+                inds = train_clips(len(reader), clip_len=8, frame_interval=3, rng=rng)[0]
                 clip = transform.train(to_clip(reader.get_frames(inds)), rng)
             else:
-                inds = test_clips(len(reader), clip_len=8, frame_interval=2)[0]
+                inds = test_clips(len(reader), clip_len=8, frame_interval=3)[0]
                 clip = transform.test(to_clip(reader.get_frames(inds)))[0]
             clips.append(clip)
             labels.append(sample.label)

@@ -57,8 +57,8 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
         angle = rng.uniform(0, math.pi)
         phase = rng.uniform(0, 2 * math.pi)
         wave = np.sin(2 * math.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)) + phase)
-        img += wave[..., None] * rng.uniform(-0.07, 0.07, 3)
-    img += base + rng.normal(0, 0.03, (size, size, 3))
+        img += wave[..., None] * rng.uniform(-0.035, 0.035, 3)
+    img += base + rng.normal(0, 0.015, (size, size, 3))
     return np.clip(img, 0, 1)
 
 
@@ -98,10 +98,10 @@ def render_clip(cls: str, shape: str, rng: np.random.Generator, *, num_frames: i
     """One clip `uint8 [num_frames, size, size, 3]` of `shape` doing `cls`."""
     pad = 8
     tex = _texture(rng, size + 2 * pad + 32)
-    drift = rng.uniform(-6, 6, 2) * size / 80  # background motion over the clip, pixels
+    drift = rng.uniform(-4, 4, 2) * size / 80  # background motion over the clip, pixels
     colour = rng.uniform(0, 1, 3)
-    if np.abs(colour - tex.mean((0, 1))).max() < 0.35:  # keep the object visible against the texture
-        colour = np.where(tex.mean((0, 1)) > 0.5, colour * 0.3, 0.7 + colour * 0.3)
+    if np.abs(colour - tex.mean((0, 1))).max() < 0.45:  # keep the object visible against the texture
+        colour = np.where(tex.mean((0, 1)) > 0.5, colour * 0.2, 0.8 + colour * 0.2)
     marker = 1.0 - colour
     t = np.linspace(0, 1, num_frames)
     traj = _trajectory(cls, t, rng, size)
