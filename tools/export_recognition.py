@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--name", required=True, help="fusion/shipped/<name>.safetensors")
     ap.add_argument("--metrics", type=Path, help="JSON with the test metrics")
     ap.add_argument("--fps", type=float, default=12.0, help="frame rate of the training videos")
+    ap.add_argument("--trained-on", default="omnisense data make actions --size full --seed 0 (synthetic, 10 classes)")
     ap.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "fusion" / "shipped")
     args = ap.parse_args(argv)
     config = yaml.safe_load((args.ckpt.parent.parent / "config.yaml").read_text())
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
         "input": {"clip_len": data["clip_len"], "frame_interval": data["frame_interval"], "fps": args.fps,
                   "short_side": data["test_short_side"], "crop_size": data["crop_size"],
                   "mean": list(data["mean"]), "std": list(data["std"])},
-        "trained_on": "omnisense data make actions --size small --seed 0 (synthetic, 10 classes)",
+        "trained_on": args.trained_on,
         "metrics": json.loads(args.metrics.read_text()) if args.metrics else {},
     }
     out = export_checkpoint(args.ckpt, args.out_dir / f"{args.name}.safetensors", meta=meta, overwrite=True)
