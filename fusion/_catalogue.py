@@ -28,6 +28,38 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return table[name](**overrides)
 
 
+OWN_PACKAGES = ("perception3d.", "video.", "fusion.")
+
+
+def instantiate(spec: Any) -> Any:
+    """Build `{"class_path": ..., "init_args": {...}}` (nested allowed), as a config or weights JSON spells it.
+
+    Only classes of omnisense's own packages are built: a weights JSON is a user's file, and naming an
+    arbitrary callable in it must not run it.
+    """
+    if isinstance(spec, dict) and "class_path" in spec:
+        path = str(spec["class_path"])
+        if not path.startswith(OWN_PACKAGES):
+            raise OmnisenseError(f"refusing to build {path!r}: only classes of perception3d, video and fusion are built")
+        module, _, name = path.rpartition(".")
+        cls = _registry.resolve(f"{module}:{name}")
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise OmnisenseError(f"{path!r} is not a model class")
+        return cls(**{k: instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
+    if isinstance(spec, list):
+        return [instantiate(v) for v in spec]
+    return spec
+
+
+def build_from_meta(meta: dict[str, Any]) -> nn.Module:
+    """The model a weights file's metadata describes: a named `variant` (+ `model_kwargs`) or a `model` spec."""
+    if meta.get("variant"):
+        return build_model(meta["variant"], **meta.get("model_kwargs", {}))
+    if isinstance(meta.get("model"), dict) and "class_path" in meta["model"]:
+        return instantiate(meta["model"])
+    raise OmnisenseError("the weights metadata names no model: neither 'variant' nor 'model' with a class_path")
+
+
 def listing() -> dict[str, Any]:
     from fusion._weights import list_shipped
 

@@ -36,12 +36,17 @@ BENCHES: dict[str, str] = {
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
     "actions": "video.recognition.synthetic:make_actions",
+    "multiview-recordings": "fusion.recordings.synthetic:make_multiview_recordings",
+    "registration-pairs": "fusion.tasks.registration:make_registration_pairs",
+    "audio-events": "video.audio.datasets:make_audio_events",
 }
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
 # (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
 CONVERTERS: dict[str, tuple[str, str]] = {
     "uniformer": ("video.models.uniformer:convert_official", "uniformer_small_k400"),
+    "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch"),
+    "ast": ("video.models.ast:convert_official_ast", "ast_base"),
 }
 
 # Named variants: modules exposing `VARIANTS: dict[str, Callable[..., nn.Module]]`.
@@ -52,6 +57,9 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
     ("video", "fusion.tasks.video:demo"),
+    ("fusion", "fusion.apps.fuse:demo"),
+    ("registration", "fusion.apps.register:demo"),
+    ("audio", "fusion.apps.classify_audio:demo"),
 ]
 
 

@@ -229,6 +229,7 @@ def list_shipped() -> list[dict[str, Any]]:
     for path in sorted(SHIPPED_DIR.glob("*.safetensors")):
         meta_file = _meta_path(path)
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-        rows.append({"name": path.stem, "variant": meta.get("variant"), "size_mb": round(path.stat().st_size / 1e6, 2),
+        variant = meta.get("variant") or (meta.get("model") or {}).get("class_path", "").rpartition(".")[2] or None
+        rows.append({"name": path.stem, "variant": variant, "size_mb": round(path.stat().st_size / 1e6, 2),
                      "metrics": meta.get("metrics", {})})
     return rows

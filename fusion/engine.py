@@ -56,6 +56,9 @@ def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
         args=argv,
         run=True,
         auto_configure_optimizers=False,
+        # With a logger every run has its own version folder, so this never replaces another run's config;
+        # without one (`--trainer.logger false`) the resolved config of the latest run sits in default_root_dir.
+        save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "yaml", "allow_abbrev": False},
     )
     if return_results:

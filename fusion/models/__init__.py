@@ -10,6 +10,12 @@ from typing import Callable
 
 from torch import nn
 
-VARIANTS: dict[str, Callable[..., nn.Module]] = {}
+from fusion.multitsf import multitsf_paper, multitsf_small, multitsf_tiny
+
+VARIANTS: dict[str, Callable[..., nn.Module]] = {
+    "multitsf_paper": multitsf_paper,
+    "multitsf_small": multitsf_small,
+    "multitsf_tiny": multitsf_tiny,
+}
 
 __all__ = ["VARIANTS"]

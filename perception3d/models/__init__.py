@@ -10,6 +10,12 @@ from typing import Callable
 
 from torch import nn
 
-VARIANTS: dict[str, Callable[..., nn.Module]] = {}
+from perception3d.models.roitr import roitr_3dmatch, roitr_small, roitr_tiny
+
+VARIANTS: dict[str, Callable[..., nn.Module]] = {
+    "roitr_3dmatch": roitr_3dmatch,
+    "roitr_small": roitr_small,
+    "roitr_tiny": roitr_tiny,
+}
 
 __all__ = ["VARIANTS"]

@@ -109,12 +109,23 @@ def test_missing_weights_file_names_it(tmp_path):
 
 
 def test_every_shipped_weights_file_verifies_and_builds():
-    from fusion._catalogue import build_model
+    from fusion._catalogue import build_from_meta
     from fusion._weights import SHIPPED_DIR
 
     for path in sorted(SHIPPED_DIR.glob("*.safetensors")):
         state, meta = load_weights(path)  # checks the sha256
-        assert "variant" in meta, f"{path.name}: metadata names no variant"
-        model = build_model(meta["variant"], **meta.get("model_kwargs", {}))
+        model = build_from_meta(meta)
         assert isinstance(model, nn.Module)
         assert load_model_weights(model, state).ok, path.name
+
+
+def test_weights_metadata_cannot_name_arbitrary_callables():
+    from fusion import OmnisenseError
+    from fusion._catalogue import build_from_meta
+
+    with pytest.raises(OmnisenseError, match="refusing to build"):
+        build_from_meta({"model": {"class_path": "os.system", "init_args": {"command": "true"}}})
+    with pytest.raises(OmnisenseError, match="not a model class"):
+        build_from_meta({"model": {"class_path": "fusion._io.write_text_atomic", "init_args": {}}})
+    model = build_from_meta({"model": {"class_path": "fusion.tasks.debug.TinyMLP", "init_args": {"hidden": 8}}})
+    assert model.net[0].out_features == 8

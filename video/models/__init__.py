@@ -12,11 +12,20 @@ from typing import Callable
 
 from torch import nn
 
+from video.models import ast as _ast
+from video.models import audio_cnn as _audio_cnn
 from video.models import uniformer, vivit
 from video.models.uniformer import UniFormer
 from video.models.vivit import ViViTFactorised
 
 VARIANTS: dict[str, Callable[..., nn.Module]] = {
+    # audio (issue #8)
+    "ast_base": _ast.ast_base,
+    "ast_small": _ast.ast_small,
+    "ast_tiny": _ast.ast_tiny,
+    "ast_micro": _ast.ast_micro,
+    "audio_cnn_small": _audio_cnn.audio_cnn_small,
+    "audio_cnn_tiny": _audio_cnn.audio_cnn_tiny,
     # UniFormer (Li et al. 2022), Kinetics-400 heads; K400 recipe sizes
     "uniformer_xxs_k400": uniformer.uniformer_xxs,
     "uniformer_xs_k400": uniformer.uniformer_xs,

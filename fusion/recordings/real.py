@@ -1,0 +1,68 @@
+"""A multi-view recording built from real footage, for running `omnisense fuse` end to end on real video.
+
+The sample data has no synchronised multi-view footage, so this cuts one: OpenCV's `vtest.avi` (a fixed camera over
+a plaza with pedestrians walking, 768 x 576, 10 fps, no audio) is split into three overlapping vertical crops
+(left, centre, right), each written as its own mp4 "view". People walk from one view's field into the next, as
+between real cameras with partly overlapping fields of view. To exercise the stream alignment on real frames,
+the views are re-timed: the centre view is kept at 5 fps (every other frame), and the right view starts 1.0 s
+late with its own clock starting at 0 (manifest clock offset 1.0 s). What it is not: several physical cameras
+(the views share one lens, exposure and clock by construction), and it has no audio or lidar.
+"""
+
+from __future__ import annotations
+
+import fractions
+from pathlib import Path
+
+import numpy as np
+
+from fusion._io import write_json_atomic
+
+__all__ = ["make_vtest_views"]
+
+
+def _write(path: Path, frames: list[np.ndarray], times: list[float]) -> None:
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"crf": "23", "preset": "veryfast", "x264-params": "bframes=0"}
+        for img, t in zip(frames, times):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = int(round(t * 1000)), fractions.Fraction(1, 1000)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def make_vtest_views(out: Path, *, source: Path | None = None, seconds: float = 30.0) -> Path:
+    """Write `out/{left,centre,right}.mp4` + `out/recording.json` from vtest.avi; returns the manifest path."""
+    from fusion.streams import read_video_frames
+
+    if source is None:
+        from fusion._data import sample_data
+
+        source = sample_data("opencv-samples") / "examples" / "data" / "vtest.avi"
+    frames, times = read_video_frames(source, max_frames=int(seconds * 10))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    crops = {"left": slice(0, 384), "centre": slice(192, 576), "right": slice(384, 768)}
+    sensors = []
+    for name, cols in crops.items():
+        view = [np.ascontiguousarray(f[::2, cols][:, ::2]) for f in frames]  # 288 x 192 per view
+        t = list(times - times[0])
+        clock = {"scale": 1.0, "offset": 0.0}
+        if name == "centre":
+            view, t = view[::2], t[::2]
+        if name == "right":
+            view, t = view[10:], [x - 1.0 for x in t[10:]]
+            clock["offset"] = 1.0
+        _write(out / f"{name}.mp4", view, t)
+        sensors.append({"name": name, "kind": "video", "path": f"{name}.mp4", "clock": clock})
+    manifest = {"format": "omnisense-recording", "version": 1, "sensors": sensors, "tricks": [],
+                "note": "three crops of OpenCV's vtest.avi (one real camera), re-timed; no audio, no lidar"}
+    write_json_atomic(out / "recording.json", manifest)
+    return out / "recording.json"

@@ -1,0 +1,644 @@
+"""RoITr: Rotation-Invariant Transformer for point cloud matching.
+
+Paper: Hao Yu, Zheng Qin, Ji Hou, Mahdi Saleh, Dongsheng Li, Benjamin Busam, Slobodan Ilic,
+"Rotation-Invariant Transformer for Point Cloud Matching", CVPR 2023, arXiv:2303.08231.
+Official code: https://github.com/haoyu94/RoITr (MIT). Its 3DMatch checkpoint (`weights/model_3dmatch.pth`)
+loads through `convert_official`; no official weights are shipped here.
+
+Pipeline (one pair at a time, as in the official code whose batch size is 1):
+1. PPF-based local attention encoder (Point Transformer v1 layout, attention-based down-sampling) on both clouds.
+2. A global transformer on the coarsest nodes: GeoTransformer's rotation-invariant geometric structure
+   embedding in self-attention, which also yields a rotation-invariant "position state" per node, used by
+   the cross-frame attention (the paper's cross-frame spatial awareness).
+3. A decoder back to full resolution (on the encoder's pre-global features, as the official code does).
+4. Coarse node descriptors (global output, L2-normalised) and fine point descriptors.
+Matching (`RoITr.match`): point-to-node patches, dual-normalised coarse matching (or ground-truth node pairs
+while training), per-patch learnable log-domain Sinkhorn with a dustbin, mutual top-k extraction.
+
+Every input feature is rotation invariant (PPFs from positions and normals, pairwise distances and angles),
+so the descriptors are invariant to any rotation of the input, by construction.
+
+Units: positions in the network's canonical unit, metres at the 3DMatch scale (2.5 cm voxels); see
+`perception3d.registration.pipeline`, which rescales any input cloud to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from perception3d.ops import farthest_point_sample, knn, three_nn_interpolate
+from perception3d.ops.geometry import point_pair_features
+from perception3d.registration.matching import (
+    LearnableLogOptimalTransport,
+    Patches,
+    coarse_matching,
+    fine_matching,
+    node_correspondences,
+    point_to_node_partition,
+)
+
+
+def _ppf(center: Tensor, center_normal: Tensor, nb: Tensor, nb_normal: Tensor) -> Tensor:
+    """RoITr's PPF [..., 4]: (||d||, angle(n_i, d)/pi, angle(n_j, d)/pi, angle(n_i, n_j)/pi)."""
+    return point_pair_features(center, center_normal, nb, nb_normal)
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer sinusoids of a scalar index [*] -> [*, d], sin and cos interleaved per frequency."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        if d % 2:
+            raise ValueError(f"sinusoidal embedding needs an even width, got {d}")
+        self.d = d
+        self.register_buffer("div_term", torch.exp(torch.arange(0, d, 2).float() * (-math.log(10000.0) / d)),
+                             persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        omegas = x.unsqueeze(-1) * self.div_term.to(x.dtype)  # [*, d/2]
+        return torch.stack([omegas.sin(), omegas.cos()], -1).flatten(-2).detach()  # [*, d]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Local PPF attention
+
+
+class _PPFEmbedding(nn.Module):
+    """The local PPF coordinate embedding: a linear map of the 4 PPF values."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.proj = nn.Linear(4, hidden)
+
+    def forward(self, ppf: Tensor) -> Tensor:
+        return self.proj(ppf)
+
+
+class _LocalAttention(nn.Module):
+    """Multi-head attention from each centre to its K neighbours with PPF relative positions.
+
+    logits_ij = q_i . (k_j + W_p e_ij) / sqrt(d_h), output_i = sum_j a_ij (v_j + W_vp e_ij).
+    """
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"width {d} is not a multiple of {heads} heads")
+        self.heads = heads
+        self.proj_q, self.proj_k, self.proj_v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.proj_p, self.proj_vp = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: Tensor, center_idx: Tensor, group_idx: Tensor, emb: Tensor) -> Tensor:
+        """x [N, d], center_idx [M], group_idx [M, K], emb [M, K, d] -> [M, d]."""
+        h = self.heads
+        q = rearrange(self.proj_q(x)[center_idx], "m (h c) -> m h 1 c", h=h)
+        k = rearrange(self.proj_k(x)[group_idx] + self.proj_p(emb), "m k (h c) -> m h k c", h=h)
+        v = rearrange(self.proj_v(x)[group_idx] + self.proj_vp(emb), "m k (h c) -> m h k c", h=h)
+        attn = torch.softmax((q * k).sum(-1) / math.sqrt(q.shape[-1]), dim=-1)  # [M, h, K]
+        return rearrange((attn.unsqueeze(-1) * v).sum(-2), "m h c -> m (h c)")
+
+
+class _LocalAttentionLayer(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.attention = _LocalAttention(d, heads)
+        self.linear = nn.Linear(d, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: Tensor, center_idx: Tensor, group_idx: Tensor, emb: Tensor) -> Tensor:
+        return self.norm(self.linear(self.attention(x, center_idx, group_idx, emb)) + x[center_idx])
+
+
+class LocalPPFTransformer(nn.Module):
+    """in_proj -> PPF attention (+ residual, LayerNorm) -> out_proj. No FFN, as in the paper."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, heads: int):
+        super().__init__()
+        self.embedding = _PPFEmbedding(hidden)
+        self.in_proj = nn.Linear(in_dim, hidden)
+        self.transformer = _LocalAttentionLayer(hidden, heads)
+        self.out_proj = nn.Linear(hidden, out_dim)
+
+    def forward(self, x: Tensor, center_idx: Tensor, group_idx: Tensor, ppf: Tensor) -> Tensor:
+        """x [N, in] features of the neighbour level; centres index into it; ppf [M, K, 4] -> [M, out]."""
+        return self.out_proj(self.transformer(self.in_proj(x), center_idx, group_idx, self.embedding(ppf)))
+
+
+@dataclass
+class Level:
+    """One resolution of a cloud: positions [n, 3], normals [n, 3], features [n, C], its own kNN and PPFs."""
+
+    points: Tensor
+    normals: Tensor
+    feats: Tensor
+    group_idx: Tensor  # [n, k] within-level neighbours
+    ppf: Tensor  # [n, k, 4]
+    sample_idx: Tensor  # [n] indices into the previous (finer) level
+
+
+def _knn_idx(query: Tensor, ref: Tensor, k: int) -> Tensor:
+    return knn(query.unsqueeze(0), ref.unsqueeze(0), min(k, ref.shape[0]))[1][0]
+
+
+class TransitionDown(nn.Module):
+    """Attention down-sampling: FPS centres, kNN in the finer level, PPF attention neighbours -> centre."""
+
+    def __init__(self, in_dim: int, out_dim: int, heads: int, stride: int, nsample: int, hidden_cap: int):
+        super().__init__()
+        self.stride, self.nsample = stride, nsample
+        self.transformer = LocalPPFTransformer(in_dim, out_dim, min(out_dim, hidden_cap), heads)
+
+    def forward(self, points: Tensor, normals: Tensor, feats: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        n = points.shape[0]
+        if self.stride > 1:
+            m = max(n // self.stride, 1)
+            idx = farthest_point_sample(points.unsqueeze(0), m)[0]  # [m]
+        else:
+            idx = torch.arange(n, device=points.device)
+        centers, center_normals = points[idx], normals[idx]
+        group = _knn_idx(centers, points, self.nsample)  # [m, k]
+        ppf = _ppf(centers.unsqueeze(1), center_normals.unsqueeze(1), points[group], normals[group])
+        return centers, center_normals, self.transformer(feats, idx, group, ppf), idx
+
+
+class RIPointTransformerLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, hidden_cap: int):
+        super().__init__()
+        self.transformer = LocalPPFTransformer(dim, dim, min(dim, hidden_cap), heads)
+
+    def forward(self, level: Level, feats: Tensor) -> Tensor:
+        idx = torch.arange(feats.shape[0], device=feats.device)
+        return self.transformer(feats, idx, level.group_idx, level.ppf)
+
+
+class RIPointTransformerBlock(nn.Module):
+    """Local PPF layer -> LayerNorm -> + identity -> ReLU."""
+
+    def __init__(self, dim: int, heads: int, hidden_cap: int):
+        super().__init__()
+        self.transformer = RIPointTransformerLayer(dim, heads, hidden_cap)
+        self.bn2 = nn.LayerNorm(dim)
+
+    def forward(self, level: Level, feats: Tensor) -> Tensor:
+        return F.relu(self.bn2(self.transformer(level, feats)) + feats)
+
+
+class TransitionUp(nn.Module):
+    """Point Transformer v1 up-sampling: linear skip + 3-NN interpolation; the head level mixes in the mean."""
+
+    def __init__(self, in_dim: int, out_dim: int | None = None):
+        super().__init__()
+        self.head = out_dim is None
+        if self.head:
+            self.linear1 = nn.Sequential(nn.Linear(2 * in_dim, in_dim), nn.LayerNorm(in_dim), nn.ReLU())
+            self.linear2 = nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU())
+        else:
+            self.linear1 = nn.Sequential(nn.Linear(out_dim, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
+            self.linear2 = nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
+
+    def forward(self, fine: Level, fine_feats: Tensor, coarse: Level | None = None,
+                coarse_feats: Tensor | None = None) -> Tensor:
+        if self.head:
+            mean = self.linear2(fine_feats.mean(0, keepdim=True)).expand_as(fine_feats)
+            return self.linear1(torch.cat([fine_feats, mean], 1))
+        up = three_nn_interpolate(fine.points.unsqueeze(0), coarse.points.unsqueeze(0),
+                                  self.linear2(coarse_feats).unsqueeze(0))[0]
+        return self.linear1(fine_feats) + up
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Global transformer (GeoTransformer's geometric structure embedding, RoITr's position states)
+
+
+class GeometricStructureEmbedding(nn.Module):
+    """Pairwise-distance and triplet-angle sinusoids of the nodes [n, 3] -> [n, n, d] (rotation invariant)."""
+
+    def __init__(self, d: int, sigma_d: float, sigma_a: float, angle_k: int):
+        super().__init__()
+        self.sigma_d, self.angle_k = sigma_d, angle_k
+        self.factor_a = 180.0 / (sigma_a * math.pi)
+        self.embedding = SinusoidalEmbedding(d)
+        self.proj_d, self.proj_a = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, points: Tensor) -> Tensor:
+        with torch.no_grad():
+            n = points.shape[0]
+            dist = torch.cdist(points, points)  # [n, n]
+            k = min(self.angle_k, n - 1)
+            if k > 0:
+                nn_idx = dist.topk(k + 1, dim=1, largest=False).indices[:, 1:]  # [n, k]
+                ref = points[nn_idx] - points.unsqueeze(1)  # [n, k, 3]
+                anc = points.unsqueeze(0) - points.unsqueeze(1)  # [n, n, 3]: x_j - x_i
+                ref = ref.unsqueeze(1).expand(n, n, k, 3)
+                anc = anc.unsqueeze(2).expand(n, n, k, 3)
+                angles = torch.atan2(torch.linalg.norm(torch.cross(ref, anc, dim=-1), dim=-1),
+                                     (ref * anc).sum(-1))  # [n, n, k]
+            else:
+                angles = points.new_zeros(n, n, 1)
+        emb = self.proj_d(self.embedding(dist / self.sigma_d))
+        return emb + self.proj_a(self.embedding(angles * self.factor_a)).amax(2)
+
+
+class AttentionOutput(nn.Module):
+    """Feed-forward: Linear(d, 2d) -> ReLU -> Linear(2d, d) -> + residual -> LayerNorm."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.expand, self.squeeze, self.norm = nn.Linear(d, 2 * d), nn.Linear(2 * d, d), nn.LayerNorm(d)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x + self.squeeze(F.relu(self.expand(x))))
+
+
+class _RPEAttention(nn.Module):
+    """Self-attention with relative geometric embeddings; also returns the position state of each node.
+
+    logits = q_i . (k_j + W_p e_ij); features = sum_j a_ij v_j; position state = sum_{j != i} a'_ij W_vp e_ij
+    with a' the softmax with the diagonal masked, so a node's position is described by the others only.
+    """
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.proj_q, self.proj_k, self.proj_v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.proj_p, self.proj_vp = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.heads
+        q = rearrange(self.proj_q(x), "n (h c) -> h n c", h=h)
+        k = rearrange(self.proj_k(x), "n (h c) -> h n c", h=h)
+        v = rearrange(self.proj_v(x), "n (h c) -> h n c", h=h)
+        p = rearrange(self.proj_p(emb), "n m (h c) -> h n m c", h=h)
+        vp = rearrange(self.proj_vp(emb), "n m (h c) -> h n m c", h=h)
+        logits = (q @ k.transpose(-1, -2) + torch.einsum("hnc,hnmc->hnm", q, p)) / math.sqrt(q.shape[-1])
+        feats = rearrange(torch.softmax(logits, -1) @ v, "h n c -> n (h c)")
+        n = x.shape[0]
+        if n > 1:
+            eye = torch.eye(n, dtype=torch.bool, device=x.device)
+            pos_attn = torch.softmax(logits.masked_fill(eye, float("-inf")), -1)
+        else:  # a single node has no other node to describe its position
+            pos_attn = torch.zeros_like(logits)
+        pos = rearrange((pos_attn.unsqueeze(-1) * vp).sum(-2), "h n c -> n (h c)")
+        return feats, pos
+
+
+class _RPEAttentionLayer(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.attention = _RPEAttention(d, heads)
+        self.linear, self.norm = nn.Linear(d, d), nn.LayerNorm(d)
+        self.pos_linear, self.pos_norm = nn.Linear(d, d), nn.LayerNorm(d)
+
+    def forward(self, x: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
+        feats, pos = self.attention(x, emb)
+        return self.norm(self.linear(feats) + x), self.pos_norm(self.pos_linear(pos))
+
+
+class SelfLayer(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.attention = _RPEAttentionLayer(d, heads)
+        self.output = AttentionOutput(d)
+        self.pos_proj = AttentionOutput(d)
+
+    def forward(self, x: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
+        feats, pos = self.attention(x, emb)
+        return self.output(feats), self.pos_proj(pos)
+
+
+class _CrossAttention(nn.Module):
+    """Vanilla multi-head attention with the position states added to queries and keys."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.proj_q, self.proj_k, self.proj_v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: Tensor, y: Tensor, pos_x: Tensor, pos_y: Tensor) -> Tensor:
+        h = self.heads
+        q = rearrange(self.proj_q(x + pos_x), "n (h c) -> h n c", h=h)
+        k = rearrange(self.proj_k(y + pos_y), "m (h c) -> h m c", h=h)
+        v = rearrange(self.proj_v(y), "m (h c) -> h m c", h=h)
+        return rearrange(F.scaled_dot_product_attention(q, k, v), "h n c -> n (h c)")
+
+
+class _CrossAttentionLayer(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.attention = _CrossAttention(d, heads)
+        self.linear, self.norm = nn.Linear(d, d), nn.LayerNorm(d)
+
+    def forward(self, x: Tensor, y: Tensor, pos_x: Tensor, pos_y: Tensor) -> Tensor:
+        return self.norm(self.linear(self.attention(x, y, pos_x, pos_y)) + x)
+
+
+class CrossLayer(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.attention = _CrossAttentionLayer(d, heads)
+        self.output = AttentionOutput(d)
+
+    def forward(self, x: Tensor, y: Tensor, pos_x: Tensor, pos_y: Tensor) -> Tensor:
+        return self.output(self.attention(x, y, pos_x, pos_y))
+
+
+class _Layers(nn.Module):
+    def __init__(self, blocks: tuple[str, ...], d: int, heads: int):
+        super().__init__()
+        if not blocks or blocks[0] != "self" or any(b not in ("self", "cross") for b in blocks):
+            raise ValueError(f"global blocks must be 'self'/'cross' starting with 'self', got {blocks}")
+        self.blocks = tuple(blocks)
+        self.layers = nn.ModuleList(SelfLayer(d, heads) if b == "self" else CrossLayer(d, heads) for b in blocks)
+
+
+class GeometricTransformer(nn.Module):
+    """The global transformer on the coarsest nodes of both clouds: [self, cross] x 3 in the paper."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, heads: int, blocks: tuple[str, ...],
+                 sigma_d: float, sigma_a: float, angle_k: int):
+        super().__init__()
+        self.embedding = GeometricStructureEmbedding(hidden, sigma_d, sigma_a, angle_k)
+        self.in_proj = nn.Linear(in_dim, hidden)
+        self.transformer = _Layers(blocks, hidden, heads)
+        self.out_proj = nn.Linear(hidden, out_dim)
+
+    def forward(self, src_points: Tensor, tgt_points: Tensor, src_feats: Tensor,
+                tgt_feats: Tensor) -> tuple[Tensor, Tensor]:
+        src_emb, tgt_emb = self.embedding(src_points), self.embedding(tgt_points)
+        x, y = self.in_proj(src_feats), self.in_proj(tgt_feats)
+        for kind, layer in zip(self.transformer.blocks, self.transformer.layers):
+            if kind == "self":
+                x, pos_x = layer(x, src_emb)
+                y, pos_y = layer(y, tgt_emb)
+            else:  # the source is updated first and the target attends to the updated source (official order)
+                x = layer(x, y, pos_x, pos_y)
+                y = layer(y, x, pos_y, pos_x)
+        return self.out_proj(x), self.out_proj(y)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Backbone and model
+
+
+class RIPointTransformer(nn.Module):
+    """The rotation-invariant encoder-decoder with the global transformer at the bottleneck."""
+
+    def __init__(self, *, planes: tuple[int, ...], blocks: tuple[int, ...], strides: tuple[int, ...],
+                 nsample: tuple[int, ...], heads: int, hidden_cap: int, global_blocks: tuple[str, ...],
+                 global_dim: int, sigma_d: float, sigma_a: float, angle_k: int, in_channels: int = 1):
+        super().__init__()
+        if not len(planes) == len(blocks) == len(strides) == len(nsample) == 4:
+            raise ValueError("RoITr has four levels: planes, blocks, strides and nsample need 4 entries each")
+        self.strides, self.nsample = tuple(strides), tuple(nsample)
+        dims = (in_channels, *planes)
+        for i in range(4):
+            layers = [TransitionDown(dims[i], planes[i], heads, strides[i], nsample[i], hidden_cap)]
+            layers += [RIPointTransformerBlock(planes[i], heads, hidden_cap) for _ in range(blocks[i] - 1)]
+            setattr(self, f"enc{i + 1}", nn.ModuleList(layers))
+        # The decoder: one TransitionUp + one block per level (official: `_make_dec(..., 2, ...)`).
+        self.dec4 = nn.ModuleList([TransitionUp(planes[3]), RIPointTransformerBlock(planes[3], heads, hidden_cap)])
+        for i in (2, 1, 0):
+            setattr(self, f"dec{i + 1}", nn.ModuleList([TransitionUp(planes[i + 1], planes[i]),
+                                                        RIPointTransformerBlock(planes[i], heads, hidden_cap)]))
+        self.global_transformer = GeometricTransformer(planes[3], global_dim, global_dim, heads, global_blocks,
+                                                       sigma_d, sigma_a, angle_k)
+
+    def encode(self, points: Tensor, normals: Tensor, feats: Tensor) -> list[Level]:
+        levels = []
+        for i in range(4):
+            enc = getattr(self, f"enc{i + 1}")
+            points, normals, feats, sample_idx = enc[0](points, normals, feats)
+            group = _knn_idx(points, points, self.nsample[i])
+            ppf = _ppf(points.unsqueeze(1), normals.unsqueeze(1), points[group], normals[group])
+            level = Level(points, normals, feats, group, ppf, sample_idx)
+            for block in enc[1:]:
+                feats = block(level, feats)
+            level.feats = feats
+            levels.append(level)
+        return levels
+
+    def decode(self, levels: list[Level]) -> Tensor:
+        l4 = levels[3]
+        x = self.dec4[1](l4, self.dec4[0](l4, l4.feats))
+        for i in (2, 1, 0):
+            dec = getattr(self, f"dec{i + 1}")
+            fine, coarse = levels[i], levels[i + 1]
+            x = dec[1](fine, dec[0](fine, fine.feats, coarse, x))
+        return x
+
+    def forward(self, src_points: Tensor, src_normals: Tensor, tgt_points: Tensor,
+                tgt_normals: Tensor) -> tuple[list[Level], Tensor, Tensor, list[Level], Tensor, Tensor]:
+        src = self.encode(src_points, src_normals, src_points.new_ones(src_points.shape[0], 1))
+        tgt = self.encode(tgt_points, tgt_normals, tgt_points.new_ones(tgt_points.shape[0], 1))
+        src_g, tgt_g = self.global_transformer(src[3].points, tgt[3].points, src[3].feats, tgt[3].feats)
+        return src, src_g, self.decode(src), tgt, tgt_g, self.decode(tgt)
+
+
+def _standardise(x: Tensor) -> Tensor:
+    """Per-channel zero mean, unit variance over the points [N, C] of one cloud."""
+    if x.shape[0] < 2:
+        return x - x.mean(0, keepdim=True)
+    return (x - x.mean(0, keepdim=True)) / (x.std(0, keepdim=True) + 1e-6)
+
+
+@dataclass
+class RoITrOutput:
+    """Descriptors of one pair. Nodes are the coarsest level (about N/64 points), points the input points.
+
+    src_points [N, 3], src_nodes [M, 3], src_node_feats [M, C] (L2-normalised), src_point_feats [N, Cf];
+    tgt_* likewise.
+    """
+
+    src_points: Tensor
+    src_nodes: Tensor
+    src_node_feats: Tensor
+    src_point_feats: Tensor
+    tgt_points: Tensor
+    tgt_nodes: Tensor
+    tgt_node_feats: Tensor
+    tgt_point_feats: Tensor
+
+
+@dataclass
+class RoITrMatches:
+    """The matching of one pair: node pairs, their patches, the Sinkhorn matrices and the correspondences.
+
+    tgt_node_idx, src_node_idx [P] and node_scores [P]; patches of each side; log_scores [P, K+1, K+1]
+    (rows target, columns source, dustbins last); tgt_corr [C, 3], src_corr [C, 3], corr_scores [C],
+    corr_patch [C] (index into the P node pairs). In training (ground truth given) also every overlapping
+    node pair gt_node_corr [G, 2] (target, source) and gt_node_overlaps [G], for the coarse loss.
+    """
+
+    tgt_patches: Patches
+    src_patches: Patches
+    tgt_node_idx: Tensor
+    src_node_idx: Tensor
+    node_scores: Tensor
+    log_scores: Tensor
+    tgt_corr: Tensor
+    src_corr: Tensor
+    corr_scores: Tensor
+    corr_patch: Tensor
+    gt_node_corr: Tensor | None = None
+    gt_node_overlaps: Tensor | None = None
+
+
+class RoITr(nn.Module):
+    """RoITr: descriptors (`forward`) and coarse-to-fine matching (`match`).
+
+    Args:
+        planes, blocks, strides, nsample: the four encoder levels (paper: 64/128/256/256, 2/3/3/3, 1/4/4/4,
+            8/16/16/16).
+        heads: attention heads everywhere (paper: 4).
+        hidden_cap: the local attention width is min(level width, hidden_cap) (paper: 256).
+        global_blocks: the global transformer's layers (paper: self, cross x 3).
+        sigma_d: distance temperature of the geometric embedding, canonical metres (0.2); sigma_a degrees (15);
+            angle_k neighbours for the angular embedding (3).
+        fine_dim: width of the point descriptors (paper: 256).
+        point_limit: at most this many points per node patch (64).
+        num_coarse: node pairs kept at test time (256); num_gt_coarse: ground-truth pairs sampled in
+            training (128) among those with overlap > coarse_overlap (0.1).
+        matching_radius: canonical metres for ground-truth patch overlap (0.05).
+        sinkhorn_iterations: 100. fine_topk: 3 (mutual); fine_confidence: 0.05.
+        descriptor_norm: standardise each cloud's node and point features over its points (per channel,
+            no parameters) before `coarse_proj` / `fine_proj`. Not in the paper (off in `roitr_3dmatch`).
+            Why: with the constant input feature every descriptor starts out almost the same for all points
+            (about 1% relative spread), and a short CPU run stays stuck in that collapsed state; the
+            standardisation removes the shared component so the losses see the geometric differences from
+            the first step. It is rotation invariant like everything it is applied to.
+    """
+
+    def __init__(self, *, planes: tuple[int, ...] = (64, 128, 256, 256), blocks: tuple[int, ...] = (2, 3, 3, 3),
+                 strides: tuple[int, ...] = (1, 4, 4, 4), nsample: tuple[int, ...] = (8, 16, 16, 16),
+                 heads: int = 4, hidden_cap: int = 256,
+                 global_blocks: tuple[str, ...] = ("self", "cross", "self", "cross", "self", "cross"),
+                 sigma_d: float = 0.2, sigma_a: float = 15.0, angle_k: int = 3, fine_dim: int = 256,
+                 point_limit: int = 64, num_coarse: int = 256, num_gt_coarse: int = 128,
+                 coarse_overlap: float = 0.1, matching_radius: float = 0.05, sinkhorn_iterations: int = 100,
+                 fine_topk: int = 3, fine_confidence: float = 0.05, descriptor_norm: bool = False):
+        super().__init__()
+        self.descriptor_norm = descriptor_norm
+        global_dim = planes[3]
+        self.backbone = RIPointTransformer(planes=planes, blocks=blocks, strides=strides, nsample=nsample,
+                                           heads=heads, hidden_cap=hidden_cap, global_blocks=global_blocks,
+                                           global_dim=global_dim, sigma_d=sigma_d, sigma_a=sigma_a, angle_k=angle_k)
+        self.coarse_proj = nn.Linear(global_dim, global_dim)
+        self.fine_proj = nn.Linear(planes[0], fine_dim)
+        self.optimal_transport = LearnableLogOptimalTransport(sinkhorn_iterations)
+        self.point_limit, self.num_coarse, self.num_gt_coarse = point_limit, num_coarse, num_gt_coarse
+        self.coarse_overlap, self.matching_radius = coarse_overlap, matching_radius
+        self.fine_topk, self.fine_confidence = fine_topk, fine_confidence
+
+    def forward(self, src_points: Tensor, src_normals: Tensor, tgt_points: Tensor, tgt_normals: Tensor) -> RoITrOutput:
+        """Descriptors of a pair: points [N, 3] in canonical metres and unit normals [N, 3], each side."""
+        for name, t in (("src_points", src_points), ("tgt_points", tgt_points)):
+            if t.ndim != 2 or t.shape[1] != 3 or t.shape[0] < 4:
+                raise ValueError(f"{name} must be [N >= 4, 3], got {tuple(t.shape)}")
+        src, src_g, src_x, tgt, tgt_g, tgt_x = self.backbone(src_points, src_normals, tgt_points, tgt_normals)
+        if self.descriptor_norm:
+            src_g, src_x, tgt_g, tgt_x = (_standardise(x) for x in (src_g, src_x, tgt_g, tgt_x))
+        return RoITrOutput(
+            src_points=src_points, src_nodes=src[3].points,
+            src_node_feats=F.normalize(self.coarse_proj(src_g), dim=1), src_point_feats=self.fine_proj(src_x),
+            tgt_points=tgt_points, tgt_nodes=tgt[3].points,
+            tgt_node_feats=F.normalize(self.coarse_proj(tgt_g), dim=1), tgt_point_feats=self.fine_proj(tgt_x))
+
+    def match(self, out: RoITrOutput, *, gt_transform: Tensor | None = None,
+              generator: torch.Generator | None = None) -> RoITrMatches:
+        """Coarse-to-fine matching of `forward`'s output.
+
+        With `gt_transform` (training) the node pairs are `num_gt_coarse` ground-truth pairs drawn at random
+        among those with overlap > coarse_overlap, as in the official training; otherwise the top
+        `num_coarse` pairs of the dual-normalised coarse matching.
+        """
+        tgt_p = point_to_node_partition(out.tgt_points, out.tgt_nodes, self.point_limit)
+        src_p = point_to_node_partition(out.src_points, out.src_nodes, self.point_limit)
+        gt_corr = gt_overlaps = None
+        if gt_transform is not None:
+            corr, overlaps = node_correspondences(out.tgt_nodes, out.src_nodes, tgt_p, src_p, out.tgt_points,
+                                                  out.src_points, gt_transform, self.matching_radius)
+            gt_corr, gt_overlaps = corr, overlaps
+            keep = overlaps > self.coarse_overlap
+            corr, overlaps = corr[keep], overlaps[keep]
+            if corr.shape[0] > self.num_gt_coarse:
+                sel = torch.randperm(corr.shape[0], generator=generator)[: self.num_gt_coarse].to(corr.device)
+                corr, overlaps = corr[sel], overlaps[sel]
+            ti, si, node_scores = corr[:, 0], corr[:, 1], overlaps
+        else:
+            ti, si, node_scores = coarse_matching(out.tgt_node_feats, out.src_node_feats, tgt_p.node_masks,
+                                                  src_p.node_masks, self.num_coarse)
+        tgt_knn_feats = tgt_p.gather(out.tgt_point_feats)[ti]  # [P, K, C]
+        src_knn_feats = src_p.gather(out.src_point_feats)[si]
+        scores = tgt_knn_feats @ src_knn_feats.transpose(1, 2) / math.sqrt(tgt_knn_feats.shape[-1])  # [P, K, K]
+        tm, sm = tgt_p.knn_masks[ti], src_p.knn_masks[si]
+        if ti.numel() == 0:
+            log_scores = scores.new_zeros(0, tm.shape[1] + 1, sm.shape[1] + 1)
+        else:
+            log_scores = self.optimal_transport(scores, tm, sm)
+        tgt_knn_pts, src_knn_pts = tgt_p.gather(out.tgt_points)[ti], src_p.gather(out.src_points)[si]
+        tc, sc, cs, cp = fine_matching(log_scores, tgt_knn_pts, src_knn_pts, tm, sm, k=self.fine_topk,
+                                       confidence=self.fine_confidence)
+        return RoITrMatches(tgt_p, src_p, ti, si, node_scores, log_scores, tc, sc, cs, cp, gt_corr, gt_overlaps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Named variants
+
+
+def roitr_3dmatch(**overrides) -> RoITr:
+    """The paper's 3DMatch / 3DLoMatch model (configs/train/tdmatch.yaml of the official code)."""
+    return RoITr(**overrides)
+
+
+def roitr_small(**overrides) -> RoITr:
+    """A CPU-trainable RoITr: half the widths, fewer blocks, 32 points per patch, 50 Sinkhorn iterations,
+    and `descriptor_norm` (see RoITr).
+
+    Same architecture and strides as the paper; smaller so that it trains in minutes on two CPU cores.
+    """
+    cfg = dict(planes=(32, 64, 128, 128), blocks=(1, 2, 2, 2), nsample=(8, 16, 16, 16), hidden_cap=128,
+               global_blocks=("self", "cross", "self", "cross"), fine_dim=64, point_limit=32, num_coarse=128,
+               num_gt_coarse=64, sinkhorn_iterations=50, descriptor_norm=True)
+    cfg.update(overrides)
+    return RoITr(**cfg)
+
+
+def roitr_tiny(**overrides) -> RoITr:
+    """For tests: the smallest model that exercises every part."""
+    cfg = dict(planes=(16, 16, 32, 32), blocks=(1, 2, 1, 1), nsample=(4, 8, 8, 8), heads=2, hidden_cap=32,
+               global_blocks=("self", "cross"), fine_dim=16, point_limit=16, num_coarse=32, num_gt_coarse=16,
+               sinkhorn_iterations=10, descriptor_norm=True)
+    cfg.update(overrides)
+    return RoITr(**cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Official checkpoint converter
+
+# Official tensors with no counterpart here: the unused occlusion head, the unused second OT layer, and the
+# constant sinusoid buffers (recomputed here, not stored).
+_OFFICIAL_UNUSED = ("backbone.occ_proj.", "OT.")
+
+
+def convert_official(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Map the official RoITr state dict (`model_3dmatch.pth`'s 'state_dict') to `roitr_3dmatch`'s keys.
+
+    The module tree here follows the official names, with two differences: encoder and decoder levels are
+    ModuleLists (`enc2.1.` is the official `enc2.1.` too: Sequential indices), and the official
+    `backbone.global_transformer.transformer.layers.*` nest is kept as is. `module.` prefixes (DDP) are stripped;
+    unused tensors and sinusoid buffers are dropped.
+    """
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.startswith(_OFFICIAL_UNUSED) or key.endswith(".div_term"):
+            continue
+        out[key] = value
+    return out

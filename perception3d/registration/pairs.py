@@ -1,0 +1,189 @@
+"""Registration pairs: a generator from any scan or mesh, and readers of pair lists and the 3DMatch layout.
+
+The generator makes (source, target, transform) from one cloud, as Predator / RPM-Net make partial pairs:
+each side keeps the points nearest a random viewing direction (a view-dependent crop), is thinned to a random
+density, gets noise, and the source is moved by a uniform random rotation (on SO(3)) and a translation.
+The transform maps SOURCE into TARGET's frame: target ~= source @ R.T + t.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from perception3d._errors import PointCloudFileError
+
+
+def uniform_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation matrix [3, 3] drawn uniformly from SO(3) (unit quaternion from a 4D Gaussian)."""
+    q = rng.normal(size=4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def view_crop(points: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
+    """Keep the share `keep` of the points nearest a random viewpoint far out in a random direction."""
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    score = (points - points.mean(0)) @ direction
+    k = max(int(round(keep * len(points))), 1)
+    return points[np.argsort(-score)[:k]]
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """How a pair is made. Lengths are fractions of the cloud's extent (largest side of its bounding box).
+
+    keep: range of the share of points each side keeps after its view crop (overlap falls as it drops).
+    density: range of the share of the cropped points kept at random.
+    noise: Gaussian noise sigma; translation: range of the source's offset.
+    """
+
+    keep: tuple[float, float] = (0.6, 0.9)
+    density: tuple[float, float] = (0.6, 1.0)
+    noise: float = 0.002
+    translation: float = 0.5
+
+
+def make_pair(points: np.ndarray, rng: np.random.Generator,
+              config: PairConfig = PairConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One partial, rotated pair from a cloud [N, 3]: (source [Ns, 3], target [Nt, 3], transform [4, 4])."""
+    points = np.asarray(points, dtype=np.float64)[:, :3]
+    extent = float(np.ptp(points, axis=0).max())
+    sides = []
+    for _ in range(2):
+        side = view_crop(points, rng.uniform(*config.keep), rng)
+        n = max(int(round(rng.uniform(*config.density) * len(side))), 1)
+        side = side[rng.choice(len(side), n, replace=False)]
+        sides.append(side + rng.normal(scale=config.noise * extent, size=side.shape))
+    src_world, tgt = sides
+    rot = uniform_rotation(rng)
+    trans = rng.uniform(-config.translation, config.translation, size=3) * extent
+    # source frame: world -> source is x_s = R^T (x_w - t), so source -> target(world) is x_w = R x_s + t.
+    src = (src_world - trans) @ rot
+    transform = np.eye(4)
+    transform[:3, :3], transform[:3, 3] = rot, trans
+    return src, tgt, transform
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Readers
+
+
+@dataclass(frozen=True)
+class PairEntry:
+    """One pair of a list: the two cloud files and the source -> target transform [4, 4]."""
+
+    source: Path
+    target: Path
+    transform: np.ndarray
+
+
+def read_pair_list(path: str | Path) -> list[PairEntry]:
+    """The generic pair list: a CSV with header `source,target,t00,...,t33` (row-major 4x4).
+
+    Paths are relative to the CSV's folder unless absolute.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PointCloudFileError(path, "pair list not found")
+    entries = []
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["source", "target"] or len(header) != 18:
+            raise PointCloudFileError(path, "expected a header 'source,target,t00,...,t33' (18 columns)")
+        for line_no, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != 18:
+                raise PointCloudFileError(path, f"line {line_no}: expected 18 columns, got {len(row)}")
+            try:
+                t = np.array([float(v) for v in row[2:]]).reshape(4, 4)
+            except ValueError as err:
+                raise PointCloudFileError(path, f"line {line_no}: {err}") from None
+            if not np.isfinite(t).all() or not np.allclose(t[3], [0, 0, 0, 1]):
+                raise PointCloudFileError(path, f"line {line_no}: not a rigid 4x4 transform")
+            src, tgt = (Path(v) if Path(v).is_absolute() else path.parent / v for v in row[:2])
+            entries.append(PairEntry(src, tgt, t))
+    return entries
+
+
+def write_pair_list(path: str | Path, entries: list[PairEntry]) -> None:
+    """Write a pair list readable by `read_pair_list` (paths relative to the CSV's folder when inside it)."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "target", *(f"t{i}{j}" for i in range(4) for j in range(4))])
+        for e in entries:
+            names = []
+            for p in (e.source, e.target):
+                try:
+                    names.append(str(Path(p).relative_to(path.parent)))
+                except ValueError:
+                    names.append(str(p))
+            w.writerow([*names, *(repr(float(v)) for v in np.asarray(e.transform).reshape(-1))])
+
+
+@dataclass(frozen=True)
+class ThreeDMatchPair:
+    """A 3DMatch benchmark pair: fragment indices (source i, target j) in a scene and the 4x4 of gt.log."""
+
+    scene: str
+    source_index: int
+    target_index: int
+    transform: np.ndarray
+
+    def fragment_paths(self, root: Path) -> tuple[Path, Path]:
+        """`<root>/<scene>/cloud_bin_<i>.<ext>` for the first extension present (.pth, .ply, .npy)."""
+        paths = []
+        for index in (self.source_index, self.target_index):
+            for ext in (".npy", ".ply", ".pth"):
+                p = Path(root) / self.scene / f"cloud_bin_{index}{ext}"
+                if p.exists():
+                    break
+            paths.append(p)
+        return paths[0], paths[1]
+
+
+def read_gt_log(path: str | Path) -> list[ThreeDMatchPair]:
+    """A 3DMatch `gt.log`: blocks of one line `i j n` and four lines of the 4x4 transform.
+
+    Each header `i j n` names fragments i and j; as in GeoTransformer's 3DMatch metadata (frag_id0 = reference,
+    frag_id1 = source), the transform maps fragment j (the source) into fragment i's frame (the target).
+    The scene is the log's folder name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PointCloudFileError(path, "gt.log not found")
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    if len(lines) % 5:
+        raise PointCloudFileError(path, f"{len(lines)} non-empty lines is not a multiple of 5 (header + 4x4)")
+    pairs = []
+    for b in range(0, len(lines), 5):
+        head = lines[b]
+        try:
+            i, j = int(head[0]), int(head[1])
+            t = np.array([[float(v) for v in row] for row in lines[b + 1: b + 5]])
+        except (ValueError, IndexError) as err:
+            raise PointCloudFileError(path, f"block at line {b + 1}: {err}") from None
+        if t.shape != (4, 4):
+            raise PointCloudFileError(path, f"block at line {b + 1}: the transform is not 4x4")
+        pairs.append(ThreeDMatchPair(path.parent.name, source_index=j, target_index=i, transform=t))
+    return pairs
+
+
+def read_3dmatch_benchmark(root: str | Path) -> list[ThreeDMatchPair]:
+    """Every pair of a benchmark folder laid out as `<root>/<scene>/gt.log` (3DMatch or 3DLoMatch)."""
+    root = Path(root)
+    logs = sorted(root.glob("*/gt.log"))
+    if not logs:
+        raise PointCloudFileError(root, "no <scene>/gt.log under this folder")
+    return [p for log in logs for p in read_gt_log(log)]

@@ -1,0 +1,116 @@
+"""Transform estimation from correspondences: weighted Procrustes, LGR, and RANSAC (open3d).
+
+Every function returns a 4x4 transform that maps SOURCE points into TARGET's frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def weighted_procrustes(src: Tensor, tgt: Tensor, weights: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Least-squares rigid transform(s) src -> tgt (Kabsch with weights).
+
+    Args:
+        src, tgt: [..., N, 3] corresponding points; weights: [..., N] non-negative (None: all ones).
+
+    Returns:
+        [..., 4, 4] transforms (proper rotations, det = +1).
+    """
+    if weights is None:
+        weights = src.new_ones(src.shape[:-1])
+    w = weights / (weights.sum(-1, keepdim=True) + eps)  # [..., N]
+    w3 = w.unsqueeze(-1)
+    src_c = (src * w3).sum(-2, keepdim=True)
+    tgt_c = (tgt * w3).sum(-2, keepdim=True)
+    h = ((src - src_c) * w3).transpose(-1, -2) @ (tgt - tgt_c)  # [..., 3, 3]
+    u, _, vh = torch.linalg.svd(h.double())
+    v = vh.transpose(-1, -2)
+    d = torch.sign(torch.linalg.det(v @ u.transpose(-1, -2)))
+    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    rot = (v @ fix @ u.transpose(-1, -2)).to(src.dtype)
+    trans = tgt_c.squeeze(-2) - (rot @ src_c.transpose(-1, -2)).squeeze(-1)
+    out = torch.zeros(*rot.shape[:-2], 4, 4, dtype=src.dtype, device=src.device)
+    out[..., :3, :3] = rot
+    out[..., :3, 3] = trans
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def _apply(transform: Tensor, points: Tensor) -> Tensor:
+    return points @ transform[..., :3, :3].transpose(-1, -2) + transform[..., :3, 3].unsqueeze(-2)
+
+
+def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, patch: Tensor, *,
+                                 acceptance_radius: float, min_per_patch: int = 3,
+                                 refine_iterations: int = 5) -> Tensor:
+    """GeoTransformer's LGR: one weighted-Procrustes hypothesis per patch pair, the one with the most
+    global inliers wins, then `refine_iterations` of weighted Procrustes on its inliers.
+
+    Args:
+        tgt_corr, src_corr: [C, 3] correspondences; scores: [C] confidences; patch: [C] patch-pair index.
+        acceptance_radius: inlier distance in the points' unit (GeoTransformer: 0.1 m at 3DMatch scale).
+        min_per_patch: patches with fewer correspondences make no hypothesis (3).
+
+    Returns:
+        [4, 4] source -> target; the identity when there are fewer than 3 correspondences.
+    """
+    eye = torch.eye(4, dtype=src_corr.dtype, device=src_corr.device)
+    if src_corr.shape[0] < 3:
+        return eye
+    ids, inverse, counts = torch.unique(patch, return_inverse=True, return_counts=True)
+    good = counts >= min_per_patch
+    if good.any():
+        # Pack each good patch's correspondences into a padded batch [H, L, 3] with zero weights on padding.
+        keep = good[inverse]
+        slot_patch = torch.cumsum(good.long(), 0) - 1  # patch id -> hypothesis row
+        rows = slot_patch[inverse[keep]]
+        order = torch.argsort(rows, stable=True)
+        rows = rows[order]
+        starts = torch.cumsum(torch.bincount(rows), 0) - torch.bincount(rows)
+        cols = torch.arange(rows.numel(), device=rows.device) - starts[rows]
+        h, length = int(good.sum()), int(counts[good].max())
+        src_b = src_corr.new_zeros(h, length, 3)
+        tgt_b = tgt_corr.new_zeros(h, length, 3)
+        w_b = scores.new_zeros(h, length)
+        src_b[rows, cols] = src_corr[keep][order]
+        tgt_b[rows, cols] = tgt_corr[keep][order]
+        w_b[rows, cols] = scores[keep][order]
+        hyps = weighted_procrustes(src_b, tgt_b, w_b)  # [H, 4, 4]
+    else:
+        hyps = weighted_procrustes(src_corr, tgt_corr, scores).unsqueeze(0)
+    residuals = torch.linalg.norm(_apply(hyps, src_corr.unsqueeze(0)) - tgt_corr.unsqueeze(0), dim=-1)  # [H, C]
+    inliers = (residuals < acceptance_radius).sum(1)
+    best = hyps[inliers.argmax()]
+    for _ in range(refine_iterations):
+        res = torch.linalg.norm(_apply(best, src_corr) - tgt_corr, dim=-1)
+        mask = (res < acceptance_radius).to(scores.dtype)
+        if mask.sum() < 3:
+            break
+        best = weighted_procrustes(src_corr, tgt_corr, scores * mask)
+    return best
+
+
+def ransac_on_correspondences(tgt_corr: np.ndarray, src_corr: np.ndarray, *, distance: float,
+                              max_iterations: int = 50000, confidence: float = 0.999,
+                              seed: int | None = None) -> np.ndarray:
+    """open3d RANSAC on given correspondences (RoITr's official evaluation: ransac_n 3, edge-length checker
+    0.9 and distance checker at `distance`). Returns a [4, 4] float64 source -> target transform."""
+    import open3d as o3d
+
+    if seed is not None:
+        o3d.utility.random.seed(seed)
+    n = len(src_corr)
+    if n < 3:
+        return np.eye(4)
+    src = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(src_corr, np.float64)))
+    tgt = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(tgt_corr, np.float64)))
+    corr = o3d.utility.Vector2iVector(np.stack([np.arange(n), np.arange(n)], 1).astype(np.int32))
+    reg = o3d.pipelines.registration
+    result = reg.registration_ransac_based_on_correspondence(
+        src, tgt, corr, distance, reg.TransformationEstimationPointToPoint(False), 3,
+        [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9), reg.CorrespondenceCheckerBasedOnDistance(distance)],
+        reg.RANSACConvergenceCriteria(max_iterations, confidence))
+    return np.asarray(result.transformation)

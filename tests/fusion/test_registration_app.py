@@ -1,0 +1,138 @@
+"""`omnisense register`: result.json, the plot, and one clear error line for bad input; the pair generator."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fusion.cli import main
+from fusion.tasks.registration import GeneratedPairs, make_registration_pairs
+from perception3d.registration.metrics import rotation_error, translation_error
+from perception3d.registration.pairs import PairConfig, make_pair, read_pair_list
+
+
+def _shape(n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=(n, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    bump = sum(h * np.exp(-6 * ((u - c) ** 2).sum(1, keepdims=True))  # bumps that break every symmetry
+               for h, c in ((0.5, [0.6, 0.6, 0.5]), (0.3, [-0.7, 0.1, -0.7]), (-0.25, [0.0, -0.8, 0.6])))
+    return u * (1 + 0.2 * np.sin(4 * u[:, :1]) * np.cos(3 * u[:, 1:2]) + bump) * [1.0, 0.7, 0.5]
+
+
+@pytest.fixture
+def pair(tmp_path):
+    src, tgt, gt = make_pair(_shape(), np.random.default_rng(2), PairConfig(keep=(0.95, 1.0)))
+    np.save(tmp_path / "src.npy", src.astype(np.float32))
+    np.savetxt(tmp_path / "tgt.xyz", tgt)
+    return tmp_path / "src.npy", tmp_path / "tgt.xyz", gt
+
+
+def test_register_fpfh_writes_result_and_plot(pair, tmp_path):
+    src, tgt, gt = pair
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    assert main(["register", str(src), str(tgt), "--method", "fpfh", "--refine", "icp", "--voxel-size", "0.05",
+                 "--output", str(out), "--plot", str(png)]) == 0
+    result = json.loads(out.read_text())
+    assert {"transform", "fitness", "inlier_rmse", "num_correspondences", "method", "runtime_s"} <= set(result)
+    t = np.array(result["transform"])
+    assert t.shape == (4, 4) and rotation_error(t, gt) < 5 and translation_error(t, gt) < 0.05
+    assert result["method"] == "fpfh+icp" and result["fitness"] > 0.5
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("case", ["empty", "nan", "three", "truncated", "missing"])
+def test_bad_input_one_line_nonzero_exit(pair, tmp_path, capsys, case):
+    _, tgt, _ = pair
+    bad = tmp_path / f"{case}.npy"
+    if case == "empty":
+        np.save(bad, np.zeros((0, 3), np.float32))
+    elif case == "nan":
+        a = np.random.rand(100, 3).astype(np.float32)
+        a[3, 0] = np.nan
+        np.save(bad, a)
+    elif case == "three":
+        np.save(bad, np.random.rand(3, 3).astype(np.float32))
+    elif case == "truncated":
+        bad = tmp_path / "t.ply"
+        bad.write_text("ply\nformat ascii 1.0\nelement vertex 10\nproperty float x\nproperty float y\n"
+                       "property float z\nend_header\n0 0 0\n1 1\n")
+    code = main(["register", str(bad), str(tgt), "--method", "fpfh", "--output", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and str(bad.name) in err[0], err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_missing_weights_is_a_clear_error(pair, tmp_path, capsys):
+    src, tgt, _ = pair
+    code = main(["register", str(src), str(tgt), "--weights", str(tmp_path / "none.safetensors")])
+    assert code != 0 and "none.safetensors" in capsys.readouterr().err
+
+
+def test_generator_tiny(tmp_path):
+    summary = make_registration_pairs(tmp_path, seed=0, size="tiny")
+    assert summary["clouds"] and (tmp_path / "clouds.txt").exists()
+    entries = read_pair_list(tmp_path / "val.csv")
+    assert len(entries) == 3 and all(e.source.exists() and e.target.exists() for e in entries)
+    item = GeneratedPairs(tmp_path, num_points=256, length=2, seed=0)[0]
+    assert item["src_points"].shape[1] == 3 and item["src_points"].shape[0] <= 256
+    assert item["transform"].shape == (4, 4)
+
+
+def test_convert_official_checkpoint_layout(tmp_path):
+    """`omnisense convert roitr` on a file laid out like the official model_3dmatch.pth (random values)."""
+    import torch
+
+    from fusion._weights import load_weights
+    from perception3d.models.roitr import roitr_3dmatch
+
+    ours = roitr_3dmatch().state_dict()
+    state = {f"module.{k}": torch.randn_like(v) for k, v in ours.items()}
+    state["module.OT.alpha"] = torch.tensor(1.0)
+    state["module.backbone.occ_proj.weight"] = torch.zeros(1, 256)
+    state["module.backbone.occ_proj.bias"] = torch.zeros(1)
+    state["module.backbone.global_transformer.embedding.embedding.div_term"] = torch.ones(128)
+    torch.save({"epoch": 3, "state_dict": state, "best_loss": 1.0, "best_PIR": 0.5,
+                "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}}, tmp_path / "official.pth")
+    out = tmp_path / "roitr.safetensors"
+    assert main(["convert", "roitr", str(tmp_path / "official.pth"), "--output", str(out)]) == 0
+    converted, meta = load_weights(out)
+    assert meta["variant"] == "roitr_3dmatch" and set(converted) == set(ours)
+    torch.testing.assert_close(converted["coarse_proj.weight"], state["module.coarse_proj.weight"])
+
+
+@pytest.mark.slow
+def test_bench_and_demo_run(tmp_path, sample_data):
+    """`omnisense bench registration` on one kitten pair, and the demo part (needs the shipped weights)."""
+    import argparse
+
+    from fusion._demo import DemoContext
+    from fusion.apps.register import SHIPPED, demo
+    from fusion.bench import registration
+
+    if not SHIPPED.exists():
+        pytest.skip("no shipped RoITr weights in this checkout")
+    sample_data("cgal")
+    sample_data("octomap-corridor")
+    report = registration.run(argparse.Namespace(pairs=1, seed=0, weights=None, num_points=1024, scans=["kitten"],
+                                                 estimators=["lgr"], refine="none", device="cpu"))
+    assert {r["method"] for r in report.rows} == {"roitr+lgr", "fpfh+ransac"}
+    section = demo(DemoContext(out=tmp_path))
+    assert section.images and all(p.exists() for p in section.images)
+
+
+def test_register_roitr_with_shipped_weights(pair, tmp_path):
+    from fusion.apps.register import SHIPPED
+
+    if not SHIPPED.exists():
+        pytest.skip("no shipped RoITr weights in this checkout")
+    src, tgt, _ = pair
+    out = tmp_path / "r.json"
+    assert main(["register", str(src), str(tgt), "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    t = np.array(result["transform"])
+    assert result["method"] == "roitr" and result["num_correspondences"] > 0
+    np.testing.assert_allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-6)
+    np.testing.assert_array_equal(t[3], [0, 0, 0, 1])

@@ -1,0 +1,70 @@
+"""Weighted Procrustes, LGR and RANSAC recover known transforms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from perception3d.ops.geometry import random_rotation
+from perception3d.registration.metrics import rotation_error, translation_error
+from perception3d.registration.pose import (
+    local_to_global_registration,
+    ransac_on_correspondences,
+    weighted_procrustes,
+)
+
+
+def _gt(seed):
+    t = torch.eye(4, dtype=torch.float64)
+    t[:3, :3] = random_rotation(1, torch.Generator().manual_seed(seed))[0].double()
+    t[:3, 3] = torch.tensor([0.3, -0.2, 1.0], dtype=torch.float64)
+    return t
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_procrustes_exact(seed):
+    gt = _gt(seed)
+    src = torch.randn(50, 3, dtype=torch.float64)
+    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    torch.testing.assert_close(weighted_procrustes(src, tgt), gt, atol=1e-6, rtol=0)
+
+
+def test_weighted_procrustes_ignores_zero_weights():
+    gt = _gt(3)
+    src = torch.randn(40, 3, dtype=torch.float64)
+    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    tgt[30:] += 5.0
+    w = torch.ones(40, dtype=torch.float64)
+    w[30:] = 0
+    torch.testing.assert_close(weighted_procrustes(src, tgt, w), gt, atol=1e-6, rtol=0)
+
+
+def test_lgr_with_outliers():
+    g = torch.Generator().manual_seed(0)
+    gt = _gt(4)
+    src = torch.rand(300, 3, generator=g, dtype=torch.float64)
+    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    patch = torch.arange(300) // 10
+    bad = (patch % 5 < 3) | (torch.rand(300, generator=g) < 0.1)  # 3 patches in 5 wrong, 10% outliers elsewhere
+    tgt[bad] = torch.rand(int(bad.sum()), 3, generator=g, dtype=torch.float64) * 3
+    est = local_to_global_registration(tgt, src, torch.ones(300, dtype=torch.float64), patch,
+                                       acceptance_radius=0.05, min_per_patch=3)
+    assert rotation_error(est.numpy(), gt.numpy()) < 1e-3
+    assert translation_error(est.numpy(), gt.numpy()) < 1e-4
+
+
+def test_lgr_too_few_correspondences_is_identity():
+    est = local_to_global_registration(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2), torch.zeros(2),
+                                       acceptance_radius=0.1)
+    assert torch.equal(est, torch.eye(4))
+
+
+def test_ransac_on_correspondences():
+    rng = np.random.default_rng(0)
+    gt = _gt(5).numpy()
+    src = rng.random((200, 3))
+    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    tgt[:80] = rng.random((80, 3)) * 3
+    est = ransac_on_correspondences(tgt, src, distance=0.02, max_iterations=5000, seed=0)
+    assert rotation_error(est, gt) < 0.5 and translation_error(est, gt) < 0.01
