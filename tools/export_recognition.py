@@ -3,7 +3,7 @@
     PYTHONPATH=. python tools/export_recognition.py runs/uniformer-tiny-synthetic/version_0/checkpoints/last.ckpt \
         --variant uniformer_tiny --name uniformer_tiny_synthetic --metrics runs/uniformer_test.json
 
-The metadata records the variant and its constructor overrides, the class names, the input spec (clip
+The weights are the backbone's; the metadata records the variant and its constructor overrides (`model_kwargs`), the class names, the input spec (clip
 length, stride, training frame rate, crop, normalisation) read from the run's config.yaml, and the
 held-out metrics of `omnisense test` (a JSON of its printed results) when given.
 """
@@ -36,16 +36,19 @@ def main(argv=None) -> int:
     data = config["data"]["init_args"]
     task = config["model"]["init_args"]
     backbone = task["model"]["init_args"]["backbone"]["init_args"]
-    model_args = {k: backbone[k] for k in ("img_size", "num_frames", "patch_size") if k in backbone}
+    model_kwargs = {k: backbone[k] for k in ("img_size", "num_frames", "patch_size") if k in backbone}
+    model_kwargs["num_classes"] = len(task["class_names"])
     meta = {
-        "variant": args.variant, "model_args": model_args, "class_names": task["class_names"],
+        "variant": args.variant, "model_kwargs": model_kwargs, "class_names": task["class_names"],
         "input": {"clip_len": data["clip_len"], "frame_interval": data["frame_interval"], "fps": args.fps,
                   "short_side": data["test_short_side"], "crop_size": data["crop_size"],
                   "mean": list(data["mean"]), "std": list(data["std"])},
         "trained_on": args.trained_on,
         "metrics": json.loads(args.metrics.read_text()) if args.metrics else {},
     }
-    out = export_checkpoint(args.ckpt, args.out_dir / f"{args.name}.safetensors", meta=meta, overwrite=True)
+    # the backbone alone (`model.backbone.`): `build_from_meta(meta)` rebuilds exactly what the weights fit
+    out = export_checkpoint(args.ckpt, args.out_dir / f"{args.name}.safetensors", prefix="model.backbone.", meta=meta,
+                            overwrite=True)
     print(out, f"{out.stat().st_size / 1e6:.2f} MB")
     return 0
 

@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_recognizer(model: str = "uniformer", weights: Path | None = None):
-    """(model, class_names, InputSpec, weights path) from a weights pair written by `export_checkpoint`."""
-    from fusion._catalogue import build_model
+    """(model, class_names, InputSpec, weights path) from a weights pair of `tools/export_recognition.py`:
+    a backbone's tensors, with `variant`, `model_kwargs`, `class_names` and `input` in the metadata."""
+    from fusion._catalogue import build_from_meta
     from fusion._errors import OmnisenseError, WeightsError
     from fusion._weights import load_model_weights, load_weights, shipped_weights
     from video.recognition.inference import InputSpec
@@ -35,8 +36,9 @@ def load_recognizer(model: str = "uniformer", weights: Path | None = None):
     for key in ("variant", "class_names"):
         if key not in meta:
             raise WeightsError(weights, f"its metadata lacks {key!r}; export it with the recognition metadata")
-    net = VideoRecognizer(build_model(meta["variant"], **{**meta.get("model_args", {}), "num_classes": len(meta["class_names"])}))
-    load_model_weights(net, state)
+    backbone = build_from_meta(meta)
+    load_model_weights(backbone, state)
+    net = VideoRecognizer(backbone)
     return net, list(meta["class_names"]), InputSpec.from_dict(meta.get("input", {})), weights
 
 

@@ -12,7 +12,7 @@ import torch
 from fusion._weights import save_weights
 from video.io import write_video
 from video.models import VARIANTS
-from video.recognition import CLASSES, VideoRecognizer, render_clip
+from video.recognition import CLASSES, render_clip
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,8 @@ def clip_and_weights(tmp_path_factory):
     root = tmp_path_factory.mktemp("recognize")
     video = write_video(root / "clip.mp4", render_clip("rise", "arrow", np.random.default_rng(0)), 12.0)
     torch.manual_seed(0)
-    net = VideoRecognizer(VARIANTS["uniformer_tiny"](num_classes=len(CLASSES)))
-    meta = {"variant": "uniformer_tiny", "class_names": list(CLASSES),
+    net = VARIANTS["uniformer_tiny"](num_classes=len(CLASSES))
+    meta = {"variant": "uniformer_tiny", "model_kwargs": {"num_classes": len(CLASSES)}, "class_names": list(CLASSES),
             "input": {"clip_len": 8, "frame_interval": 2, "fps": 12.0, "short_side": 72, "crop_size": 64}}
     weights = save_weights(root / "w.safetensors", net.state_dict(), meta)
     return video, weights
