@@ -36,6 +36,7 @@ BENCHES: dict[str, str] = {
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
     "shapes": "perception3d.classification.datasets:write_shapes",
+    "actions": "video.recognition.synthetic:make_actions",
     "multiview-recordings": "fusion.recordings.synthetic:make_multiview_recordings",
     "registration-pairs": "fusion.tasks.registration:make_registration_pairs",
     "audio-events": "video.audio.datasets:make_audio_events",
@@ -45,6 +46,7 @@ GENERATORS: dict[str, str] = {
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
 # (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
 CONVERTERS: dict[str, tuple[str, str]] = {
+    "uniformer": ("video.models.uniformer:convert_official", "uniformer_small_k400"),
     "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch"),
     "ast": ("video.models.ast:convert_official_ast", "ast_base"),
     "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo"),
@@ -59,6 +61,7 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
     ("classify", "fusion.tasks.shapes:demo"),
+    ("video", "fusion.tasks.video:demo"),
     ("fusion", "fusion.apps.fuse:demo"),
     ("registration", "fusion.apps.register:demo"),
     ("audio", "fusion.apps.classify_audio:demo"),

@@ -21,3 +21,7 @@ class MediaFileError(VideoError, ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class VideoValueError(VideoError, ValueError):
+    """An in-memory value that cannot be used: frames of the wrong shape or dtype, a bad sampling setting."""

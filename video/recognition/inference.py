@@ -1,0 +1,85 @@
+"""Recognise the action in one video file: uniform clips, a centre crop each, probabilities averaged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from video.io import VideoReader
+from video.sampling import test_clips
+from video.transforms import center_crop, normalize, resize_short_side, to_clip
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model's clips were made in training: frames, stride, frame rate, crop, normalisation."""
+
+    clip_len: int = 8
+    frame_interval: int = 2
+    fps: float | None = None  # frame rate of the training videos; None: use frame_interval as is
+    short_side: int = 72
+    crop_size: int = 64
+    mean: tuple[float, ...] = (0.45, 0.45, 0.45)
+    std: tuple[float, ...] = (0.225, 0.225, 0.225)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
+        fields = cls.__dataclass_fields__
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in fields})
+
+
+@dataclass
+class Recognition:
+    video: str
+    frames: int
+    fps: float
+    backend: str
+    clips: list[dict[str, Any]] = field(default_factory=list)  # per clip: start/end seconds, top class
+    topk: list[dict[str, Any]] = field(default_factory=list)  # averaged over clips: class, probability
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@torch.no_grad()
+def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: InputSpec, *, num_clips: int = 1,
+              topk: int = 5, device: str = "cpu", backend: str = "auto") -> Recognition:
+    """Top-k classes of a video.
+
+    The stride is scaled to the video's frame rate when `spec.fps` is known (mmaction2's `target_fps`),
+    so a model trained at 12 fps with stride 2 sees the same time span in a 25 fps video.
+    """
+    reader = VideoReader(path, backend=backend)
+    interval = spec.frame_interval
+    if spec.fps and reader.fps > 0:
+        interval = max(1, int(round(spec.frame_interval * reader.fps / spec.fps)))
+    inds = test_clips(len(reader), clip_len=spec.clip_len, frame_interval=interval, num_clips=num_clips)
+    frames = reader.get_frames(inds.reshape(-1))
+    clips = to_clip(frames).unflatten(1, inds.shape)  # [3, num_clips, T, H, W]
+    views = torch.stack([center_crop(resize_short_side(clips[:, k], spec.short_side), spec.crop_size)
+                         for k in range(num_clips)])  # [V, 3, T, S, S]
+    x = normalize(views.to(device), spec.mean, spec.std)
+    model.eval().to(device)
+    probs = model(x).float().softmax(-1).cpu()  # [V, K]
+    mean = probs.mean(0)
+    times = reader.timestamps()
+    result = Recognition(video=str(path), frames=len(reader), fps=reader.fps, backend=reader.backend)
+    for k in range(num_clips):
+        top = int(probs[k].argmax())
+        result.clips.append({"start_s": float(times[inds[k].min()]), "end_s": float(times[inds[k].max()]),
+                             "frame_indices": inds[k].tolist(), "top1": class_names[top], "prob": float(probs[k, top])})
+    values, idx = mean.topk(min(topk, len(class_names)))
+    result.topk = [{"class": class_names[i], "prob": float(v)} for v, i in zip(values.tolist(), idx.tolist())]
+    return result
+
+
+def demo_frames(path: str | Path, n: int = 6) -> np.ndarray:
+    """`n` evenly spaced frames of a video side by side, `uint8 [H, n * W, 3]`, for reports."""
+    reader = VideoReader(path)
+    frames = reader.get_frames(np.linspace(0, len(reader) - 1, n).round().astype(int))
+    return np.concatenate(list(frames), axis=1)
