@@ -60,12 +60,12 @@ VARIANT_MODULES: tuple[str, ...] = ("perception3d.models", "video.models", "fusi
 # signature `fn(ctx: fusion._demo.DemoContext) -> fusion._demo.DemoSection`.
 DEMO_PARTS: list[tuple[str, str]] = [
     ("engine", "fusion.tasks.debug:demo"),
+    ("registration", "fusion.apps.register:demo"),
+    ("detection", "fusion.tasks.detection:demo"),
     ("classify", "fusion.tasks.shapes:demo"),
     ("video", "fusion.tasks.video:demo"),
-    ("fusion", "fusion.apps.fuse:demo"),
-    ("registration", "fusion.apps.register:demo"),
     ("audio", "fusion.apps.classify_audio:demo"),
-    ("detection", "fusion.tasks.detection:demo"),
+    ("fusion", "fusion.apps.fuse:demo"),
 ]
 
 
