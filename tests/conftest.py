@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
+    """Tests marked `cuda` are skipped, through their marker, where no GPU is visible."""
+    has_gpu = torch.cuda.is_available()
+    if has_gpu:
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (marker `cuda`)")
     for item in items:

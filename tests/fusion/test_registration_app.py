@@ -112,8 +112,7 @@ def test_bench_and_demo_run(tmp_path, sample_data):
     from fusion.apps.register import SHIPPED, demo
     from fusion.bench import registration
 
-    if not SHIPPED.exists():
-        pytest.skip("no shipped RoITr weights in this checkout")
+    assert SHIPPED.exists(), f"the shipped RoITr weights are missing: {SHIPPED}"
     sample_data("cgal")
     sample_data("octomap-corridor")
     report = registration.run(argparse.Namespace(pairs=1, seed=0, weights=None, num_points=1024, scans=["kitten"],
@@ -126,8 +125,7 @@ def test_bench_and_demo_run(tmp_path, sample_data):
 def test_register_roitr_with_shipped_weights(pair, tmp_path):
     from fusion.apps.register import SHIPPED
 
-    if not SHIPPED.exists():
-        pytest.skip("no shipped RoITr weights in this checkout")
+    assert SHIPPED.exists(), f"the shipped RoITr weights are missing: {SHIPPED}"
     src, tgt, _ = pair
     out = tmp_path / "r.json"
     assert main(["register", str(src), str(tgt), "--output", str(out)]) == 0
