@@ -73,26 +73,17 @@ def listing() -> dict[str, Any]:
 
 
 def print_listing(listing: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from fusion._console import print_table
 
-    console = Console()
-    table = Table(title="model variants")
-    for column in ("name", "module", "summary"):
-        table.add_column(column)
-    for row in listing["variants"]:
-        table.add_row(row["name"], row["module"], row["summary"])
-    console.print(table)
-    table = Table(title="shipped weights")
-    for column in ("name", "variant", "size_mb", "metrics"):
-        table.add_column(column)
-    for row in listing["shipped_weights"]:
-        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row["metrics"].items())
-        table.add_row(row["name"], str(row["variant"]), str(row["size_mb"]), metrics)
-    console.print(table)
-    table = Table(title="converters for official checkpoints (omnisense convert NAME CKPT --output OUT)")
-    for column in ("name", "variant", "function"):
-        table.add_column(column)
-    for row in listing["converters"]:
-        table.add_row(row["name"], row["variant"], row["function"])
-    console.print(table)
+    print_table("model variants", ("name", "module", "summary"),
+                ((r["name"], r["module"], r["summary"]) for r in listing["variants"]))
+    print_table("shipped weights", ("name", "variant", "size_mb", "metrics"),
+                ((r["name"], str(r["variant"]), str(r["size_mb"]), _metrics_text(r["metrics"]))
+                 for r in listing["shipped_weights"]))
+    print_table("converters for official checkpoints (omnisense convert NAME CKPT --output OUT)",
+                ("name", "variant", "function"),
+                ((r["name"], r["variant"], r["function"]) for r in listing["converters"]))
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())

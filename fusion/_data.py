@@ -283,19 +283,10 @@ def make(name: str, *, out: Path | None, seed: int = 0, size: str = "small") -> 
 
 
 def print_listing() -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from fusion._console import print_table
 
-    console = Console()
-    table = Table(title=f"registry-packaged sources (cache: {cache_dir()})")
-    for column in ("name", "package", "cached", "what", "licence"):
-        table.add_column(column)
-    for name, s in SOURCES.items():
-        table.add_row(name, f"{s.kind}: {s.package} {s.version}", "yes" if is_cached(name) else "no", s.what, s.licence)
-    console.print(table)
-    table = Table(title="generators (omnisense data make NAME --seed S)")
-    table.add_column("name")
-    table.add_column("function")
-    for name, target in sorted(_registry.GENERATORS.items()):
-        table.add_row(name, target)
-    console.print(table)
+    print_table(f"registry-packaged sources (cache: {cache_dir()})", ("name", "package", "cached", "what", "licence"),
+                ((name, f"{s.kind}: {s.package} {s.version}", "yes" if is_cached(name) else "no", s.what, s.licence)
+                 for name, s in SOURCES.items()))
+    print_table("generators (omnisense data make NAME --seed S)", ("name", "function"),
+                sorted(_registry.GENERATORS.items()))

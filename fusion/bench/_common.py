@@ -98,18 +98,14 @@ def base_context(device: str) -> dict[str, Any]:
 
 def print_report(report: BenchReport) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console()
-    table = Table(title=report.title)
+    from fusion._console import print_table
+
     columns: list[str] = []
     for row in report.rows:
         columns.extend(k for k in row if k not in columns)
-    for column in columns:
-        table.add_column(column)
-    for row in report.rows:
-        table.add_row(*(_fmt(row.get(c)) for c in columns))
-    console.print(table)
+    print_table(report.title, columns, ([_fmt(row.get(c)) for c in columns] for row in report.rows))
+    console = Console()
     for key, value in report.context.items():
         console.print(f"{key}: {value}")
     for note in report.notes:
