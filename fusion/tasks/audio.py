@@ -21,6 +21,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from fusion._errors import FileProblem
+from fusion.tasks._splits import SplitLoaders
 from video.audio.datasets import (
     AudioClipDataset,
     AudioItem,
@@ -35,7 +36,7 @@ from video.audio.datasets import (
 SPLITS = ("train", "val", "test")
 
 
-class AudioClassificationData(L.LightningDataModule):
+class AudioClassificationData(SplitLoaders, L.LightningDataModule):
     """Fixed-length fbank clips of labelled audio files.
 
     Args:
@@ -172,23 +173,13 @@ class AudioClassificationData(L.LightningDataModule):
         return {"sample_rate": 16000, "features": "kaldi_fbank", "num_mel_bins": self.num_mel_bins,
                 "target_frames": self.clip_frames, "mean": self.mean, "std": self.std}
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
+        shuffle = split == "train"
         if split not in self._data:
             split = "test" if split == "val" else "val"  # a tiny split may be empty; fall back to the other
         return DataLoader(self._data[split], batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle
                           and len(self._data[split]) > self.batch_size, num_workers=self.num_workers)
 
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
-
-    def predict_dataloader(self):
-        return self._loader("test")
 
 
 def _csv_folds(csv_path: Path) -> list[str]:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fusion._errors import FileProblem
 from fusion._io import write_bytes_atomic
+from fusion.tasks._splits import SplitLoaders
 
 
 class TinyMLP(nn.Module):
@@ -55,7 +56,7 @@ def make_blobs(out: Path, *, seed: int = 0, size: str = "small", num_classes: in
             **{f"{s}_samples": n for s, n in zip(SPLITS, per_split)}}
 
 
-class BlobsDataModule(L.LightningDataModule):
+class BlobsDataModule(SplitLoaders, L.LightningDataModule):
     """Gaussian blobs from `root/blobs.npz` (written by `omnisense data make blobs`).
 
     Args:
@@ -89,17 +90,9 @@ class BlobsDataModule(L.LightningDataModule):
                 self._data[split] = TensorDataset(torch.from_numpy(arrays[f"{split}_x"]),
                                                   torch.from_numpy(arrays[f"{split}_y"]))
 
-    def train_dataloader(self):
-        return DataLoader(self._data["train"], batch_size=self.batch_size, shuffle=True, drop_last=True)
-
-    def val_dataloader(self):
-        return DataLoader(self._data["val"], batch_size=self.batch_size)
-
-    def test_dataloader(self):
-        return DataLoader(self._data["test"], batch_size=self.batch_size)
-
-    def predict_dataloader(self):
-        return DataLoader(self._data["test"], batch_size=self.batch_size)
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
+        return DataLoader(self._data[split], batch_size=self.batch_size, shuffle=train, drop_last=train)
 
 
 def demo(ctx):

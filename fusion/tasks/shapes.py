@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fusion._errors import FileProblem
+from fusion.tasks._splits import SplitLoaders
 
 
 def yaw_matrix(angle: float) -> np.ndarray:
@@ -59,7 +60,7 @@ class PointCloudSet(Dataset):
         return torch.from_numpy(pts.astype(np.float32)), torch.tensor(self.labels[i])
 
 
-class ShapesDataModule(L.LightningDataModule):
+class ShapesDataModule(SplitLoaders, L.LightningDataModule):
     """The procedural shape set written by `omnisense data make shapes --out ROOT`.
 
     Args:
@@ -102,21 +103,11 @@ class ShapesDataModule(L.LightningDataModule):
         self.sets["val"] = PointCloudSet(train.points[is_val], train.labels[is_val], num_points=n, augment=False)
         self.sets["test"] = PointCloudSet(test.points, test.labels, num_points=n, augment=False)
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
+        shuffle = split == "train"
         return DataLoader(self.sets[split], batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle,
                           num_workers=self.num_workers)
 
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
-
-    def predict_dataloader(self):
-        return self._loader("test")
 
 
 # ---- evaluation, robustness and export ----------------------------------------------------------------

@@ -17,13 +17,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from fusion._errors import FileProblem
+from fusion.tasks._splits import SplitLoaders
 from video.recognition.datasets import VideoClipDataset, read_list
 from video.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, normalize
 
 log = logging.getLogger(__name__)
 
 
-class VideoClipDataModule(L.LightningDataModule):
+class VideoClipDataModule(SplitLoaders, L.LightningDataModule):
     """Clips of `root/{train,val,test}.csv` (written by `omnisense data make actions`).
 
     Args:
@@ -94,17 +95,6 @@ class VideoClipDataModule(L.LightningDataModule):
         return DataLoader(self._data[split], batch_size=self.batch_size, shuffle=train, drop_last=train,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self):
-        return self._loader("train")
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
-
-    def predict_dataloader(self):
-        return self._loader("test")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         clips, labels = batch
