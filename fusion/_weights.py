@@ -178,10 +178,10 @@ def load_model_weights(model: nn.Module, source: str | Path | Mapping[str, Tenso
     path = Path(source) if isinstance(source, (str, Path)) else Path("<state dict>")
     state = load_weights(source)[0] if isinstance(source, (str, Path)) else dict(source)
     # Buffers that are not saved by design (non-persistent) are not in state_dict(), so they never show up.
-    report = compare_state(model.state_dict(), state)
+    own = model.state_dict()
+    report = compare_state(own, state)
     if strict and not report.ok:
         raise WeightsError(path, "does not fit the model:\n" + report.summary())
-    own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict(fitting, strict=False)
     return report
