@@ -7,7 +7,6 @@ references to rule the fast paths out when a result looks wrong.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 
@@ -27,9 +26,15 @@ def requested(backend: str | None) -> str:
     return value
 
 
-@functools.cache
+_OPTIONAL = ("scipy", "open3d", "triton")
+# looked up once at import (find_spec imports nothing): `choose` then reads a dict, which Dynamo traces
+_PRESENT = {name: importlib.util.find_spec(name) is not None for name in _OPTIONAL}
+
+
 def has_module(name: str) -> bool:
     """Whether an optional package can be imported, without importing it."""
+    if name in _PRESENT:
+        return _PRESENT[name]
     return importlib.util.find_spec(name) is not None
 
 

@@ -10,7 +10,8 @@ and fast paths for the index-only work, chosen by `backend=` or the OMNISENSE_OP
 | ball_query | exact differences, first in index order | CPU: `scipy` cKDTree.query_ball_point; CUDA: reference |
 | farthest_point_sample | a loop of n steps, batched | CPU: `open3d` farthest_point_down_sample (its set, put back in FPS order); CUDA: `triton` on request only (unverified on a GPU) |
 
-The fast paths only choose indices; distances are always recomputed in torch from the chosen indices with
+The fast paths are `torch.library` custom ops (perception3d.ops._library), so every op traces under
+`torch.compile(fullgraph=True)`. They only choose indices; distances are always recomputed in torch from the chosen indices with
 the reference's formula, so they carry gradients and agree bit for bit with the reference wherever the
 indices agree. Indices agree with the reference up to ties (equal distances, in the input's precision).
 """
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor
 
 from perception3d._errors import PointCloudValueError
+from perception3d.ops import _library
 from perception3d.ops._backend import choose
 from perception3d.ops.batch import check_offsets
 
@@ -128,11 +130,9 @@ def _knn_scipy(query: Tensor, ref: Tensor, k: int) -> Tensor:
 def _knn_indices(query: Tensor, ref: Tensor, k: int, name: str) -> Tensor:
     with torch.no_grad():
         q, r = _work_dtype(query.detach()), _work_dtype(ref.detach())
-        if name == "scipy":
-            return _knn_scipy(q, r, k)
-        if name == "torch":
-            return _knn_torch_mm(q, r, k)
-        return _knn_reference(q, r, k)
+        if name == "reference":
+            return _knn_reference(q, r, k)
+        return _library.knn_index(q, r, k, name)
 
 
 def _knn_backend(backend: str | None, device: torch.device) -> str:
@@ -296,7 +296,7 @@ def ball_query(query: Tensor, ref: Tensor, radius: float, max_count: int, *,
     with torch.no_grad():
         q, r = _work_dtype(query.detach()), _work_dtype(ref.detach())
         if name == "scipy":
-            idx = _ball_scipy(q, r, float(radius), max_count)
+            idx = _library.ball_index(q, r, float(radius), max_count, name)
         else:
             idx = _ball_reference(q, r, float(radius) ** 2, max_count)
     return _pad_repeat_first(idx.to(query.device), max_count)
@@ -402,13 +402,9 @@ def farthest_point_sample(xyz: Tensor, n: int, *, start: int = 0, backend: str |
                   available=("reference", "open3d", "triton"))
     with torch.no_grad():
         x = _work_dtype(xyz.detach())
-        if name == "open3d":
-            return _fps_open3d(x, n, start).to(xyz.device)
-        if name == "triton":
-            from perception3d.ops._triton_fps import fps_triton
-
-            return fps_triton(x, n, start)
-        return _fps_reference(x, n, start)
+        if name == "reference":
+            return _fps_reference(x, n, start)
+        return _library.fps_index(x, n, start, name)
 
 
 def farthest_point_sample_ragged(coord: Tensor, offsets: Tensor, counts: Sequence[int] | Tensor, *,

@@ -1,0 +1,64 @@
+"""The index-only fast paths as `torch.library` custom ops, so the ops trace under `torch.compile`.
+
+scipy, open3d and Triton calls are opaque to Dynamo: called directly they break the graph (and fail
+`fullgraph=True`). Wrapped as custom ops with a fake (meta) implementation that gives only the output's
+shape, they enter the graph as single nodes and run eagerly inside the compiled function. Each op returns
+indices only, never aliases an input, and takes detached inputs (gradients flow through the distances that
+`perception3d.ops.neighbors` recomputes in torch from the indices).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+@torch.library.custom_op("omnisense::knn_index", mutates_args=())
+def knn_index(query: Tensor, ref: Tensor, k: int, backend: str) -> Tensor:
+    """`query [B, M, 3]`, `ref [B, N, 3]` -> `LongTensor[B, M, k]` (k <= N) by a named fast path."""
+    from perception3d.ops import neighbors
+
+    if backend == "scipy":
+        return neighbors._knn_scipy(query, ref, k).to(query.device)
+    if backend == "torch":
+        return neighbors._knn_torch_mm(query, ref, k)
+    raise ValueError(f"knn_index: no fast path named {backend!r}")
+
+
+@knn_index.register_fake
+def _knn_index_fake(query: Tensor, ref: Tensor, k: int, backend: str) -> Tensor:
+    return query.new_empty((query.shape[0], query.shape[1], k), dtype=torch.long)
+
+
+@torch.library.custom_op("omnisense::ball_index", mutates_args=())
+def ball_index(query: Tensor, ref: Tensor, radius: float, count: int, backend: str) -> Tensor:
+    """`query [B, M, 3]`, `ref [B, N, 3]` -> `LongTensor[B, M, count]` by a named fast path."""
+    from perception3d.ops import neighbors
+
+    if backend == "scipy":
+        return neighbors._ball_scipy(query, ref, radius, count).to(query.device)
+    raise ValueError(f"ball_index: no fast path named {backend!r}")
+
+
+@ball_index.register_fake
+def _ball_index_fake(query: Tensor, ref: Tensor, radius: float, count: int, backend: str) -> Tensor:
+    return query.new_empty((query.shape[0], query.shape[1], count), dtype=torch.long)
+
+
+@torch.library.custom_op("omnisense::fps_index", mutates_args=())
+def fps_index(xyz: Tensor, n: int, start: int, backend: str) -> Tensor:
+    """`xyz [B, N, 3]` -> `LongTensor[B, n]` farthest-point picks by a named fast path."""
+    from perception3d.ops import neighbors
+
+    if backend == "open3d":
+        return neighbors._fps_open3d(xyz, n, start).to(xyz.device)
+    if backend == "triton":
+        from perception3d.ops._triton_fps import fps_triton
+
+        return fps_triton(xyz, n, start)
+    raise ValueError(f"fps_index: no fast path named {backend!r}")
+
+
+@fps_index.register_fake
+def _fps_index_fake(xyz: Tensor, n: int, start: int, backend: str) -> Tensor:
+    return xyz.new_empty((xyz.shape[0], n), dtype=torch.long)
