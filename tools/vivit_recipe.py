@@ -1,7 +1,7 @@
 """The "Optimizing ViViT Training" recipe against full fine-tuning, in one run, on the synthetic action set.
 
     omnisense data make actions --out data/actions --size full --seed 0
-    OMP_NUM_THREADS=1 PYTHONPATH=. python tools/vivit_recipe.py --data data/actions --out runs/vivit_recipe
+    OMP_NUM_THREADS=1 PYTHONPATH=. python tools/vivit_recipe.py --data data/actions --out runs/vivit_recipe --measure
 
 Stages (every arm gets the same decoded clips, the same seed, batch, steps, optimiser and schedule, and the
 same initial spatial weights):
@@ -20,7 +20,10 @@ same initial spatial weights):
 Per arm: median time per training step (forward, backward, optimiser; clips already in memory), training
 memory (weights + gradients + AdamW state of the trained parameters + the activations autograd saves for
 backward, counted exactly with saved-tensor hooks; on CUDA also the allocator's peak), and top-1 / top-5 /
-mean class accuracy on the held-out test split (centre clip, centre crop).
+mean class accuracy on the held-out test split (centre clip, centre crop). With `--measure`, two more
+measurements per arm: the step memory actually used (the resident-set high-water mark above the idle model
+during 6 steps, each arm in a fresh process) and the step time with the arms taking turns step by step
+(so that the shared machine's changing load hits them alike).
 
 Resumable: the decoded clips, the pre-trained ViT and each finished arm are stored under `--out`, and the same
 command skips what is there (`--fresh` redoes everything). Step times are comparable only between arms timed
@@ -304,6 +307,94 @@ def train_arm(name: str, model: ViViTFactorised, data: dict, *, steps: int, batc
     return row, model
 
 
+def rss_probe(key: str, args) -> dict:
+    """Measured memory of training steps, for one arm, in this (fresh) process: the model is built with random
+    weights (same shapes as the arm), then 6 steps run on a random batch while a thread samples the resident
+    set size every millisecond. Reports the high-water mark above the RSS just before the first step (so: the
+    gradients, the optimiser state, the activations and any transient buffers, not the weights)."""
+    import gc
+    import threading
+
+    torch.manual_seed(args.seed)
+    recipe = dict(freeze_spatial=True, adapter_dim=args.adapter_dim, init_temporal_from_spatial=True)
+    kw = {"scratch": {}, "full": {}, "naive": dict(freeze_spatial=True), "recipe_nocache": recipe, "recipe": recipe}[key]
+    cached = key in ("naive", "recipe")
+    model = vivit_tiny(num_classes=10, img_size=args.img_size, patch_size=args.patch, **kw).train()
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=1e-4, weight_decay=0.05)
+    n = (args.img_size // args.patch) ** 2
+    x = torch.randn(args.batch, model.num_times, 1 + n, model.token_dim) if cached else \
+        torch.randn(args.batch, 3, CLIP_LEN, args.img_size, args.img_size)
+    y = torch.randint(0, 10, (args.batch,))
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    gc.collect()
+    base, peak, stop = rss(), [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    for _ in range(6):
+        logits = model.forward_cached(x) if cached else model(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        peak[0] = max(peak[0], rss())
+    stop.set()
+    thread.join()
+    return {"key": key, "peak_rss_above_idle_MB": (peak[0] - base) / 2**20}
+
+
+def interleaved_step_times(keys: list[str], args, rounds: int = 40) -> dict[str, float]:
+    """Median ms per training step of each arm, the arms taking turns step by step (round robin) so that a
+    change of the machine's load hits all of them alike. Random weights and batches of the arms' shapes."""
+    torch.manual_seed(args.seed)
+    recipe = dict(freeze_spatial=True, adapter_dim=args.adapter_dim, init_temporal_from_spatial=True)
+    kws = {"scratch": {}, "full": {}, "naive": dict(freeze_spatial=True), "recipe_nocache": recipe, "recipe": recipe}
+    n = (args.img_size // args.patch) ** 2
+    video = torch.randn(args.batch, 3, CLIP_LEN, args.img_size, args.img_size)
+    y = torch.randint(0, 10, (args.batch,))
+    arms = {}
+    for key in keys:
+        model = vivit_tiny(num_classes=10, img_size=args.img_size, patch_size=args.patch, **kws[key]).train()
+        cached = key in ("naive", "recipe")
+        x = torch.randn(args.batch, model.num_times, 1 + n, model.token_dim) if cached else video
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        arms[key] = (model, cached, x, opt, [])
+    for r in range(rounds):
+        for key, (model, cached, x, opt, times) in arms.items():
+            start = time.perf_counter()
+            loss = F.cross_entropy(model.forward_cached(x) if cached else model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if r >= 3:  # warm-up rounds not counted
+                times.append(time.perf_counter() - start)
+    return {key: 1e3 * statistics.median(a[4]) for key, a in arms.items()}
+
+
+def measure_rss(keys: list[str], argv: list[str]) -> dict[str, float]:
+    """`rss_probe` of each arm in its own fresh process (so one arm's allocator state cannot hide another's)."""
+    import subprocess
+
+    out = {}
+    for key in keys:
+        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--rss-probe", key]
+        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        out[key] = json.loads(line)["peak_rss_above_idle_MB"]
+        print(f"  measured step memory, {key}: {out[key]:.1f} MB", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data/actions"))
@@ -326,7 +417,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fresh", action="store_true", help="ignore stored stages under --out")
+    ap.add_argument("--measure", action="store_true",
+                    help="also measure each arm's step memory (RSS high-water mark, fresh process per arm) and its "
+                         "step time with the arms interleaved step by step")
+    ap.add_argument("--rss-probe", help=argparse.SUPPRESS)  # internal: one arm's measurement, printed as JSON
     args = ap.parse_args(argv)
+    if args.rss_probe:
+        print(json.dumps(rss_probe(args.rss_probe, args)))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     if args.fresh:
         for f in args.out.glob("*"):
@@ -380,11 +478,21 @@ def main(argv=None) -> int:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / f"vivit_{key}.safetensors"))
         done.write_text(json.dumps(row, indent=2))
         rows.append(row)
+    if args.measure:
+        base_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--measure"]
+        measured = measure_rss([r["key"] for r in rows], base_argv)
+        interleaved = interleaved_step_times([r["key"] for r in rows], args)
+        for row in rows:
+            row["measured_step_memory_MB"] = measured[row["key"]]
+            row["interleaved_step_ms"] = interleaved[row["key"]]
     full = next((r for r in rows if r.get("key") == "full"), None)
     if full is not None:
         for row in rows:
             row["step_time_saving"] = 1 - row["step_ms"] / full["step_ms"]
             row["memory_saving"] = 1 - row["train_memory_MB"] / full["train_memory_MB"]
+            if "measured_step_memory_MB" in row:
+                row["measured_memory_saving"] = 1 - row["measured_step_memory_MB"] / full["measured_step_memory_MB"]
+                row["interleaved_step_time_saving"] = 1 - row["interleaved_step_ms"] / full["interleaved_step_ms"]
     result = {"command": " ".join(sys.argv), "device": args.device, "img_size": size, "patch": args.patch,
               "threads": torch.get_num_threads(), "train_clips": len(tr_clips), "test_clips": len(te_clips),
               "steps": args.steps, "batch": args.batch, "lr": args.lr, "image_pretraining": pre, "rows": rows}
