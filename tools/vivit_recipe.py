@@ -13,10 +13,14 @@ same initial spatial weights):
    is left to the video stage. Its weights enter ViViT through `load_image_vit` (central-frame tubelet
    inflation, scenic's default), the path an official ViT checkpoint takes.
 1. From scratch (diagnostic, `--scratch`): every weight random, every parameter trained.
-2. Full fine-tuning (the ViViT FE baseline): spatial encoder from stage 0, temporal encoder random.
-3. Naive freezing: spatial frozen, no adapter, temporal random.
-4. The recipe: spatial frozen, compact adapter, temporal encoder initialised from the spatial blocks.
+2. Full fine-tuning (the ViViT FE baseline): spatial encoder from stage 0 (at `--spatial-lr-scale` x the lr),
+   temporal encoder random.
+3. Naive freezing: spatial frozen, no adapter, temporal random (cached features).
+4. The recipe without the cache: spatial frozen, compact adapter, temporal encoder initialised from the
+   spatial blocks; only timed (`--timing-steps`), its model is stage 5's up to float16 rounding of the cache.
 5. The recipe with its spatial tokens computed once and cached (`SpatialFeatureCache`).
+6. Ablations (`--arms ...,adapter_only,tinit_only`): frozen + adapter with a random temporal encoder, and frozen
+   + temporal initialisation without the adapter (both on cached features).
 Per arm: median time per training step (forward, backward, optimiser; clips already in memory), training
 memory (weights + gradients + AdamW state of the trained parameters + the activations autograd saves for
 backward, counted exactly with saved-tensor hooks; on CUDA also the allocator's peak), and top-1 / top-5 /
@@ -307,6 +311,16 @@ def train_arm(name: str, model: ViViTFactorised, data: dict, *, steps: int, batc
     return row, model
 
 
+_CACHED = ("naive", "recipe", "adapter_only", "tinit_only")
+
+
+def _arm_kwargs(args) -> dict[str, dict]:
+    recipe = dict(freeze_spatial=True, adapter_dim=args.adapter_dim, init_temporal_from_spatial=True)
+    return {"scratch": {}, "full": {}, "naive": dict(freeze_spatial=True), "recipe_nocache": recipe, "recipe": recipe,
+            "adapter_only": dict(freeze_spatial=True, adapter_dim=args.adapter_dim),
+            "tinit_only": dict(freeze_spatial=True, init_temporal_from_spatial=True)}
+
+
 def rss_probe(key: str, args) -> dict:
     """Measured memory of training steps, for one arm, in this (fresh) process: the model is built with random
     weights (same shapes as the arm), then 6 steps run on a random batch while a thread samples the resident
@@ -316,9 +330,8 @@ def rss_probe(key: str, args) -> dict:
     import threading
 
     torch.manual_seed(args.seed)
-    recipe = dict(freeze_spatial=True, adapter_dim=args.adapter_dim, init_temporal_from_spatial=True)
-    kw = {"scratch": {}, "full": {}, "naive": dict(freeze_spatial=True), "recipe_nocache": recipe, "recipe": recipe}[key]
-    cached = key in ("naive", "recipe")
+    kw = _arm_kwargs(args)[key]
+    cached = key in _CACHED
     model = vivit_tiny(num_classes=10, img_size=args.img_size, patch_size=args.patch, **kw).train()
     trained = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trained, lr=1e-4, weight_decay=0.05)
@@ -358,15 +371,14 @@ def interleaved_step_times(keys: list[str], args, rounds: int = 40) -> dict[str,
     """Median ms per training step of each arm, the arms taking turns step by step (round robin) so that a
     change of the machine's load hits all of them alike. Random weights and batches of the arms' shapes."""
     torch.manual_seed(args.seed)
-    recipe = dict(freeze_spatial=True, adapter_dim=args.adapter_dim, init_temporal_from_spatial=True)
-    kws = {"scratch": {}, "full": {}, "naive": dict(freeze_spatial=True), "recipe_nocache": recipe, "recipe": recipe}
+    kws = _arm_kwargs(args)
     n = (args.img_size // args.patch) ** 2
     video = torch.randn(args.batch, 3, CLIP_LEN, args.img_size, args.img_size)
     y = torch.randint(0, 10, (args.batch,))
     arms = {}
     for key in keys:
         model = vivit_tiny(num_classes=10, img_size=args.img_size, patch_size=args.patch, **kws[key]).train()
-        cached = key in ("naive", "recipe")
+        cached = key in _CACHED
         x = torch.randn(args.batch, model.num_times, 1 + n, model.token_dim) if cached else video
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         arms[key] = (model, cached, x, opt, [])
@@ -460,6 +472,11 @@ def main(argv=None) -> int:
         "recipe_nocache": ("recipe without the cache (timed only)", lambda: build(**recipe), False,
                            {"steps": args.timing_steps, "evaluate_model": False}),
         "recipe": ("recipe: frozen + adapter + temporal init + cached features", lambda: build(**recipe), True, {}),
+        # ablations of the recipe's two additions (cached features)
+        "adapter_only": ("frozen + adapter, random temporal (cached)",
+                         lambda: build(freeze_spatial=True, adapter_dim=args.adapter_dim), True, {}),
+        "tinit_only": ("frozen + temporal init, no adapter (cached)",
+                       lambda: build(freeze_spatial=True, init_temporal_from_spatial=True), True, {}),
     }
     wanted = (["scratch"] if args.scratch else []) + [a for a in args.arms.split(",") if a]
     rows = []
