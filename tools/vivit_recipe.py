@@ -422,7 +422,8 @@ def main(argv=None) -> int:
     ap.add_argument("--patch", type=int, default=4)
     ap.add_argument("--adapter-dim", type=int, default=32)
     ap.add_argument("--scratch", action="store_true", help="also train a from-scratch arm (diagnostic)")
-    ap.add_argument("--arms", default="full,naive,recipe_nocache,recipe", help="comma-separated subset of the arms to run")
+    ap.add_argument("--arms", default="full,naive,recipe_nocache,recipe,adapter_only,tinit_only",
+                    help="comma-separated subset of the arms to run")
     ap.add_argument("--spatial-lr-scale", type=float, default=0.1,
                     help="full fine-tuning: lr of the pre-trained spatial encoder relative to --lr")
     ap.add_argument("--timing-steps", type=int, default=60, help="steps of the arm that is only timed")
