@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ARMS = {  # arm key of tools/vivit_recipe.py -> (variant, extra constructor arguments)
     "recipe": ("vivit_tiny_frozen", {}),
+    "adapter_only": ("vivit_tiny", {"freeze_spatial": True, "adapter_dim": 32}),
+    "tinit_only": ("vivit_tiny", {"freeze_spatial": True, "init_temporal_from_spatial": True}),
     "naive": ("vivit_tiny", {"freeze_spatial": True}),
     "full": ("vivit_tiny", {}),
     "scratch": ("vivit_tiny", {}),
