@@ -14,7 +14,7 @@ from torch import nn
 
 from video.models import ast as _ast
 from video.models import audio_cnn as _audio_cnn
-from video.models import uniformer, vivit
+from video.models import uniformer, uniformer_light, vivit
 from video.models.uniformer import UniFormer
 from video.models.vivit import ViViTFactorised
 
@@ -27,8 +27,9 @@ VARIANTS: dict[str, Callable[..., nn.Module]] = {
     "audio_cnn_small": _audio_cnn.audio_cnn_small,
     "audio_cnn_tiny": _audio_cnn.audio_cnn_tiny,
     # UniFormer (Li et al. 2022), Kinetics-400 heads; K400 recipe sizes
-    "uniformer_xxs_k400": uniformer.uniformer_xxs,
-    "uniformer_xs_k400": uniformer.uniformer_xs,
+    # light models (exp_light): conv stem, class token, Evo-ViT token pruning
+    "uniformer_xxs_k400": uniformer_light.uniformer_xxs_light,
+    "uniformer_xs_k400": uniformer_light.uniformer_xs_light,
     "uniformer_small_k400": uniformer.uniformer_small,
     "uniformer_base_k400": uniformer.uniformer_base,
     # CPU-sized, not in the paper

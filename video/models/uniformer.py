@@ -239,19 +239,7 @@ class UniFormer(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------------
 # Named variants. S and B: Sense-X/UniFormer exp/*/config.yaml + run.sh (K400, 16x4 or 8x8, 224^2).
-# XXS and XS: exp_light configs (depth, dims, head_dim, MLP ratio 3). Deviation: the official light
-# models add a conv stem, a class token and Evo-ViT token pruning in stages 3-4 (`uniformer_light.py`);
-# we keep the plain UniFormer blocks at the light models' sizes, so their official weights do not load.
-
-def uniformer_xxs(**kwargs) -> UniFormer:
-    cfg = dict(depth=(2, 5, 8, 2), embed_dim=(56, 112, 224, 448), head_dim=28, mlp_ratio=3.0, drop_path_rate=0.0)
-    return UniFormer(**{**cfg, **kwargs})
-
-
-def uniformer_xs(**kwargs) -> UniFormer:
-    cfg = dict(depth=(3, 5, 9, 3), embed_dim=(64, 128, 256, 512), head_dim=32, mlp_ratio=3.0, drop_path_rate=0.1)
-    return UniFormer(**{**cfg, **kwargs})
-
+# XXS and XS (the light models: conv stem, class token, token pruning) live in `uniformer_light.py`.
 
 def uniformer_small(**kwargs) -> UniFormer:
     cfg = dict(depth=(3, 4, 8, 3), embed_dim=(64, 128, 320, 512), head_dim=64, mlp_ratio=4.0, drop_path_rate=0.1)

@@ -8,14 +8,20 @@ motion. Classes come in mirrored pairs whose single frames are drawn from the sa
     slide_left / slide_right, rise / fall, rotate_cw / rotate_ccw, approach / leave (grows and moves
     down / shrinks and moves up), bounce / stay.
 
-Every clip also records its shape (circle, square, triangle, ell, arrow): a per-frame label that the
-ViViT recipe uses to pre-train its spatial encoder on single frames (an image task distinct from the
-action labels). Videos go through H.264 in MP4, so training exercises decoding.
+Every clip also records its shape (circle, square, triangle, ell, arrow) and, per frame, the object's
+state as drawn (centre, radius, orientation of its marker) and its colour: static, single-frame labels
+that the ViViT recipe uses to pre-train its spatial encoder on single frames (an image task: what the
+object is and where it is in this one frame; no frame carries its action). Recording them draws nothing
+from the random generator, so the clips are the same with or without them. Videos go through H.264 in
+MP4, so training exercises decoding.
 
 Layout written by `make_actions(out, seed=, size=)` (Kinetics-style: a folder per class plus lists):
     out/classes.txt                       one class name per line, in label order
     out/{train,val,test}.csv              header `path,label,shape`; path relative to out, label a class name
     out/videos/<class>/<split>_<n>.mp4
+    out/attributes/<split>.npz            per clip, in list order: `shape` [N] (index into SHAPES),
+                                          `colour` [N, 3] in [0, 1], and per frame [N, F]: `cx`, `cy`,
+                                          `radius` (pixels of the frame) and `angle` (radians)
 """
 
 from __future__ import annotations
@@ -94,8 +100,12 @@ def _trajectory(cls: str, t: np.ndarray, rng: np.random.Generator, size: int) ->
 
 
 def render_clip(cls: str, shape: str, rng: np.random.Generator, *, num_frames: int = 24, size: int = 80,
-                occlusion_prob: float = 0.25, shake: float = 1.0) -> np.ndarray:
-    """One clip `uint8 [num_frames, size, size, 3]` of `shape` doing `cls`."""
+                occlusion_prob: float = 0.25, shake: float = 1.0, attributes: dict[str, Any] | None = None) -> np.ndarray:
+    """One clip `uint8 [num_frames, size, size, 3]` of `shape` doing `cls`.
+
+    `attributes`, when given, is filled with the object's state as drawn in each frame (camera shake
+    included): `cx`, `cy`, `radius` [num_frames] in pixels, `angle` [num_frames] radians, `colour` [3].
+    """
     pad = 8
     tex = _texture(rng, size + 2 * pad + 32)
     drift = rng.uniform(-4, 4, 2) * size / 80  # background motion over the clip, pixels
@@ -113,8 +123,10 @@ def render_clip(cls: str, shape: str, rng: np.random.Generator, *, num_frames: i
         speed = rng.uniform(-0.3, 0.3) * size
         occluder = (rng.random() < 0.5, width, start, speed, rng.uniform(0.3, 0.7))
     frames = np.empty((num_frames, size, size, 3), np.uint8)
+    drawn = np.zeros((num_frames, 2), np.float32)
     for i in range(num_frames):
         jx, jy = rng.normal(0, shake, 2)
+        drawn[i] = traj["cx"][i] + jx, traj["cy"][i] + jy
         ox = int(round(pad + 16 + drift[0] * t[i] + jx))
         oy = int(round(pad + 16 + drift[1] * t[i] + jy))
         img = tex[oy:oy + size, ox:ox + size].copy()
@@ -129,6 +141,9 @@ def render_clip(cls: str, shape: str, rng: np.random.Generator, *, num_frames: i
             band = np.abs((xx if vertical else yy) - pos) < width / 2
             img[band] = grey
         frames[i] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+    if attributes is not None:
+        attributes.update(cx=drawn[:, 0], cy=drawn[:, 1], radius=traj["radius"].astype(np.float32),
+                          angle=traj["angle"].astype(np.float32), colour=colour.astype(np.float32))
     return frames
 
 
@@ -152,19 +167,45 @@ def make_actions(out: Path, *, seed: int = 0, size: str = "small", num_frames: i
     summary: dict[str, Any] = {"classes": len(CLASSES), "frames": num_frames, "frame_size": frame_size, "fps": fps}
     for split, per_class in counts.items():
         rows = []
+        attrs: dict[str, list] = {k: [] for k in ("shape", "colour", "cx", "cy", "radius", "angle")}
         for cls in CLASSES:
             for n in range(per_class):
                 shape = SHAPES[int(rng.integers(len(SHAPES)))]
                 clip_rng = np.random.default_rng(rng.integers(2**63))
-                frames = render_clip(cls, shape, clip_rng, num_frames=num_frames, size=frame_size)
+                drawn: dict[str, Any] = {}
+                frames = render_clip(cls, shape, clip_rng, num_frames=num_frames, size=frame_size, attributes=drawn)
                 rel = f"videos/{cls}/{split}_{n:04d}.mp4"
                 write_video(out / rel, frames, fps)
                 rows.append((rel, cls, shape))
+                attrs["shape"].append(SHAPES.index(shape))
+                for k in ("colour", "cx", "cy", "radius", "angle"):
+                    attrs[k].append(drawn[k])
         _write_csv(out / f"{split}.csv", rows)
+        _write_npz(out / "attributes" / f"{split}.npz", {k: np.asarray(v) for k, v in attrs.items()})
         summary[f"{split}_clips"] = len(rows)
     (out / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
     summary["path"] = str(out)
     return summary
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load_attributes(root: str | Path, split: str) -> dict[str, np.ndarray]:
+    """The per-clip and per-frame attributes of a split written by `make_actions` (see the module docstring)."""
+    path = Path(root) / "attributes" / f"{split}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no attributes (data written before they were recorded? make it again)")
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str, str]]) -> None:
