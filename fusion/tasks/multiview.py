@@ -7,8 +7,9 @@ The recipe (MultiTSF on the synthetic recordings of `omnisense data make multivi
    nearest frame within half a grid period (else invalid), the 0.4 s of audio around each grid time as a Kaldi
    fbank (32 mel, 25 ms Hann, 10 ms shift, 40 frames; AST's recipe, normalised with the train-set statistics), the
    lidar sweeps of the window at their own timestamps, per-frame person scores, frame and sequence labels.
-2. The frame encoder (tiny ViT, 64 x 64) is first trained alone as a per-frame multi-label classifier of single
-   views (so its features mean something), then frozen; its features are cached (`features_<split>.npz`).
+2. The frame encoder (a tiny hybrid ViT, 64 x 64) is first trained alone as a per-frame multi-label classifier of
+   single views, on the frames where the person detector fires (`train_frame_encoder` says why), then frozen;
+   its features are cached (`features_<split>.npz`).
    The released MultiTSF fine-tunes its ViT end to end every epoch on fully decoded videos; freezing and
    caching makes the CPU recipe possible, the price is that fusion cannot reshape the frame features.
 3. `MultiViewTask` trains MultiTSF (audio MLP, lidar encoder, transformers and heads) on the cached features with
@@ -19,7 +20,8 @@ The recipe (MultiTSF on the synthetic recordings of `omnisense data make multivi
    (one camera + its microphone per sample), models trained on every subset of {camera, audio, lidar}, and ONE
    evaluation on the held-out test split: frame mAP, mAP_C, mAP_S of MultiTSF vs the best single view vs late
    fusion (the mean of the single-view model's per-view probabilities), each modality subset, and sensors
-   dropped at inference. It writes results.json / results.md and exports the shipped weights.
+   dropped at inference, frames with the lights off, and a paired bootstrap of MultiTSF against each baseline.
+   It writes results.json / results.md and exports the shipped weights.
 """
 
 from __future__ import annotations
@@ -547,7 +549,8 @@ def _hide(**what):
 
 def run_experiment(root: Path, out: Path, *, epochs: int = 20, single_epochs: int = 6, subset_epochs: int = 20,
                    batch_size: int = 8, lr: float = 5e-4, seed: int = 0, encoder_epochs: int = 8,
-                   export: Path | None = None, only: list[str] | None = None) -> dict[str, Any] | None:
+                   export: Path | None = None, only: list[str] | None = None, bootstrap: int = 1000
+                   ) -> dict[str, Any] | None:
     """Every model of the comparison, then one evaluation on the test split; results.json and results.md."""
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.txt"
@@ -583,7 +586,8 @@ def run_experiment(root: Path, out: Path, *, epochs: int = 20, single_epochs: in
     log("training done; evaluating on the test split")
     test, v = multi["test"], multi["test"].views
     results: dict[str, Any] = {"split": "test", "recordings": len(test), "views": v, "grid_rate_hz": GRID_RATE}
-    results["multitsf"] = score(*predict(main, test), test)
+    main_pred = predict(main, test)
+    results["multitsf"] = score(*main_pred, test)
     # single view: per view index, best chosen on val; late fusion: mean of per-view probabilities
     per_view = {}
     for split in ("val", "test"):
@@ -594,7 +598,12 @@ def run_experiment(root: Path, out: Path, *, epochs: int = 20, single_epochs: in
         if split == "test":
             results["late_fusion_mean"] = score(s_seq.mean(1), s_fr.mean(1), test)
             results["late_fusion_max"] = score(s_seq.max(1), s_fr.max(1), test)
+            baselines = {"late fusion (mean)": (s_seq.mean(1), s_fr.mean(1)),
+                         "late fusion (max)": (s_seq.max(1), s_fr.max(1))}
+            baselines.update({f"cam{i + 1}": (s_seq[:, i], s_fr[:, i]) for i in range(v)})
     best = int(np.argmax([m["frame_mAP"] for m in per_view["val"]]))
+    if bootstrap:
+        results["bootstrap"] = paired_bootstrap(main_pred, baselines, test, resamples=bootstrap, seed=seed)
     results["single_view_test"] = {f"cam{i + 1}": m for i, m in enumerate(per_view["test"])}
     results["best_single_view"] = {"view": f"cam{best + 1} (chosen on val)", **per_view["test"][best]}
     results["best_single_view_oracle"] = max(per_view["test"], key=lambda m: m["frame_mAP"])
@@ -634,6 +643,27 @@ def run_experiment(root: Path, out: Path, *, epochs: int = 20, single_epochs: in
     return results
 
 
+def paired_bootstrap(ours: tuple[np.ndarray, np.ndarray], baselines: dict[str, tuple[np.ndarray, np.ndarray]],
+                     ds: MultiViewFeatures, *, resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """MultiTSF minus each baseline over `resamples` resamplings of the recordings (the same ones for both):
+    per metric, the mean difference and its 2.5 / 97.5 percentiles."""
+    seq_y, fr_y = ds.a["sequence"].numpy(), ds.a["labels"].numpy()
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(seq_y), len(seq_y)) for _ in range(resamples)]
+
+    def metrics(seq, fr, ix):
+        return frame_map(fr[ix], fr_y[ix]), map_class(seq[ix], seq_y[ix]), map_sample(seq[ix], seq_y[ix])
+
+    mine = np.array([metrics(*ours, ix) for ix in draws])
+    out = {}
+    for name, pred in baselines.items():
+        d = mine - np.array([metrics(*pred, ix) for ix in draws])
+        lo, hi = np.nanpercentile(d, [2.5, 97.5], axis=0)
+        out[name] = {m: [round(float(np.nanmean(d[:, j])), 2), round(float(lo[j]), 2), round(float(hi[j]), 2)]
+                     for j, m in enumerate(("frame_mAP", "mAP_C", "mAP_S"))}
+    return out
+
+
 def results_markdown(r: dict[str, Any]) -> str:
     def row(name, m):
         return f"| {name} | {m['frame_mAP']:.1f} | {m['mAP_C']:.1f} | {m['mAP_S']:.1f} |"
@@ -654,6 +684,12 @@ def results_markdown(r: dict[str, Any]) -> str:
         lines += ["", f"Frame mAP on the {d['frames']} test frames recorded with the lights off:", "",
                   "| model | frame mAP |", "|---|---|"]
         lines += [f"| {k} | {m:.1f} |" for k, m in d.items() if k != "frames"]
+    if "bootstrap" in r:
+        lines += ["", "MultiTSF minus each baseline, paired bootstrap over the test recordings: mean [95 % interval]:",
+                  "", "| baseline | frame mAP | mAP_C | mAP_S |", "|---|---|---|---|"]
+        cell = "%+.1f [%+.1f, %+.1f]"
+        lines += [f"| {k} | " + " | ".join(cell % tuple(m[x]) for x in ("frame_mAP", "mAP_C", "mAP_S")) + " |"
+                  for k, m in r["bootstrap"].items()]
     lines += ["", "Per view (single-view model, test):", "", head]
     lines += [row(k, m) for k, m in r["single_view_test"].items()]
     return "\n".join(lines) + "\n"
@@ -696,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--single-epochs", type=int, default=6)
     e.add_argument("--subset-epochs", type=int, default=20)
     e.add_argument("--only", nargs="+", help="train only these models (e.g. multitsf_lidar), no evaluation")
+    e.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (0: none)")
     e.add_argument("--encoder-epochs", type=int, default=8)
     e.add_argument("--lr", type=float, default=5e-4)
     e.add_argument("--export", type=Path)
@@ -709,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run_experiment(args.root, args.out, epochs=args.epochs, single_epochs=args.single_epochs,
                    subset_epochs=args.subset_epochs, encoder_epochs=args.encoder_epochs, lr=args.lr,
-                   export=args.export, only=args.only)
+                   export=args.export, only=args.only, bootstrap=args.bootstrap)
     return 0
 
 
