@@ -610,6 +610,16 @@ def run_experiment(root: Path, out: Path, *, epochs: int = 20, single_epochs: in
     # each modality's worth: models trained on every subset
     results["subsets_trained"] = {"+".join(s): score(*predict(m, test, s), test) for s, m in subsets.items()}
     results["subsets_trained"]["video+audio+lidar"] = results["multitsf"]
+    # per class: which modality carries which action (frame AP, percent)
+    from fusion.metrics import average_precision
+    from fusion.recordings import CLASSES
+
+    y = test.a["labels"].numpy().reshape(-1, len(CLASSES))
+    per_class = {"+".join(sub): predict(m, test, sub)[1] for sub, m in subsets.items()}
+    per_class["video+audio+lidar"] = main_pred[1]
+    results["frame_ap_per_class"] = {
+        k: {c: round(100 * average_precision(p.reshape(-1, len(CLASSES))[:, j], y[:, j]), 1)
+            for j, c in enumerate(CLASSES)} for k, p in per_class.items()}
     # sensors dropped at inference from the full model
     drops = {"no camera": dict(modalities=("audio", "lidar")), "no audio": dict(modalities=("video", "lidar")),
              "no lidar": dict(modalities=("video", "audio")), "lidar only": dict(modalities=("lidar",))}
@@ -679,6 +689,12 @@ def results_markdown(r: dict[str, Any]) -> str:
     lines += [row(k, m) for k, m in r["subsets_trained"].items()]
     lines += ["", "The full model with sensors missing at inference:", "", head, row("nothing missing", r["multitsf"])]
     lines += [row(k, m) for k, m in r["dropped_at_inference"].items()]
+    if "frame_ap_per_class" in r:
+        classes = list(next(iter(r["frame_ap_per_class"].values())))
+        lines += ["", "Frame AP per class of the models trained on each subset:", "",
+                  "| model | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+        lines += [f"| {k} | " + " | ".join(f"{m[c]:.1f}" for c in classes) + " |"
+                  for k, m in r["frame_ap_per_class"].items()]
     if "lights_off_frames" in r:
         d = r["lights_off_frames"]
         lines += ["", f"Frame mAP on the {d['frames']} test frames recorded with the lights off:", "",
