@@ -38,6 +38,7 @@ GENERATORS: dict[str, str] = {
     "shapes": "perception3d.classification.datasets:write_shapes",
     "actions": "video.recognition.synthetic:make_actions",
     "multiview-recordings": "fusion.recordings.synthetic:make_multiview_recordings",
+    "vtest-views": "fusion.recordings.real:make_vtest_recording",
     "registration-pairs": "fusion.tasks.registration:make_registration_pairs",
     "audio-events": "video.audio.datasets:make_audio_events",
     "lidar-scenes": "perception3d.detection.simulator:make_lidar_scenes",

@@ -9,7 +9,7 @@ The released model, and what we keep or change (each change says why):
 
 1. Per-view frame encoder, shared across views: timm `vit_small_patch32_224` (384-d pooled feature; the paper
    starts from augreg IN-21k->1k weights, we build it with `pretrained=False`: weights are never downloaded).
-   Small variants use a tiny timm ViT on 64 x 64 frames. The encoder may be frozen and its features cached
+   The small variant uses a tiny hybrid timm ViT (conv stem + ViT, `vit_hybrid64`) on 64 x 64 frames. The encoder may be frozen and its features cached
    (`video` given as [B, V, T, C] features instead of frames [B, V, T, 3, H, W]).
 2. Human-presence head: a 1x1 conv (= Linear) 384 -> 1 on the video features, trained with a soft-target cross
    entropy over time against per-frame person scores (a detector's; YOLOv10 in the paper). We normalise the
@@ -36,17 +36,23 @@ The released model, and what we keep or change (each change says why):
    logits (valid frames only), plus the human soft-target CE, summed with equal weights.
 9. Optimiser (in the task): Adam lr 1e-4, wd 5e-4, cosine to 1e-5 (300 epochs, batch 12 in the paper).
 
-Beyond the paper: lidar. A point-cloud stream enters as one more sensor row: each sweep is encoded by a small
-PointNet-style encoder (per-point MLP over (x, y, z, intensity) plus a coarse 4 x 4 bird's-eye grid of max-pooled
-cells, so position survives pooling) into one token at the sweep's own timestamp, and
-`fusion.core.CrossAttentionResampler` brings the sweeps (10 Hz, own clock) onto the frame grid. A perception3d
-backbone (FlatFormer, DSVT) can replace `PointSweepEncoder` through the same interface (points -> [B, N, C]).
-Any of camera, audio and lidar may be absent (None, or masked per view / per time).
+10. Sequence head: the paper's (mean over views and time, LN + Linear). An alternative, `sequence_from=
+   "pool+frames"` (plus the max over time of the frame logits), was tried as a fix for MultiTSF losing to single
+   views on mAP_S; it was worse (validation split, epoch 13 of a 30-epoch run: frame mAP / mAP_C / mAP_S 69.3 /
+   85.3 / 94.7 against 79.1 / 90.9 / 96.4 with the paper's head), so the variants keep the paper's head.
+
+Beyond the paper: lidar. A point-cloud stream enters as one more sensor row, as tokens of a perception3d
+backbone: each sweep is pillarised (the FlatFormer detector's DynamicVFE), its pillars go through a small
+FlatFormer encoder (`perception3d.kernels.FlatFormer`), and the pillar features are pooled into a few bird's-eye
+region tokens (`LidarFlatFormerEncoder`) at the sweep's own timestamp; `fusion.core.CrossAttentionResampler`
+brings those tokens (10 Hz, own clock) onto the frame grid. Any of camera, audio and lidar may be absent (None,
+or masked per view / per time).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +60,7 @@ from torch import Tensor, nn
 
 from fusion.core import CrossAttentionResampler, FrameHead, SequenceHead, TimeEmbedding, TransformerLayer
 
-__all__ = ["AudioMLP", "MultiTSF", "MultiTSFOutput", "PointSweepEncoder", "human_loss", "multitsf_loss",
+__all__ = ["AudioMLP", "MultiTSF", "MultiTSFOutput", "LidarFlatFormerEncoder", "human_loss", "multitsf_loss",
            "multitsf_paper", "multitsf_small", "multitsf_tiny", "two_way_loss"]
 
 
@@ -69,6 +75,22 @@ def build_frame_encoder(name: str, *, img_size: int = 224) -> tuple[nn.Module, i
     elif name == "vit_tiny64":  # small CPU variant: 64 x 64 frames, 16 x 16 patches (16 tokens, as ViT-S/32 at 128)
         m = timm.models.vision_transformer.VisionTransformer(img_size=64, patch_size=16, embed_dim=96, depth=4,
                                                              num_heads=3, mlp_ratio=3.0, num_classes=0)
+    elif name == "vit_hybrid64":  # small CPU variant: a hybrid ViT (ViT paper, sec. 3.1; timm's HybridEmbed as in
+        # R26+ViT-S/32): a 3-conv stem (64 -> 8 x 8 x 96) and 2 x 2 patches of it, 16 tokens. From scratch on ~8k
+        # frames a plain ViT lacks the locality prior (vit_tiny64 stayed at chance for 4 epochs at lr 1e-3 on the
+        # harder recordings, and fitted one camera's frames more slowly than this one in a 150-step probe at
+        # 3e-4: frame mAP 40 vs 62); the conv stem supplies the prior.
+        from timm.models.vision_transformer_hybrid import HybridEmbed
+
+        def conv(a: int, b: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(a, b, 3, stride, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+
+        stem = nn.Sequential(*conv(3, 32, 2), *conv(32, 64, 2), *conv(64, 96, 2))
+        stem.num_features = 96  # what HybridEmbed reads
+        embed = partial(HybridEmbed, stem, feature_size=8, feature_ratio=8)
+        m = timm.models.vision_transformer.VisionTransformer(img_size=64, patch_size=2, embed_dim=96, depth=4,
+                                                             num_heads=3, mlp_ratio=3.0, num_classes=0,
+                                                             embed_layer=embed)
     elif name == "vit_micro32":  # tests
         m = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1,
                                                              num_heads=2, mlp_ratio=2.0, num_classes=0)
@@ -94,37 +116,70 @@ class AudioMLP(nn.Module):
         return self.net(fbank.flatten(-2))
 
 
-class PointSweepEncoder(nn.Module):
-    """PointNet-style sweep encoder: points [B, N, P, 4] (x, y, z m, intensity), mask [B, N, P] -> [B, N, out].
+class LidarFlatFormerEncoder(nn.Module):
+    """Lidar sweeps -> region tokens through a perception3d FlatFormer: points [B, N, P, 4] -> [B, N, R, out].
 
-    A shared per-point MLP, max-pooled over the whole sweep and over each cell of a grid x grid bird's-eye grid
-    of the room extent `extent` = (x_min, y_min, x_max, y_max) metres; the concatenation is projected to `out`.
+    Each sweep is pillarised on the room's bird's-eye grid (`perception3d.detection.encoders.DynamicVFE`, the
+    FlatFormer detector's dynamic pillar encoder: points decorated with their offsets from the pillar's mean and
+    centre, PFN layers, scatter-max), the pillars of all sweeps of the batch go through a small FlatFormer encoder
+    (`perception3d.kernels.FlatFormer`: flattened-window attention, four orderings per block; every sweep is one
+    "frame" of its batch), and the pillar features are max-pooled into R = regions[0] x regions[1] bird's-eye
+    regions, each plus a learned region embedding, projected to `out`. A region with no pillar is invalid.
+
+    Args:
+        out_dim: token width. width: pillar feature width (the FlatFormer's channels).
+        pillar: pillar side, metres. extent: (x_min, y_min, x_max, y_max) metres of the grid (the room).
+        regions: (nx, ny) bird's-eye regions that become tokens.
+        heads, blocks, window, group: the FlatFormer's (a CPU-sized version of its `tiny` config).
     """
 
-    def __init__(self, *, out_dim: int, width: int = 32, grid: int = 4,
-                 extent: tuple[float, float, float, float] = (0.0, 0.0, 8.0, 6.0)):
+    def __init__(self, *, out_dim: int, width: int = 32, pillar: float = 0.5,
+                 extent: tuple[float, float, float, float] = (0.0, 0.0, 8.0, 6.0), regions: tuple[int, int] = (4, 3),
+                 heads: int = 4, blocks: int = 1, window: tuple[int, int] = (4, 4), group: int = 16):
         super().__init__()
-        self.grid, self.extent = grid, extent
-        self.mlp = nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
-        self.cell = nn.Linear(width, width // 4)
-        self.out = nn.Sequential(nn.Linear(width + grid * grid * (width // 4), out_dim), nn.ReLU(),
-                                 nn.Linear(out_dim, out_dim))
+        from perception3d.detection.encoders import DynamicVFE, VoxelGrid
+        from perception3d.kernels import FlatFormer
 
-    def forward(self, points: Tensor, mask: Tensor) -> Tensor:
+        x0, y0, x1, y1 = extent
+        self.extent, self.regions = extent, tuple(regions)
+        self.grid = VoxelGrid((x0, y0, -0.2, x1, y1, 2.8), (pillar, pillar, 3.0))
+        nx, ny, _ = self.grid.shape
+        self.vfe = DynamicVFE(in_channels=4, filters=[width, width], grid=self.grid, halve=False)
+        self.flatformer = FlatFormer(in_channels=width, num_heads=heads, num_blocks=blocks, window_shape=window,
+                                     sparse_shape=(nx, ny), group_size=group)
+        self.region_embed = nn.Parameter(torch.zeros(regions[0] * regions[1], width))
+        nn.init.trunc_normal_(self.region_embed, std=0.02)
+        self.out = nn.Sequential(nn.Linear(width, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+        self.out_dim = out_dim
+
+    @property
+    def num_regions(self) -> int:
+        return self.regions[0] * self.regions[1]
+
+    def forward(self, points: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """points [B, N, P, 4] (x, y, z m, intensity), mask [B, N, P] -> (tokens [B, N, R, out], valid [B, N, R])."""
         b, n, p, _ = points.shape
+        r = self.num_regions
+        sweep = torch.arange(b * n, device=points.device).repeat_interleave(p)      # [B*N*P] sweep of each point
+        keep = mask.reshape(-1)
+        pts, sweep = points.reshape(-1, 4)[keep], sweep[keep]
         x0, y0, x1, y1 = self.extent
-        norm = torch.stack([(points[..., 0] - x0) / (x1 - x0), (points[..., 1] - y0) / (y1 - y0),
-                            points[..., 2] / 2.5, points[..., 3]], -1)
-        h = self.mlp(norm)                                                    # [B, N, P, W]
-        h = h.masked_fill(~mask[..., None], 0.0)                              # ReLU features >= 0: 0 is neutral
-        glob = h.amax(2)                                                      # [B, N, W]
-        gx = (norm[..., 0] * self.grid).clamp(0, self.grid - 1).long()
-        gy = (norm[..., 1] * self.grid).clamp(0, self.grid - 1).long()
-        cell_id = (gy * self.grid + gx).masked_fill(~mask, 0)                 # [B, N, P]
-        c = F.relu(self.cell(h)).masked_fill(~mask[..., None], 0.0)           # [B, N, P, W/4]
-        cells = c.new_zeros(b, n, self.grid * self.grid, c.shape[-1])
-        cells = cells.scatter_reduce(2, cell_id[..., None].expand_as(c), c, reduce="amax", include_self=True)
-        return self.out(torch.cat([glob, cells.flatten(2)], -1))             # [B, N, out]
+        inside = (pts[:, 0] >= x0) & (pts[:, 0] < x1) & (pts[:, 1] >= y0) & (pts[:, 1] < y1)
+        pts, sweep = pts[inside], sweep[inside]
+        pooled = points.new_zeros(b * n * r, self.region_embed.shape[1])
+        seen = torch.zeros(b * n * r, dtype=torch.bool, device=points.device)
+        if len(pts):
+            feats, coords = self.vfe(pts, sweep)                                     # [M, W], (sweep, 0, y, x)
+            feats = self.flatformer(feats, coords, b * n)                            # [M, W]
+            nx, ny, _ = self.grid.shape
+            rx = coords[:, 3] * self.regions[0] // nx
+            ry = coords[:, 2] * self.regions[1] // ny
+            region = ry * self.regions[0] + rx                                       # [M]
+            slot = coords[:, 0] * r + region
+            pooled = pooled.scatter_reduce(0, slot[:, None].expand_as(feats), feats, "amax", include_self=False)
+            seen[slot] = True
+        tokens = pooled.view(b, n, r, -1) + self.region_embed                        # [B, N, R, W]
+        return self.out(tokens), seen.view(b, n, r)
 
 
 # --------------------------------------------------------------------------------------------- the model
@@ -159,6 +214,9 @@ class MultiTSF(nn.Module):
         frame_from: "temporal" (paper: the frame head reads each view's temporal-transformer tokens, so frame
             predictions are a learned max over views that never see each other) or "fused" (ours: it reads the
             tokens after the inter-view transformer, so a view's frame prediction can use what the others saw).
+        sequence_from: "pool" (paper: LN + Linear on the mean over views and time) or "pool+frames" (plus the max
+            over valid time steps of the frame logits: a sequence label is the union of the frame labels). The
+            latter measured worse (module docstring, item 10); it stays as an option for that comparison.
     """
 
     def __init__(self, *, num_classes: int = 16, frame_encoder: str | None = "vit_small_patch32_224",
@@ -166,11 +224,14 @@ class MultiTSF(nn.Module):
                  audio_hidden: tuple[int, ...] = (512, 256, 128), audio_dim: int = 384, dim: int = 768,
                  temporal_layers: int = 2, temporal_heads: int = 12, temporal_mlp: int = 3072, view_heads: int = 4,
                  view_ff: int = 256, view_layers: int = 1, dropout: float = 0.1, lidar_dim: int = 0,
-                 lidar_window: float = 0.25, frame_pool: str = "max", frame_from: str = "temporal"):
+                 lidar_window: float = 0.25, frame_pool: str = "max", frame_from: str = "temporal",
+                 sequence_from: str = "pool"):
         super().__init__()
         if frame_from not in ("temporal", "fused"):
             raise ValueError(f"frame_from must be 'temporal' or 'fused', got {frame_from!r}")
-        self.frame_from = frame_from
+        if sequence_from not in ("pool", "pool+frames"):
+            raise ValueError(f"sequence_from must be 'pool' or 'pool+frames', got {sequence_from!r}")
+        self.frame_from, self.sequence_from = frame_from, sequence_from
         if video_dim + audio_dim != dim:
             raise ValueError(f"early fusion is a concat: video_dim + audio_dim ({video_dim} + {audio_dim}) "
                              f"must equal dim ({dim})")
@@ -187,7 +248,7 @@ class MultiTSF(nn.Module):
         self.row_embed = nn.Parameter(torch.zeros(2, dim))  # 0: a view (camera + its microphone), 1: the lidar
         self.lidar = None
         if lidar_dim:
-            self.lidar = PointSweepEncoder(out_dim=lidar_dim)
+            self.lidar = LidarFlatFormerEncoder(out_dim=lidar_dim)
             self.lidar_resample = CrossAttentionResampler(lidar_dim, dim, temporal_heads, window=lidar_window)
         self.time = TimeEmbedding(dim)
         self.cls = nn.Parameter(torch.zeros(dim))
@@ -245,9 +306,11 @@ class MultiTSF(nn.Module):
             rows.append(torch.cat([feats, afeat], -1) + self.row_embed[0])              # [B, V, T, D]
             valids.append(vv | av)
         if lidar is not None and self.lidar is not None:
-            tokens = self.lidar(lidar, lidar_mask.bool())                                # [B, N, Cl]
-            lt = lidar_times - times[:, :1]
-            row, lv = self.lidar_resample(tokens, lt, lidar_valid, rel)                 # [B, T, D], [B, T]
+            tokens, tv = self.lidar(lidar, lidar_mask.bool())                            # [B, N, R, Cl], [B, N, R]
+            if lidar_valid is not None:
+                tv = tv & lidar_valid.bool()[..., None]
+            lt = (lidar_times - times[:, :1])[..., None].expand_as(tv)                   # [B, N, R] s
+            row, lv = self.lidar_resample(tokens.flatten(1, 2), lt.flatten(1), tv.flatten(1), rel)  # [B, T, D]
             rows.append((row + self.row_embed[1])[:, None])
             valids.append(lv[:, None])
         if not rows:
@@ -271,7 +334,12 @@ class MultiTSF(nn.Module):
         tokens = temporal if self.frame_from == "temporal" else x
         row_frame = self.frame_head.fc(tokens)                                           # [B, S, T, K]
         frame = self.frame_head(tokens, valid)                                           # [B, T, K]
-        return MultiTSFOutput(self.sequence_head(x, valid), frame, human, row_frame, valid)
+        sequence = self.sequence_head(x, valid)                                          # [B, K]
+        if self.sequence_from == "pool+frames":
+            any_row = valid.any(1)[..., None]                                            # [B, T, 1]
+            peak = frame.masked_fill(~any_row, float("-inf")).amax(1)                    # [B, K]
+            sequence = sequence + torch.where(any_row.any(1), peak, torch.zeros_like(peak))
+        return MultiTSFOutput(sequence, frame, human, row_frame, valid)
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -331,11 +399,11 @@ def multitsf_paper(**overrides) -> MultiTSF:
 def multitsf_small(**overrides) -> MultiTSF:
     """CPU variant for the synthetic recordings: 64x64 frames (tiny ViT, 96-d), 40x32 fbank chunks (0.4 s),
     D 192 (96 | 96), temporal 2 layers x 3 heads (head dim 64 as the paper) MLP 768, inter-view 4 heads FF 256,
-    lidar on (96-d sweep tokens), 6 classes, the frame head after the inter-view transformer
+    lidar on (FlatFormer region tokens, 96-d), 7 classes, the paper's sequence head, the frame head after the inter-view transformer
     (`frame_from="fused"`: with the paper's position the frame scores lost to a max over per-view predictions in
     our first run, 81.4 vs 84.3 frame mAP). The audio MLP's widths are halved (256-128-128) for the CPU budget:
     its first layer dominates the cost of a training step."""
-    return MultiTSF(**{**dict(num_classes=6, frame_encoder="vit_tiny64", video_dim=96, audio_frames=40,
+    return MultiTSF(**{**dict(num_classes=7, frame_encoder="vit_hybrid64", video_dim=96, audio_frames=40,
                               audio_mels=32, audio_hidden=(256, 128, 128), audio_dim=96, dim=192,
                               temporal_heads=3, temporal_mlp=768, view_heads=4, view_ff=256, lidar_dim=96,
                               frame_from="fused"),

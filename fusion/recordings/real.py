@@ -18,7 +18,7 @@ import numpy as np
 
 from fusion._io import write_json_atomic
 
-__all__ = ["make_vtest_views"]
+__all__ = ["make_vtest_recording", "make_vtest_views"]
 
 
 def _write(path: Path, frames: list[np.ndarray], times: list[float]) -> None:
@@ -66,3 +66,14 @@ def make_vtest_views(out: Path, *, source: Path | None = None, seconds: float = 
                 "note": "three crops of OpenCV's vtest.avi (one real camera), re-timed; no audio, no lidar"}
     write_json_atomic(out / "recording.json", manifest)
     return out / "recording.json"
+
+
+def make_vtest_recording(out: Path, *, seed: int = 0, size: str = "small") -> dict:
+    """The `vtest-views` generator (`omnisense data make vtest-views --out DIR`): `make_vtest_views` of the first
+    8 s (tiny), 30 s (small) or the whole 79.5 s (full) of vtest.avi. `seed` is unused (nothing is random)."""
+    seconds = {"tiny": 8.0, "small": 30.0, "full": 80.0}
+    if size not in seconds:
+        raise ValueError(f"size must be one of {sorted(seconds)}, got {size!r}")
+    manifest = make_vtest_views(Path(out), seconds=seconds[size])
+    return {"manifest": manifest.name, "views": ["left", "centre", "right"], "seconds": seconds[size],
+            "source": "opencv-samples: examples/data/vtest.avi"}

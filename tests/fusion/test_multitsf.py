@@ -219,3 +219,59 @@ def test_paper_variant_forward():
         out = model(times=torch.arange(t).float()[None] * 0.4, video=torch.randn(b, v, t, 3, 224, 224),
                     audio=torch.randn(b, v, t, 1024, 128))
     assert out.sequence.shape == (1, 16) and out.frame.shape == (1, t, 16) and torch.isfinite(out.frame).all()
+
+
+def _sweep(actor_xy, lying=False, n=64, seed=0):
+    """One lidar sweep [P, 4]: floor points plus one actor (a standing cylinder, or a low body along x)."""
+    g = torch.Generator().manual_seed(seed)
+    floor = torch.cat([torch.rand(n, 2, generator=g) * torch.tensor([8.0, 6.0]), torch.zeros(n, 1),
+                       torch.full((n, 1), 0.2)], 1)
+    x, y = actor_xy
+    if lying:
+        body = torch.stack([x + torch.rand(40, generator=g) * 1.6 - 0.8, y + torch.rand(40, generator=g) * 0.4 - 0.2,
+                            torch.rand(40, generator=g) * 0.35, torch.full((40,), 0.75)], 1)
+    else:
+        a = torch.rand(40, generator=g) * 6.28
+        body = torch.stack([x + 0.22 * a.cos(), y + 0.22 * a.sin(), torch.rand(40, generator=g) * 1.7,
+                            torch.full((40,), 0.75)], 1)
+    return torch.cat([floor, body])
+
+
+def test_lidar_enters_as_flatformer_region_tokens():
+    """The lidar branch is a perception3d FlatFormer over pillars, pooled into bird's-eye region tokens."""
+    from perception3d.kernels import FlatFormer
+
+    from fusion.multitsf import LidarFlatFormerEncoder
+
+    torch.manual_seed(0)
+    enc = LidarFlatFormerEncoder(out_dim=16).eval()
+    assert isinstance(enc.flatformer, FlatFormer) and enc.num_regions == 12
+    sweeps = torch.stack([_sweep((4.5, 3.5)), _sweep((4.5, 3.5), lying=True), _sweep((1.0, 1.0))])  # [3, P, 4]
+    mask = torch.ones(sweeps.shape[:2], dtype=torch.bool)
+    mask_none = mask.clone()
+    mask_none[2] = False  # the third sweep: every point masked (a missing sweep)
+    with torch.no_grad():
+        tokens, valid = enc(sweeps[None], mask[None])                 # [1, 3, 12, 16]
+        _, valid_none = enc(sweeps[None], mask_none[None])
+    assert tokens.shape == (1, 3, 12, 16) and torch.isfinite(tokens).all()
+    assert valid[0, :2].all() and not valid_none[0, 2].any()
+    region = lambda x, y: int(y // 2) * 4 + int(x // 2)  # noqa: E731  (2 m x 2 m regions, 4 along x)
+    r = region(4.5, 3.5)
+    # standing vs lying in the same place: that region's token changes (posture is height, which only lidar has)
+    assert (tokens[0, 0, r] - tokens[0, 1, r]).abs().max() > 1e-3
+    # a region with no point gives no token: only the actor's region is valid when the floor is left out
+    with torch.no_grad():
+        _, only_actor = enc(sweeps[None, :1], torch.arange(sweeps.shape[1])[None, None] >= 64)
+    assert only_actor[0, 0].nonzero().flatten().tolist() == [r]
+
+
+def test_sequence_head_pool_plus_frames_adds_the_peak_frame_logit():
+    base = multitsf_tiny(sequence_from="pool").eval()
+    peak = multitsf_tiny(sequence_from="pool+frames").eval()
+    peak.load_state_dict(base.state_dict())
+    batch = _batch(frames=False)
+    with torch.no_grad():
+        a, b = base(**batch), peak(**batch)
+    assert torch.allclose(b.sequence - a.sequence, b.frame.amax(1), atol=1e-5)
+    with pytest.raises(ValueError, match="sequence_from"):
+        multitsf_tiny(sequence_from="cls")

@@ -112,3 +112,23 @@ def test_folder_of_videos_without_manifest(recording, tmp_path):
     (tmp_path / "cam3.mp4").write_bytes(b"not a video")
     with pytest.raises(FileProblem, match="cam3"):
         read_recording(tmp_path)
+
+
+def test_lights_off_darkens_every_camera_but_not_the_lidar(tmp_path):
+    """Seed 7 (5 s, 2 cameras): the lights go off at ~2.8 s, a LieDown happens, two occluders stand in the room."""
+    manifest = make_recording(tmp_path, seed=7, duration=5.0, n_cameras=2)
+    off = manifest["lights_off"]
+    assert off[1] - off[0] > 1.0 and manifest["occluders"] == 2
+    assert "LieDown" in {lab for tr in manifest["tricks"] for lab in tr["labels"]}
+    rec = read_recording(tmp_path)
+    for cam in rec.of_kind("video"):
+        t = cam.true_times
+        dark, lit = (t >= off[0] + 0.1) & (t < off[1] - 0.1), (t < off[0] - 0.1) | (t >= off[1] + 0.1)
+        assert dark.any() and lit.any()
+        assert cam.data[dark].mean() < 0.3 * cam.data[lit].mean()
+        person = np.asarray(cam.person)
+        assert person[dark].max() <= 0.2  # the person detector mostly fails in the dark
+    lidar = rec.of_kind("lidar")[0]
+    counts = np.array([len(s) for s in lidar.data])
+    t = lidar.true_times
+    assert counts[(t >= off[0]) & (t < off[1])].mean() > 0.8 * counts[t < off[0]].mean()
