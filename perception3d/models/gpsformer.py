@@ -46,10 +46,12 @@ multiply-adds: its first GPM attended over all 1024 points (0.40 G) and no GPM r
 Choices the sources leave open, and what we chose (each is a constructor argument where it matters):
 1. Embedding: one shared Linear + BN + ReLU from xyz (3) to `embed_dim` (64) at the input points.
 2. Stage order: FPS + LSFConv first (halving the points, `downsample=2`: 1024 -> 512 -> 256 -> 128, and
-   changing the width), then GPM at the stage's width. The notes name GPM before LSFConv inside a block;
-   read with 64 / 128 / 256 as block *output* widths, no GPM runs at 256 and the model has 1.67M
-   parameters and 1.04 G multiply-adds; read as the widths the stages work at, it has 2.33M and 0.74 G,
-   within 1% and 6% of the paper. The figures decide it.
+   changing the width), then GPM at the stage's width. The notes say GPM comes first inside a block,
+   followed by FPS and LSFConv; our sequence is that chain shifted by one module. Read literally with
+   64 / 128 / 256 as block output widths, no GPM runs at 256 and the model has 1.67M parameters and 1.04 G
+   multiply-adds (about 3M with GPMs at 64 / 128 / 256 and a fourth LSFConv); read as the widths the
+   stages work at, it has 2.33M and 0.74 G, within 1% and 6% of the paper. The figures decide it, but it
+   is the least certain choice.
 3. ADGConv: the offset `delta` is one Linear layer; the kNN query is the shifted feature `f^_i` and the
    candidates are the unshifted features `f_j` (so the shift moves where each point looks); the edge
    feature is EdgeConv's `[f^_i, f_j - f^_i]` through one Linear + BN + GELU, max over the K neighbours.
@@ -65,7 +67,7 @@ Choices the sources leave open, and what we chose (each is a constructor argumen
    `|u|^p` stays finite, and T passes through BN + GELU. A is max over the ball's neighbours for both
    terms (which also makes ball query's padding duplicates harmless). The scale's output is f^L + f^H;
    the scales are concatenated, fused by Linear + BN, added to a Linear + BN shortcut of `f_i`, GELU.
-6. Ball-query radii are the same in every stage (0.1, 0.2, 0.4; the notes list one set), for inputs
+6. Ball-query radii are the same in every stage (0.1, 0.2, 0.4; the notes say so), for inputs
    normalised to the unit sphere. On sparse inputs (our 256-point CPU recipe, later stages) the 0.1 ball
    often holds only the centroid itself: that scale's high-order term is then a constant (f_j - f_i = 0)
    and its low-order term alone carries it.
