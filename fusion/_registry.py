@@ -36,6 +36,7 @@ BENCHES: dict[str, str] = {
 GENERATORS: dict[str, str] = {
     "blobs": "fusion.tasks.debug:make_blobs",
     "shapes": "perception3d.classification.datasets:write_shapes",
+    "parts": "perception3d.classification.datasets:write_parts",
     "actions": "video.recognition.synthetic:make_actions",
     "multiview-recordings": "fusion.recordings.synthetic:make_multiview_recordings",
     "vtest-views": "fusion.recordings.real:make_vtest_recording",

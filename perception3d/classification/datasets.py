@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from perception3d._errors import PointCloudFileError, PointCloudValueError
+from perception3d.classification.parts import PART_CATEGORIES, PART_NAMES, make_part_split
 from perception3d.classification.shapes import CLASSES, make_split
 
 __all__ = [
@@ -33,10 +34,12 @@ __all__ = [
     "SHAPENETPART_PARTS",
     "ShapeSet",
     "read_modelnet40_h5",
+    "read_parts",
     "read_modelnet40_normal",
     "read_scanobjectnn_h5",
     "read_shapenetpart",
     "read_shapes",
+    "write_parts",
     "write_shapes",
 ]
 
@@ -123,6 +126,49 @@ def read_shapes(root: str | Path, split: str) -> ShapeSet:
     classes = tuple(classes_file.read_text().split()) if classes_file.exists() else CLASSES
     _check_set(path, points, labels, len(classes))
     return ShapeSet(points, labels, classes)
+
+
+# Samples per category (train, test) and points per sample of the procedural part set's sizes.
+PARTS_SIZES: dict[str, tuple[int, int, int]] = {"tiny": (3, 2, 256), "small": (150, 40, 1024)}
+
+
+def write_parts(out: Path, *, seed: int = 0, size: str = "small") -> dict[str, Any]:
+    """Write the procedural part set (perception3d.classification.parts) to `out/{train,test}.npz` + `parts.json`.
+
+    Each split holds `points` [S, N, 3], `parts` [S, N] (global part labels) and `categories` [S]; the two
+    splits come from independent random streams. Sizes: tiny 3 / 2 per category at 256 points, small 150 / 40
+    at 1024.
+    """
+    if size not in PARTS_SIZES:
+        raise ValueError(f"size must be one of {sorted(PARTS_SIZES)}, got {size!r}")
+    per_train, per_test, num_points = PARTS_SIZES[size]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for split, per_category, split_seed in (("train", per_train, seed), ("test", per_test, seed + 1_000_003)):
+        points, parts, categories = make_part_split(split_seed, per_category, num_points)
+        _write_npz(out / f"{split}.npz", points=points, parts=parts, categories=categories)
+    (out / "parts.json").write_text(json.dumps({"categories": list(PART_CATEGORIES), "parts": list(PART_NAMES)}, indent=1))
+    return {"categories": len(PART_CATEGORIES), "parts": len(PART_NAMES), "train_samples": per_train * len(PART_CATEGORIES),
+            "test_samples": per_test * len(PART_CATEGORIES), "points": num_points}
+
+
+def read_parts(root: str | Path, split: str) -> ShapeSet:
+    """Read a split written by `write_parts` (`omnisense data make parts`): labels are category ids."""
+    root = Path(root)
+    path = root / f"{split}.npz"
+    if not path.exists():
+        raise PointCloudFileError(path, f"missing; write the set with `omnisense data make parts --out {root}`")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            points = arrays["points"].astype(np.float32)
+            parts, categories = arrays["parts"].astype(np.int64), arrays["categories"].astype(np.int64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise PointCloudFileError(path, f"not a parts split ({exc})") from None
+    _check_set(path, points, categories, len(PART_CATEGORIES))
+    if parts.shape != points.shape[:2] or parts.min(initial=0) < 0 or parts.max(initial=0) >= len(PART_NAMES):
+        raise PointCloudFileError(path, f"part labels {parts.shape} do not fit points {points.shape} and "
+                                        f"{len(PART_NAMES)} parts")
+    return ShapeSet(points, categories, PART_CATEGORIES, parts)
 
 
 def _check_set(path: Path, points: np.ndarray, labels: np.ndarray, num_classes: int) -> None:

@@ -273,7 +273,12 @@ def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
 
 
 def partial_view(points: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """Keep the points a sensor looking from `direction` (unit vector, from the object) would see.
+    """Keep the points a sensor looking from `direction` (unit vector, from the object) would see."""
+    return points[visible_mask(points, direction)]
+
+
+def visible_mask(points: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Which of `points` [N, 3] a sensor looking from `direction` would see: bool [N].
 
     A crude single-scan visibility: project on the plane perpendicular to the view direction and keep,
     in each cell of a 32 x 32 grid, the points within 0.08 of the nearest depth there. A cell that holds no
@@ -290,7 +295,7 @@ def partial_view(points: np.ndarray, direction: np.ndarray) -> np.ndarray:
     key = cells[:, 0] * 32 + cells[:, 1]
     nearest = np.full(32 * 32, np.inf)
     np.minimum.at(nearest, key, depth)
-    return points[depth <= nearest[key] + 0.08]
+    return depth <= nearest[key] + 0.08
 
 
 def _degrade(rng: Rng, points: np.ndarray, n: int, how: Degradation) -> np.ndarray:

@@ -14,6 +14,7 @@ from perception3d.models.gpsformer import (
     gpsformer,
     gpsformer_elite,
     gpsformer_partseg,
+    gpsformer_partseg_small,
     gpsformer_partseg_tiny,
     gpsformer_tiny,
 )
@@ -27,6 +28,7 @@ VARIANTS: dict[str, Callable[..., nn.Module]] = {
     "gpsformer_elite": gpsformer_elite,
     "gpsformer_tiny": gpsformer_tiny,
     "gpsformer_partseg": gpsformer_partseg,
+    "gpsformer_partseg_small": gpsformer_partseg_small,
     "gpsformer_partseg_tiny": gpsformer_partseg_tiny,
 }
 

@@ -2,17 +2,22 @@
 
 Paper: "GPSFormer: A Global Perception and Local Structure Fitting-based Transformer for Point Cloud
 Understanding", arXiv 2407.13519. Official repository: https://github.com/changshuowang/GPSFormer, which
-holds only a README and a licence (no code, no weights), so this file is a reference implementation.
-It was written from the paper's abstract and a detailed third-party description of its method (the
-project's reference notes); the full text was not at hand, so each formula below should be checked
-against arXiv 2407.13519 before the implementation is called faithful. No official weights exist; the only weights this project ships are
-trained by its own recipe on the procedural shape set (`omnisense data make shapes`).
+holds only a README and a licence (no code, no weights), so this file is a reference implementation. No
+third-party re-implementation exists in the code index either (no repository named GPSFormer, no code
+naming LSFConv or ADGConv). Sources, in order of weight: the paper's abstract and figures as quoted by a
+detailed third-party description (the project's reference notes, shared/reference/pointcloud.md section 4);
+the figures the paper reports (2.36M parameters, 0.7 GFLOPs, elite 0.68M); and, for LSFConv's open details,
+facts read from the same first author's later Taylor-series local-fitting code (changshuowang/TaylorSeg:
+one learnable scalar exponent per layer kept in [1, 3], `sign(u) * (|u| + 1e-6)^p`, normalisation and an
+activation on the high-order term, max pooling over the neighbours). The paper's full text (method section,
+equations, widths) could not be read in either session, so every formula below follows those sources and
+each place they leave open is a numbered choice. No official weights exist; the only weights this project
+ships are trained by its own recipe on the procedural sets (`omnisense data make shapes` / `parts`).
 
-Architecture (what the paper fixes):
-- Classification: an embedding, then 3 GPS blocks of widths 64 -> 128 -> 256; each block is a Global
-  Perception Module (GPM) followed by FPS downsampling and a Local Structure Fitting Convolution
-  (LSFConv) over a multi-scale ball query (radii 0.1, 0.2, 0.4 with 8, 16, 32 neighbours); a
-  classification head on the pooled global feature. 2.36M parameters, 0.7 GFLOPs (paper).
+Architecture (what the sources fix):
+- Classification: an embedding, then 3 GPS stages of widths 64 -> 128 -> 256, each FPS downsampling with
+  a Local Structure Fitting Convolution (LSFConv) over a multi-scale ball query (radii 0.1, 0.2, 0.4 with
+  8, 16, 32 neighbours), and a Global Perception Module (GPM); a classification head on the pooled feature.
 - GPM = ADGConv -> residual cross-attention (RCA) -> global multi-head attention (MHA):
   ADGConv learns an offset `delta(f_i)`, shifts `f^_i = f_i + delta(f_i)` and builds a kNN graph in
   feature space around the shifted feature (K = 20, the paper's best), aggregating edge features;
@@ -21,20 +26,32 @@ Architecture (what the paper fixes):
   (flat regions, trends) and the high-order term `f^H = A({T(f_i, f_j)})` (edges, detail) with the
   affine basis `T = (u / |u|)^s * |u|^p`, `u = w_j * (f_j - f_i)`, learnable `p`, sign exponent `s`
   (s = 1 best; s = p = 1 gives the affine basis ABF, s = 0, p = 2 the radial basis RBF), and geometry
-  weights `w_j = xi(h(p_i, p_j))`, `h = [p_i, p_j, p_j - p_i, |p_i - p_j|]`.
+  weights `w_j = xi(h(p_i, p_j))`, `h = [p_i, p_j, p_j - p_i, |p_i - p_j|]` (RS-CNN's 10-d relation).
 - Part segmentation: a 5-level GPS encoder and a U-Net style decoder.
 - "GPSFormer-elite": 0.68M parameters (paper), widths not given.
 
-Measured here (40 classes, one 1024-point cloud, torch.utils.flop_counter: matmuls and linears, 2 FLOPs per
-multiply-add): `gpsformer` 1.67M parameters and 2.08 GFLOPs (1.04 G multiply-adds) against the paper's
-2.36M and 0.7 GFLOPs; `gpsformer_elite` 0.61M parameters (paper 0.68M) and 0.88 GFLOPs. The gap is the
-choices below, which the paper does not pin down.
+Size and cost, measured (`count_flops`: torch.utils.flop_counter, matmuls and linears, 2 FLOPs per
+multiply-add; 15 classes as ScanObjectNN, one cloud of 1024 points):
+- `gpsformer`: 2,333,880 parameters against the paper's 2.36M (-1.1%); 0.744 G multiply-adds (1.49 G
+  FLOPs at 2 per multiply-add) against the paper's "0.7 GFLOPs" (+6%), which we read as multiply-adds, the
+  count thop / fvcore report and point-cloud papers (PointMLP, PointNeXt) list as FLOPs. Per stage
+  (512, 256, 128 points): LSFConv 0.107 / 0.109 / 0.146 G and GPM 0.117 / 0.109 / 0.155 G multiply-adds;
+  parameters: GPMs 63K / 249K / 989K, LSFConvs 50K / 124K / 460K, head 399K.
+- `gpsformer_elite`: 643,096 parameters against 0.68M (-5.4%); 0.283 G multiply-adds.
+The counter sees no BatchNorm, activation, softmax, power or gather (fvcore counts norms too: a few
+percent). Before this reading (session 1: GPM before LSFConv at each block's input width, a per-channel p,
+a mean-aggregated high-order term with a Linear per scale) the model had 1.67M parameters and 1.04 G
+multiply-adds: its first GPM attended over all 1024 points (0.40 G) and no GPM ran at width 256.
 
-Choices the paper leaves open, and what we chose (each is a constructor argument where it matters):
-1. Embedding: one shared Linear + BN + ReLU from xyz (3) to `embed_dim` (64 for `gpsformer`).
-2. Block order: GPM runs on the block's input points at the input width, then FPS + LSFConv change the
-   resolution and the width (the order the paper's figure names). Each block halves the number of
-   points (`downsample=2`): 1024 -> 512 -> 256 -> 128 for classification.
+Choices the sources leave open, and what we chose (each is a constructor argument where it matters):
+1. Embedding: one shared Linear + BN + ReLU from xyz (3) to `embed_dim` (64) at the input points.
+2. Stage order: FPS + LSFConv first (halving the points, `downsample=2`: 1024 -> 512 -> 256 -> 128, and
+   changing the width), then GPM at the stage's width. The notes say GPM comes first inside a block,
+   followed by FPS and LSFConv; our sequence is that chain shifted by one module. Read literally with
+   64 / 128 / 256 as block output widths, no GPM runs at 256 and the model has 1.67M parameters and 1.04 G
+   multiply-adds (about 3M with GPMs at 64 / 128 / 256 and a fourth LSFConv); read as the widths the
+   stages work at, it has 2.33M and 0.74 G, within 1% and 6% of the paper. The figures decide it, but it
+   is the least certain choice.
 3. ADGConv: the offset `delta` is one Linear layer; the kNN query is the shifted feature `f^_i` and the
    candidates are the unshifted features `f_j` (so the shift moves where each point looks); the edge
    feature is EdgeConv's `[f^_i, f_j - f^_i]` through one Linear + BN + GELU, max over the K neighbours.
@@ -42,24 +59,24 @@ Choices the paper leaves open, and what we chose (each is a constructor argument
    rewrite of the per-edge Linear, K times cheaper). Gradients reach the offset through `f^_i`.
 4. RCA and MHA: `num_heads` heads (4), pre-LayerNorm; MHA is a standard pre-norm Transformer layer
    (self-attention + a GELU feed-forward of ratio `mlp_ratio` = 2, both residual).
-5. LSFConv, per scale: `f_j`, `f_i` are projected to `C` channels (Linear + BN); the low-order term
-   is `max_j GELU(BN(W_f f_j + W_p (p_j - p_i) / r))` (PointNet++ style, the geometry given explicitly
-   as the relative position scaled by the radius); the geometry weight `xi` is a 10 -> 32 -> C MLP;
-   `u = w_j * (f_j - f_i)` is element-wise; `p` is a learnable per-channel exponent initialised at 1
-   and clamped to [0.25, 4]; `s` is fixed (1, the paper's best); `|u|` is taken as `|u| + 1e-6` so the
-   gradient of `|u|^p` stays finite. The aggregation A of the high-order term is a masked mean over
-   the real neighbours followed by a Linear (the Taylor coefficients `a_n` act after the sum, as in
-   `sum_n a_n (x - a)^n`), the low-order term a max (invariant to ball query's padding duplicates).
-   The three scales are concatenated, fused by Linear + BN, added to a Linear shortcut of `f_i`, GELU.
-6. Ball-query radii are the same in every block (0.1, 0.2, 0.4; the paper lists one set), for inputs
-   normalised to the unit sphere. On sparse inputs (our 256-point CPU recipe, later blocks) the 0.1 ball
-   often holds only the centroid itself: that scale's high-order term is then zero (f_j - f_i = 0) and
-   its low-order term alone carries it.
+5. LSFConv, per scale: the low-order term is `max_j GELU(BN(W_f f_j + W_p (p_j - p_i) / r))` (phi sees
+   the relative position scaled by the radius, PointNet++ style); for the high-order term `f_j`, `f_i` are
+   first projected to the output width (Linear + BN), the geometry weight `xi` is a 10 -> 32 -> C MLP,
+   `u = w_j * (f_j - f_i)` is element-wise, `p` is one learnable scalar per scale initialised at 1 and
+   kept in [1, 3], `s` is fixed (1, the paper's best), `|u|` is taken as `|u| + 1e-6` so the gradient of
+   `|u|^p` stays finite, and T passes through BN + GELU. A is max over the ball's neighbours for both
+   terms (which also makes ball query's padding duplicates harmless). The scale's output is f^L + f^H;
+   the scales are concatenated, fused by Linear + BN, added to a Linear + BN shortcut of `f_i`, GELU.
+6. Ball-query radii are the same in every stage (0.1, 0.2, 0.4; the notes say so), for inputs
+   normalised to the unit sphere. On sparse inputs (our 256-point CPU recipe, later stages) the 0.1 ball
+   often holds only the centroid itself: that scale's high-order term is then a constant (f_j - f_i = 0)
+   and its low-order term alone carries it.
 7. Head: max and mean pooling concatenated, then 512 -> 256 -> classes with BN, ReLU, dropout 0.5.
-8. Elite: the same design at half width (embed 32, blocks 32 -> 64 -> 128), our guess at "elite".
-9. Part segmentation: 5 blocks (widths 64, 128, 256, 256, 256 here; the paper gives none), each
-   halving the points; the decoder interpolates (3-NN inverse distance) level by level to the finer
-   points, concatenates the skip features, Linear + BN + GELU; the object-category one-hot (16
+8. Elite: the same design at half the stage widths (embed 32, stages 32 -> 64 -> 128) with one hidden
+   layer (512) in the head; with the head's second layer kept it would be 0.77M (+13%).
+9. Part segmentation: 5 stages (widths 64, 128, 256, 256, 256 in `gpsformer_partseg`; the sources give
+   none), each halving the points; the decoder interpolates (3-NN inverse distance) level by level to the
+   finer points, concatenates the skip features, Linear + BN + GELU; the object-category one-hot (16
    categories for ShapeNetPart) is embedded and added to every point before the per-point head.
 """
 
@@ -75,6 +92,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from perception3d.ops import ball_query, farthest_point_sample, gather_points, three_nn_interpolate
+
+EXPONENT_MIN, EXPONENT_MAX = 1.0, 3.0  # the range a learned LSFConv exponent p is kept in
 
 __all__ = [
     "ADGConv",
@@ -255,16 +274,18 @@ class LSFConv(nn.Module):
             nn.Sequential(nn.Linear(10, geometry_hidden), nn.ReLU(), nn.Linear(geometry_hidden, c))
             for _ in self.radii
         )
-        self.high_out = nn.ModuleList(nn.Linear(c, c) for _ in self.radii)
-        p = torch.full((len(self.radii), c), float(exponent))
-        self.log_exponent = nn.Parameter(p.log(), requires_grad=learn_exponent)
+        self.high_bn = nn.ModuleList(nn.BatchNorm1d(c) for _ in self.radii)
+        # One learnable exponent p per scale (a scalar, as in the authors' Taylor-series LSF code), kept in [1, 3].
+        self.raw_exponent = nn.Parameter(torch.full((len(self.radii),), float(exponent)), requires_grad=learn_exponent)
         self.fuse = LinearBN(c * len(self.radii), out_channels)
         self.shortcut = LinearBN(in_channels, out_channels)
 
     @property
     def exponent(self) -> Tensor:
-        """p per scale and channel: [S, C], in [0.25, 4]."""
-        return self.log_exponent.exp().clamp(0.25, 4.0)
+        """p per scale: [S], in [EXPONENT_MIN, EXPONENT_MAX] (a fixed p outside that range is used as given)."""
+        if not self.raw_exponent.requires_grad:
+            return self.raw_exponent
+        return self.raw_exponent.clamp(EXPONENT_MIN, EXPONENT_MAX)
 
     def forward(self, xyz: Tensor, feat: Tensor, new_xyz: Tensor, center_idx: Tensor) -> Tensor:
         """Features at the centroids.
@@ -280,50 +301,50 @@ class LSFConv(nn.Module):
         scales = []
         for s, (radius, count) in enumerate(zip(self.radii, self.max_counts)):
             idx = ball_query(new_xyz, xyz, radius, min(count, xyz.shape[1]))  # [B, M, K]
-            # Ball query pads with the first index found; count only the real neighbours in the mean.
-            position = torch.arange(idx.shape[-1], device=idx.device)
-            real = (idx != idx[..., :1]) | (position == 0)  # [B, M, K]
-            p_j = gather_points(xyz, idx)  # [B, M, K, 3]
+            p_j = gather_points(xyz, idx)  # [B, M, K, 3]; ball query pads with the first neighbour found,
+            # a duplicate that max aggregation ignores.
             p_i = new_xyz.unsqueeze(2).expand_as(p_j)  # [B, M, K, 3]
             rel = p_j - p_i
-            # Low-order term: max_j act(BN(W_f f_j + W_p (p_j - p_i) / r)).
+            # Low-order term f^L = A({phi(f_j)}): A = max_j, phi = act(BN(W_f f_j + W_p (p_j - p_i) / r)).
             low = gather_points(self.low_feat[s](feat), idx) + self.low_pos[s](rel / radius)  # [B, M, K, C]
             low = F.gelu(_bn(self.low_bn[s], low)).max(dim=2).values  # [B, M, C]
-            # High-order term: T(f_i, f_j) = sign(u)^s |u|^p with u = w_j * (f_j - f_i).
+            # High-order term f^H = A({T(f_i, f_j)}), T = sign(u)^s |u|^p, u = w_j * (f_j - f_i).
             g = self.high_proj[s](feat)  # [B, N, C]
             g_i = gather_points(g, center_idx).unsqueeze(2)  # [B, M, 1, C]
             h = torch.cat([p_i, p_j, rel, rel.norm(dim=-1, keepdim=True)], dim=-1)  # [B, M, K, 10]
-            u = self.geometry[s](h) * (gather_points(g, idx) - g_i)  # [B, M, K, C]
+            u = self.geometry[s](h) * (gather_points(g, idx) - g_i)  # w_j = xi(h(p_i, p_j)): [B, M, K, C]
             t = (u.abs() + 1e-6).pow(p[s])
             if self.sign_exponent == 1:
                 t = torch.copysign(t, u)
-            weight = real.to(t.dtype)
-            weight = weight / weight.sum(dim=-1, keepdim=True)  # [B, M, K]
-            t = torch.einsum("bmkc,bmk->bmc", t, weight)  # masked mean over the real neighbours
-            scales.append(low + self.high_out[s](t))
+            high = F.gelu(_bn(self.high_bn[s], t)).max(dim=2).values  # [B, M, C]
+            scales.append(low + high)  # f ~ f^L + f^H
         out = self.fuse(torch.cat(scales, dim=-1)) + self.shortcut(f_i)
         return F.gelu(out)
 
 
 class GPSBlock(nn.Module):
-    """GPM at the input resolution, then FPS to N / downsample centroids and LSFConv to `out_channels`."""
+    """One GPSFormer stage: FPS to N / downsample centroids and LSFConv to `out_channels`, then GPM at that width.
+
+    LSFConv changes the resolution and the width, so the stage's GPM runs at the stage's width (64, 128, 256
+    for classification): the reading that matches the paper's 2.36M parameters and 0.7 G multiply-adds
+    (see the module docstring, choice 2).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, *, downsample: int = 2, k: int = 20,
                  num_heads: int = 4, mlp_ratio: float = 2.0, radii: Sequence[float] = (0.1, 0.2, 0.4),
                  max_counts: Sequence[int] = (8, 16, 32), sign_exponent: int = 1):
         super().__init__()
         self.downsample = downsample
-        self.gpm = GPM(in_channels, k=k, num_heads=num_heads, mlp_ratio=mlp_ratio)
         self.lsf = LSFConv(in_channels, out_channels, radii=radii, max_counts=max_counts,
                            sign_exponent=sign_exponent)
+        self.gpm = GPM(out_channels, k=k, num_heads=num_heads, mlp_ratio=mlp_ratio)
 
     def forward(self, xyz: Tensor, feat: Tensor) -> tuple[Tensor, Tensor]:
         """xyz: [B, N, 3], feat: [B, N, C_in] -> (new_xyz [B, M, 3], new_feat [B, M, C_out]), M = N // downsample."""
-        feat = self.gpm(feat)
         m = max(1, xyz.shape[1] // self.downsample)
         center_idx = farthest_point_sample(xyz.detach(), m)  # [B, M]
         new_xyz = gather_points(xyz, center_idx)
-        return new_xyz, self.lsf(xyz, feat, new_xyz, center_idx)
+        return new_xyz, self.gpm(self.lsf(xyz, feat, new_xyz, center_idx))
 
 
 def _check_points(xyz: Tensor) -> None:
@@ -461,8 +482,9 @@ def gpsformer(*, num_classes: int = 40, **overrides) -> GPSFormer:
 
 
 def gpsformer_elite(*, num_classes: int = 40, **overrides) -> GPSFormer:
-    """GPSFormer-elite (paper: 0.68M parameters): half the widths of `gpsformer` (our reading)."""
-    kwargs = dict(embed_dim=32, widths=(32, 64, 128), num_heads=4)
+    """GPSFormer-elite (paper: 0.68M parameters, no widths given): half the stage widths of `gpsformer` and one
+    hidden layer in the head (our reading: 0.643M parameters at 15 classes)."""
+    kwargs = dict(embed_dim=32, widths=(32, 64, 128), num_heads=4, head_hidden=(512,))
     kwargs.update(overrides)
     return GPSFormer(num_classes=num_classes, **kwargs)
 
@@ -480,6 +502,14 @@ def gpsformer_partseg(*, num_parts: int = 50, num_categories: int = 16, **overri
     return GPSFormerPartSeg(num_parts=num_parts, num_categories=num_categories, **overrides)
 
 
+def gpsformer_partseg_small(*, num_parts: int = 16, num_categories: int = 6, **overrides) -> GPSFormerPartSeg:
+    """A CPU-trainable part-segmentation model (the procedural part set): the paper's blocks at half the
+    classification widths (embed 32, encoder 32 -> 64 -> 128 -> 128 -> 128), decoder 64; not a paper size."""
+    kwargs = dict(embed_dim=32, widths=(32, 64, 128, 128, 128), decoder_width=64)
+    kwargs.update(overrides)
+    return GPSFormerPartSeg(num_parts=num_parts, num_categories=num_categories, **kwargs)
+
+
 def gpsformer_partseg_tiny(*, num_parts: int = 6, num_categories: int = 2, **overrides) -> GPSFormerPartSeg:
     """A tiny part-segmentation model for tests: not a paper configuration."""
     kwargs = dict(embed_dim=8, widths=(8, 16, 16), k=4, num_heads=2, radii=(0.4, 0.8), max_counts=(4, 8),
@@ -493,5 +523,6 @@ VARIANTS = {
     "gpsformer_elite": gpsformer_elite,
     "gpsformer_tiny": gpsformer_tiny,
     "gpsformer_partseg": gpsformer_partseg,
+    "gpsformer_partseg_small": gpsformer_partseg_small,
     "gpsformer_partseg_tiny": gpsformer_partseg_tiny,
 }

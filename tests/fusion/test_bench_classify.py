@@ -16,6 +16,7 @@ def test_bench_classify_tiny():
     assert [r["model"] for r in report.rows] == ["pointnet", "gpsformer_tiny"]
     row = report.rows[1]
     assert row["infer_samples_s"] > 0 and row["train_samples_s"] > 0 and row["GFLOPs_per_cloud"] > 0
+    assert row["GMACs_per_cloud"] == pytest.approx(row["GFLOPs_per_cloud"] / 2)
     assert row["infer_vs_pointnet"] > 0 and report.context["device"] == "cpu"
 
 
