@@ -81,6 +81,19 @@ def test_generator_tiny(tmp_path):
     assert item["transform"].shape == (4, 4)
 
 
+def test_training_pairs_change_every_epoch(tmp_path):
+    """The train loader's sampler takes Lightning's per-epoch set_epoch: epoch 1 draws other pairs than epoch 0."""
+    from fusion.tasks.registration import RegistrationDataModule
+
+    dm = RegistrationDataModule(tiny=True, num_points=128, pairs_per_epoch=2)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    first = [b["transform"] for b in loader]
+    assert all(np.allclose(a, b) for a, b in zip(first, [b["transform"] for b in loader]))  # same epoch, same pairs
+    loader.sampler.set_epoch(1)
+    assert not any(np.allclose(a, b) for a, b in zip(first, [b["transform"] for b in loader]))
+
+
 def test_convert_official_checkpoint_layout(tmp_path):
     """`omnisense convert roitr` on a file laid out like the official model_3dmatch.pth (random values)."""
     import torch
