@@ -73,6 +73,29 @@ def make_pair(points: np.ndarray, rng: np.random.Generator,
     return src, tgt, transform
 
 
+def overlapping_crops(points: np.ndarray, rng: np.random.Generator, *, window: float = 0.75,
+                      translation: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A pair from a large scene (an airborne lidar tile, a map): two windows along its longest horizontal axis.
+
+    The target keeps the last `window` share of that axis, the source the first `window` share: they share
+    2 * window - 1 of it (by default half the scene, two thirds of each window). Both are in the scene's own
+    frame centred on its centroid; the source is then moved by a uniform SO(3) rotation and a translation of up
+    to `translation` x the scene's extent. Returns (source [Ns, 3], target [Nt, 3], transform [4, 4] source ->
+    target).
+    """
+    points = np.asarray(points, dtype=np.float64)[:, :3]
+    points = points - points.mean(0)
+    axis = int(np.argmax(np.ptp(points[:, :2], axis=0)))
+    lo, span = points[:, axis].min(), float(np.ptp(points[:, axis]))
+    u = (points[:, axis] - lo) / span
+    src_world, tgt = points[u <= window], points[u >= 1 - window]
+    rot = uniform_rotation(rng)
+    trans = rng.uniform(-translation, translation, size=3) * float(np.ptp(points, axis=0).max())
+    transform = np.eye(4)
+    transform[:3, :3], transform[:3, 3] = rot, trans
+    return (src_world - trans) @ rot, tgt, transform
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Readers
 

@@ -13,6 +13,7 @@ from perception3d.registration.pairs import (
     PairEntry,
     kitti_pairs,
     make_pair,
+    overlapping_crops,
     read_3dmatch_benchmark,
     read_3dmatch_info,
     read_gt_log,
@@ -158,7 +159,8 @@ def _kitti_sequence(root, n=40, step=1.5):
     tr = np.eye(4)
     tr[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]  # velodyne (x forward, z up) -> camera (z forward, y down)
     tr[:3, 3] = [0.0, -0.08, -0.27]
-    (seq / "calib.txt").write_text("P0: " + " ".join(["0"] * 12) + "\nTr: " + " ".join(map(str, tr[:3].reshape(-1))) + "\n")
+    tr_text = " ".join(map(str, tr[:3].reshape(-1)))
+    (seq / "calib.txt").write_text("P0: " + " ".join(["0"] * 12) + f"\nTr: {tr_text}\n")
     return np.array([np.vstack([r.reshape(3, 4), [0, 0, 0, 1]]) for r in rows]), tr
 
 
@@ -182,3 +184,15 @@ def test_kitti_missing_or_bad_files(tmp_path):
     (tmp_path / "sequences" / "08" / "calib.txt").write_text("P0: 1 2 3\n")
     with pytest.raises(PointCloudFileError, match="Tr"):
         kitti_pairs(tmp_path, 8)
+
+
+def test_overlapping_crops_of_a_scene():
+    rng = np.random.default_rng(0)
+    scene = np.c_[rng.uniform(0, 1000, 20000), rng.uniform(0, 400, 20000), rng.normal(0, 5, 20000)] + [6e5, 8e5, 100]
+    src, tgt, gt = overlapping_crops(scene, rng, window=0.75)
+    assert abs(len(src) / len(scene) - 0.75) < 0.02 and abs(len(tgt) / len(scene) - 0.75) < 0.02
+    src_in_tgt = transform_points(src, gt)
+    assert abs(src_in_tgt[:, 0].min() + 500) < 5 and abs(tgt[:, 0].max() - 500) < 5  # centred, split along x
+    shared = (src_in_tgt[:, 0] >= tgt[:, 0].min()).mean()  # half of each window is shared with the other
+    assert abs(shared - 2 / 3) < 0.02
+    assert rotation_error(gt, np.eye(4)) > 1.0
