@@ -49,7 +49,7 @@ def load_roitr(weights: Path | None = None, device: str = "cpu"):
     variant = meta.get("variant", "roitr_small")
     if variant not in VARIANTS:
         raise WeightsError(path, f"its metadata names an unknown variant {variant!r}")
-    model = VARIANTS[variant]()
+    model = VARIANTS[variant](**meta.get("model_kwargs", {}))  # e.g. {"shape_features": true}
     load_model_weights(model, state)
     return model.to(device).eval()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 import lightning.pytorch as pl
 
@@ -179,6 +179,27 @@ class PairListDataset(Dataset):
         return _canonical_item(src, tgt, e.transform, voxel, self.num_points, np.random.default_rng(index))
 
 
+class EpochSampler(Sampler[int]):
+    """Indices 0..len-1 in order; Lightning's per-epoch `set_epoch` call re-seeds the dataset's draws.
+
+    Lightning calls `set_epoch` on every train sampler before each epoch (not only distributed ones), so the
+    pairs of epoch e are drawn with seed (seed, e, index) without reloading the dataloader. Without it the
+    generator's epoch stayed 0 and every epoch replayed the same `pairs_per_epoch` pairs.
+    """
+
+    def __init__(self, dataset: GeneratedPairs):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        return iter(range(len(self.dataset)))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.epoch = epoch
+
+
 def _first(batch: list[dict]) -> dict:
     return batch[0]  # RoITr registers one pair at a time (official batch size 1)
 
@@ -215,8 +236,7 @@ class RegistrationDataModule(pl.LightningDataModule):
         self.val_set = PairListDataset(Path(root) / "val.csv", num_points=self.num_points, limit=self.val_limit)
 
     def train_dataloader(self) -> DataLoader:
-        self.train_set.epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return DataLoader(self.train_set, batch_size=1, shuffle=False, collate_fn=_first,
+        return DataLoader(self.train_set, batch_size=1, sampler=EpochSampler(self.train_set), collate_fn=_first,
                           num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:

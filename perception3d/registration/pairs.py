@@ -73,6 +73,29 @@ def make_pair(points: np.ndarray, rng: np.random.Generator,
     return src, tgt, transform
 
 
+def overlapping_crops(points: np.ndarray, rng: np.random.Generator, *, window: float = 0.75,
+                      translation: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A pair from a large scene (an airborne lidar tile, a map): two windows along its longest horizontal axis.
+
+    The target keeps the last `window` share of that axis, the source the first `window` share: they share
+    2 * window - 1 of it (by default half the scene, two thirds of each window). Both are in the scene's own
+    frame centred on its centroid; the source is then moved by a uniform SO(3) rotation and a translation of up
+    to `translation` x the scene's extent. Returns (source [Ns, 3], target [Nt, 3], transform [4, 4] source ->
+    target).
+    """
+    points = np.asarray(points, dtype=np.float64)[:, :3]
+    points = points - points.mean(0)
+    axis = int(np.argmax(np.ptp(points[:, :2], axis=0)))
+    lo, span = points[:, axis].min(), float(np.ptp(points[:, axis]))
+    u = (points[:, axis] - lo) / span
+    src_world, tgt = points[u <= window], points[u >= 1 - window]
+    rot = uniform_rotation(rng)
+    trans = rng.uniform(-translation, translation, size=3) * float(np.ptp(points, axis=0).max())
+    transform = np.eye(4)
+    transform[:3, :3], transform[:3, 3] = rot, trans
+    return (src_world - trans) @ rot, tgt, transform
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Readers
 
@@ -187,3 +210,147 @@ def read_3dmatch_benchmark(root: str | Path) -> list[ThreeDMatchPair]:
     if not logs:
         raise PointCloudFileError(root, "no <scene>/gt.log under this folder")
     return [p for log in logs for p in read_gt_log(log)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The rotated benchmarks (RoITr's Rotated 3DMatch / 3DLoMatch protocol)
+
+
+def rotate_pair(source: np.ndarray, target: np.ndarray, transform: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rotated variant of a pair: each cloud turned by its own uniform SO(3) rotation about the origin.
+
+    As in RoITr's Rotated 3DMatch / 3DLoMatch, both fragments are rotated independently and the ground truth
+    follows: with x_s' = R_s x_s and x_t' = R_t x_t, the source -> target transform becomes
+    H_t T H_s^-1 (H = the rotation as a 4x4). Returns (source' [N, 3], target' [M, 3], transform' [4, 4]).
+    """
+    rot_s, rot_t = uniform_rotation(rng), uniform_rotation(rng)
+    h_s, h_t = np.eye(4), np.eye(4)
+    h_s[:3, :3], h_t[:3, :3] = rot_s, rot_t
+    new = h_t @ np.asarray(transform, np.float64) @ h_s.T  # H_s^-1 = H_s^T for a pure rotation
+    return np.asarray(source, np.float64) @ rot_s.T, np.asarray(target, np.float64) @ rot_t.T, new
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Predator / RoITr 3DMatch info pickles (read without executing code)
+
+_PKL_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+def _safe_unpickle(path: Path):
+    """Load a pickle that may hold only builtin containers, strings, numbers and numpy arrays.
+
+    Any other global (a class, a function: the way a pickle runs code) is refused with PointCloudFileError,
+    the same guarantee as torch.load(weights_only=True).
+    """
+    import pickle
+
+    class _Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) not in _PKL_ALLOWED:
+                raise PointCloudFileError(path, f"refusing to load {module}.{name}: only numpy arrays, lists, "
+                                          "dicts, strings and numbers are read from an info pickle")
+            return super().find_class(module, name)
+
+    try:
+        with path.open("rb") as f:
+            return _Restricted(f).load()
+    except PointCloudFileError:
+        raise
+    except Exception as err:  # truncated or not a pickle
+        raise PointCloudFileError(path, f"not a readable info pickle ({type(err).__name__}: {err})") from None
+
+
+def read_3dmatch_info(path: str | Path, root: str | Path | None = None) -> list[PairEntry]:
+    """A Predator-style 3DMatch / 3DLoMatch info pickle (`3DMatch.pkl`, `3DLoMatch.pkl`, RoITr's `*_info.pkl`).
+
+    The file is a dict of parallel lists: 'src' and 'tgt' (fragment paths relative to the data root), 'rot'
+    [N, 3, 3] and 'trans' [N, 3, 1] mapping each source fragment into its target's frame, and 'overlap'.
+    Paths are resolved against `root` (default: the pickle's folder). The transform is read as given.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PointCloudFileError(path, "info pickle not found")
+    info = _safe_unpickle(path)
+    keys = ("src", "tgt", "rot", "trans")
+    if not isinstance(info, dict) or any(k not in info for k in keys):
+        raise PointCloudFileError(path, f"expected a dict with keys {', '.join(keys)}")
+    n = len(info["src"])
+    if any(len(info[k]) != n for k in keys):
+        raise PointCloudFileError(path, "'src', 'tgt', 'rot' and 'trans' have different lengths")
+    base = Path(root) if root is not None else path.parent
+    entries = []
+    for i in range(n):
+        rot = np.asarray(info["rot"][i], np.float64)
+        trans = np.asarray(info["trans"][i], np.float64).reshape(-1)
+        if rot.shape != (3, 3) or trans.shape != (3,) or not (np.isfinite(rot).all() and np.isfinite(trans).all()):
+            raise PointCloudFileError(path, f"pair {i}: 'rot' must be 3x3 and 'trans' 3 finite values")
+        t = np.eye(4)
+        t[:3, :3], t[:3, 3] = rot, trans
+        entries.append(PairEntry(base / str(info["src"][i]), base / str(info["tgt"][i]), t))
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# KITTI odometry pairs (the FCGF / Predator / GeoTransformer protocol)
+
+
+def _read_rows_of_12(path: Path, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise PointCloudFileError(path, f"{what} not found")
+    try:
+        rows = np.loadtxt(path, ndmin=2)
+    except ValueError as err:
+        raise PointCloudFileError(path, f"{what}: {err}") from None
+    if rows.shape[1] != 12 or not np.isfinite(rows).all():
+        raise PointCloudFileError(path, f"{what}: expected 12 finite numbers per line, got {rows.shape[1]}")
+    out = np.tile(np.eye(4), (len(rows), 1, 1))
+    out[:, :3, :4] = rows.reshape(-1, 3, 4)
+    return out
+
+
+def read_kitti_calib(path: str | Path) -> np.ndarray:
+    """`Tr` of a KITTI odometry `calib.txt`: the [4, 4] velodyne -> camera-0 transform."""
+    path = Path(path)
+    if not path.is_file():
+        raise PointCloudFileError(path, "calib.txt not found")
+    for line in path.read_text().splitlines():
+        if line.startswith("Tr:"):
+            values = line.split()[1:]
+            if len(values) != 12:
+                raise PointCloudFileError(path, f"'Tr:' has {len(values)} numbers, expected 12")
+            t = np.eye(4)
+            t[:3, :4] = np.array([float(v) for v in values]).reshape(3, 4)
+            return t
+    raise PointCloudFileError(path, "no 'Tr:' line (the velodyne -> camera transform)")
+
+
+def kitti_pairs(root: str | Path, sequence: int | str, *, min_distance: float = 10.0,
+                window: int = 100) -> list[PairEntry]:
+    """KITTI odometry registration pairs of one sequence, FCGF's selection (used by Predator and GeoTransformer).
+
+    Layout: `<root>/poses/<seq>.txt` (camera-0 poses, 12 numbers a line), `<root>/sequences/<seq>/calib.txt`
+    and `<root>/sequences/<seq>/velodyne/<frame:06d>.bin`. From frame i, the partner j is the last frame before
+    the first one more than `min_distance` metres away (looking `window` frames ahead); the next pair starts at
+    j + 1. Target = frame i, source = frame j; the transform maps velodyne j into velodyne i:
+    Tr^-1 P_i^-1 P_j Tr. The benchmark papers refine these ground truths with ICP; that step is not done here.
+    """
+    root, seq = Path(root), f"{int(sequence):02d}"
+    poses = _read_rows_of_12(root / "poses" / f"{seq}.txt", "poses file")
+    tr = read_kitti_calib(root / "sequences" / seq / "calib.txt")
+    velodyne = root / "sequences" / seq / "velodyne"
+    positions = poses[:, :3, 3]
+    entries, i = [], 0
+    while i < len(poses):
+        dist = np.linalg.norm(positions[i: i + window] - positions[i], axis=1)
+        far = np.nonzero(dist > min_distance)[0]
+        if len(far) == 0:
+            i += 1
+            continue
+        j = i + max(int(far[0]) - 1, 1)
+        t = np.linalg.inv(tr) @ np.linalg.inv(poses[i]) @ poses[j] @ tr
+        entries.append(PairEntry(velodyne / f"{j:06d}.bin", velodyne / f"{i:06d}.bin", t))
+        i = j + 1
+    return entries

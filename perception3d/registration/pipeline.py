@@ -49,14 +49,34 @@ def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
     return sums / counts[:, None]
 
 
+def point_spacing(points: np.ndarray, sample: int = 2000, seed: int = 0) -> float:
+    """Median distance from a point to its nearest neighbour (on a seeded sample of at most `sample` points)."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    query = points if len(points) <= sample else points[rng.choice(len(points), sample, replace=False)]
+    dist = cKDTree(points).query(query, k=2)[0][:, 1]
+    dist = dist[dist > 0]
+    return float(np.median(dist)) if dist.size else 0.0
+
+
 def auto_voxel_size(points: np.ndarray, target_points: int) -> float:
-    """The voxel size that leaves about `target_points` points (bisection on a log scale)."""
+    """The voxel size that leaves about `target_points` points (bisection on a log scale).
+
+    Never below the cloud's own point spacing: a cloud with fewer than `target_points` points keeps its
+    resolution (a smaller voxel would only shrink the radii that are multiples of it below the spacing).
+    """
     extent = float(np.ptp(points, axis=0).max())
-    lo, hi = extent / 4000.0, extent / 2.0
+    lo, hi = max(extent / 4000.0, point_spacing(points)), extent / 2.0
+
+    def count(voxel: float) -> int:
+        return len(np.unique(np.floor(points / voxel).astype(np.int64), axis=0))
+
+    if lo >= hi or count(lo) <= target_points:
+        return min(lo, hi)
     for _ in range(18):
         mid = (lo * hi) ** 0.5
-        n = len(np.unique(np.floor(points / mid).astype(np.int64), axis=0))
-        lo, hi = (mid, hi) if n > target_points else (lo, mid)
+        lo, hi = (mid, hi) if count(mid) > target_points else (lo, mid)
     return hi
 
 

@@ -23,10 +23,10 @@ def test_variants_registered():
     assert {"roitr_3dmatch", "roitr_small", "roitr_tiny"} <= set(VARIANTS)
 
 
-@pytest.mark.parametrize("descriptor_norm", [True, False])
+@pytest.mark.parametrize(("descriptor_norm", "shape_features"), [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_descriptors_invariant_to_rotation(seed, descriptor_norm):
-    model = roitr_tiny(descriptor_norm=descriptor_norm).double().eval()
+def test_descriptors_invariant_to_rotation(seed, descriptor_norm, shape_features):
+    model = roitr_tiny(descriptor_norm=descriptor_norm, shape_features=shape_features).double().eval()
     src, tgt = _cloud(400, 0), _cloud(300, 5)
     rot = random_rotation(1, torch.Generator().manual_seed(seed))[0].double()
     moved = src @ rot.T + torch.tensor([0.5, -2.0, 1.0], dtype=torch.float64)
@@ -37,6 +37,16 @@ def test_descriptors_invariant_to_rotation(seed, descriptor_norm):
     torch.testing.assert_close(b.src_node_feats, a.src_node_feats, atol=1e-6, rtol=1e-6)
     # Cross-frame attention: the other cloud's descriptors must not change either.
     torch.testing.assert_close(b.tgt_node_feats, a.tgt_node_feats, atol=1e-6, rtol=1e-6)
+
+
+def test_local_shape_features():
+    from perception3d.models.roitr import local_shape_features
+
+    g = torch.Generator().manual_seed(0)
+    plane = torch.rand(400, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    line = torch.rand(400, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    assert local_shape_features(plane)[:, 0].abs().max() < 1e-9 and local_shape_features(plane)[:, 1].min() > 0.05
+    torch.testing.assert_close(local_shape_features(line)[:, 2], torch.ones(400, dtype=torch.float64))
 
 
 def test_rotation_changes_a_non_invariant_feature():
