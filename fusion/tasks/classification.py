@@ -22,7 +22,24 @@ def topk_correct(logits: Tensor, labels: Tensor, k: int) -> Tensor:
     return (top == labels[:, None]).any(dim=-1).sum()
 
 
-class ClassificationTask(L.LightningModule):
+class EvalStageHooks:
+    """Lightning's validation and test hooks for a task that implements `_eval_step(stage, batch)`, which
+    accumulates, and `_eval_end(stage)`, which computes and logs the stage's metrics."""
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self):
+        self._eval_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self):
+        self._eval_end("test")
+
+
+class ClassificationTask(EvalStageHooks, L.LightningModule):
     """Cross-entropy training with AdamW and a linear-warm-up cosine schedule; top-1, top-5, mean class accuracy.
 
     Args:
@@ -85,35 +102,34 @@ class ClassificationTask(L.LightningModule):
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "acc1", rank_zero_only=True)
 
-    def validation_step(self, batch, batch_idx):
-        self._eval_step("val", batch)
-
-    def on_validation_epoch_end(self):
-        self._eval_end("val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step("test", batch)
-
-    def on_test_epoch_end(self):
-        self._eval_end("test")
-
     def predict_step(self, batch, batch_idx):
         inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(inputs).softmax(-1)
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
-        total = self.trainer.estimated_stepping_batches if self.trainer else 1
-        total = int(total) if math.isfinite(total) else 10_000
-        schedule = warmup_cosine(self.warmup_steps, max(total, 1))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self, decay_groups(self.model.named_parameters(), self.weight_decay),
+                                   self.lr, self.warmup_steps)
+
+
+def decay_groups(named_parameters, weight_decay: float, **extra: Any) -> list[dict]:
+    """AdamW parameter groups: weight decay on weight matrices, none on biases and norm weights; frozen
+    parameters are left out. `extra` (e.g. `lr=`) goes into both groups."""
+    decay, no_decay = [], []
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay, **extra},
+            {"params": no_decay, "weight_decay": 0.0, **extra}]
+
+
+def adamw_warmup_cosine(task: L.LightningModule, groups: list[dict], lr: float, warmup_steps: int) -> dict:
+    """AdamW over `groups` with a per-step linear warm-up and cosine decay over the trainer's total steps."""
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+    total = task.trainer.estimated_stepping_batches if task._trainer is not None else 1
+    total = int(total) if math.isfinite(total) else 10_000
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, max(total, 1)))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fusion._errors import FileProblem
 from fusion.tasks._splits import SplitLoaders
-from fusion.tasks.classification import warmup_cosine
+from fusion.tasks.classification import EvalStageHooks, adamw_warmup_cosine, decay_groups
 from fusion.tasks.shapes import yaw_matrix
 
 
@@ -127,7 +127,7 @@ def shape_ious(pred: Tensor, target: Tensor, category: Tensor, category_parts: l
     return torch.stack(out)
 
 
-class PartSegmentationTask(L.LightningModule):
+class PartSegmentationTask(EvalStageHooks, L.LightningModule):
     """Per-point cross-entropy with AdamW and a warm-up cosine schedule; instance and class mIoU.
 
     Args:
@@ -181,27 +181,6 @@ class PartSegmentationTask(L.LightningModule):
         self.log(f"{stage}/instance_miou", float(rows[:, 0].mean()), prog_bar=True)
         self.log(f"{stage}/class_miou", float(torch.stack(per_category).mean()))
 
-    def validation_step(self, batch, batch_idx):
-        self._eval_step("val", batch)
-
-    def on_validation_epoch_end(self):
-        self._eval_end("val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step("test", batch)
-
-    def on_test_epoch_end(self):
-        self._eval_end("test")
-
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
-        total = self.trainer.estimated_stepping_batches if self.trainer else 1
-        total = int(total) if total != float("inf") else 10_000
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.warmup_steps, max(total, 1)))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self, decay_groups(self.model.named_parameters(), self.weight_decay),
+                                   self.lr, self.warmup_steps)
