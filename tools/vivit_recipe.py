@@ -3,6 +3,12 @@
     omnisense data make actions --out data/actions --size full --seed 0
     OMP_NUM_THREADS=1 PYTHONPATH=. python tools/vivit_recipe.py --data data/actions --out runs/vivit_recipe --measure
 
+Stage 0 alone, for `omnisense fit --config configs/recognition/vivit_tiny_pretrained_synthetic.yaml` (the full
+fine-tuning arm as a config-driven run):
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python tools/vivit_recipe.py --data data/actions --out runs/vivit_recipe \
+        --pretrain-only runs/image_vit/image_vit.safetensors
+
 Stages (every arm gets the same decoded clips, the same seed, batch, steps, optimiser and schedule, and the
 same initial spatial weights):
 0. Image pre-training (the paper starts from an ImageNet-21k / CLIP ViT; none exists at this size, and
@@ -433,6 +439,9 @@ def main(argv=None) -> int:
     ap.add_argument("--measure", action="store_true",
                     help="also measure each arm's step memory (RSS high-water mark, fresh process per arm) and its "
                          "step time with the arms interleaved step by step")
+    ap.add_argument("--pretrain-only", type=Path, metavar="PATH",
+                    help="run stage 0 only and write the image ViT (timm layout, .safetensors + .json) to PATH, "
+                         "the file a config's model.init_args.init_image_vit takes (kept if PATH exists)")
     ap.add_argument("--rss-probe", help=argparse.SUPPRESS)  # internal: one arm's measurement, printed as JSON
     args = ap.parse_args(argv)
     if args.rss_probe:
@@ -447,6 +456,10 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     train = decode_split(args.data, "train", args.out / "decoded_train.safetensors")
     test = decode_split(args.data, "test", args.out / "decoded_test.safetensors")
+    if args.pretrain_only:
+        _, pre = pretrain_image_vit(train, test, args, args.pretrain_only)
+        print(f"image ViT: {args.pretrain_only}\nimage pre-training: {json.dumps(pre)}", flush=True)
+        return 0
     tr_clips, tr_labels = make_clips(train, size, args.views, np.random.default_rng(args.seed))
     te_clips, te_labels = make_clips(test, size, 1, None)
     data = {"train_clips": tr_clips, "train_labels": tr_labels, "test_clips": te_clips, "test_labels": te_labels}

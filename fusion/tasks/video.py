@@ -1,4 +1,5 @@
-"""The video DataModule: decoded clips from a Kinetics-style folder, for `ClassificationTask`.
+"""The video DataModule: decoded clips from a Kinetics-style folder, for `ClassificationTask`; and
+`VideoClassificationTask`, the task that starts a ViViT from an image ViT checkpoint.
 
 Batches are `(clips, labels)`. Training clips are `uint8 [B, 3, T, S, S]`; validation and test clips are
 `uint8 [B, V, 3, T, S, S]` with V = clips x crops views (the model, a `VideoRecognizer`, averages their
@@ -9,15 +10,18 @@ normalises them (mmaction2's `ActionDataPreprocessor`): a quarter of the host-to
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from pathlib import Path
 
 import lightning as L
 import torch
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from fusion._errors import FileProblem
+from fusion._errors import FileProblem, WeightsError
 from fusion.tasks._splits import SplitLoaders
+from fusion.tasks.classification import ClassificationTask, warmup_cosine
 from video.recognition.datasets import VideoClipDataset, read_list
 from video.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, normalize
 
@@ -105,6 +109,98 @@ class VideoClipDataModule(SplitLoaders, L.LightningDataModule):
         if skipped:
             log.warning("%d unreadable videos were skipped", skipped)
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
+
+
+_VIT_PREFIXES = ("module.", "model.", "vit.", "backbone.", "encoder.")
+
+
+def read_image_vit(path: str | Path) -> dict[str, Tensor]:
+    """A timm-layout ViT state dict (`cls_token`, `pos_embed`, `patch_embed.proj.*`, `blocks.i.*`, `norm.*`) from
+    a `.safetensors` file or a `.pth/.pt/.bin` read with `torch.load(weights_only=True)`; one wrapper prefix
+    (`module.`, `model.`, `vit.`, `backbone.`, `encoder.`) in front of every ViT key is stripped."""
+    from fusion._weights import read_foreign_checkpoint
+
+    path = Path(path)
+    try:
+        state = read_foreign_checkpoint(path)
+    except WeightsError:
+        raise
+    except Exception as exc:  # a corrupt safetensors header, say
+        raise WeightsError(path, f"not a readable weights file ({str(exc).splitlines()[0]})") from None
+    if "cls_token" not in state:
+        prefix = next((p for p in _VIT_PREFIXES if p + "cls_token" in state), None)
+        if prefix is None:
+            raise WeightsError(path, "no ViT `cls_token` in it (expected a timm-layout ViT: cls_token, pos_embed, "
+                                     f"patch_embed.proj.*, blocks.i.*, norm.*; first keys: {list(state)[:5]})")
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
+def _vivit_in(model: nn.Module) -> nn.Module:
+    """The ViViT factorised encoder inside `model` (itself, or e.g. a `VideoRecognizer`'s backbone)."""
+    found = next((m for m in model.modules() if hasattr(m, "load_image_vit") and hasattr(m, "spatial_parameters")),
+                 None)
+    if found is None:
+        raise TypeError(f"{type(model).__name__} holds no ViViT factorised encoder (init_image_vit, "
+                        "spatial_lr_scale and freeze_spatial need one)")
+    return found
+
+
+class VideoClassificationTask(ClassificationTask):
+    """`ClassificationTask` for a ViViT whose spatial encoder starts from an image ViT.
+
+    Args (beyond `ClassificationTask`'s):
+        init_image_vit: a timm-layout image ViT weights file (`.safetensors`, or `.pth` read with
+            weights_only=True), loaded into the spatial encoder through `ViViTFactorised.load_image_vit`
+            (central-frame tubelet inflation, scenic's default) when the task is built. None: no loading
+            (the config's model as it is; a from-scratch ViViT FE stays at chance, docs/video.md). A test
+            from a Lightning checkpoint overwrites these weights with the trained ones.
+        spatial_lr_scale: learning rate of the spatial encoder (tubelet embedding, CLS, positions, blocks, norm)
+            relative to `lr`. 1.0 is one group, as `ClassificationTask`; tools/vivit_recipe.py's full
+            fine-tuning uses 0.1 (at one rate the random temporal side's gradients erase the image features).
+        freeze_spatial: freeze the spatial encoder (no gradients, eval mode, run under no_grad): the
+            "Optimizing ViViT Training" recipe's frozen side, the same as the backbone's own `freeze_spatial`.
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int, lr: float = 1e-3, weight_decay: float = 0.05,
+                 warmup_steps: int = 0, label_smoothing: float = 0.0, class_names: list[str] | None = None,
+                 init_image_vit: str | None = None, spatial_lr_scale: float = 1.0, freeze_spatial: bool = False):
+        if spatial_lr_scale < 0:
+            raise ValueError(f"spatial_lr_scale must be >= 0, not {spatial_lr_scale}")
+        super().__init__(model, num_classes, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                         label_smoothing=label_smoothing, class_names=class_names)
+        self.spatial_lr_scale = spatial_lr_scale
+        # found, not stored: a second attribute holding the ViViT would register its weights twice
+        vivit = _vivit_in(model) if init_image_vit is not None or freeze_spatial or spatial_lr_scale != 1.0 else None
+        if init_image_vit is not None:
+            state = read_image_vit(init_image_vit)
+            try:
+                unused = vivit.load_image_vit(state, center=True)
+            except ValueError as exc:
+                raise WeightsError(Path(init_image_vit), f"does not fit the ViViT spatial encoder: {exc}") from None
+            log.info("spatial encoder from %s (%d ViT tensors unused: %s)", init_image_vit, len(unused), unused[:5])
+        if freeze_spatial:
+            vivit.freeze_spatial = True
+            for p in vivit.spatial_parameters():
+                p.requires_grad_(False)
+            vivit.train(vivit.training)  # the frozen side goes to eval mode
+
+    def configure_optimizers(self):
+        spatial = {id(p) for p in _vivit_in(self.model).spatial_parameters()} if self.spatial_lr_scale != 1.0 else set()
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            decays = not (param.ndim <= 1 or name.endswith(".bias"))
+            groups.setdefault((id(param) in spatial, decays), []).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": params, "weight_decay": self.weight_decay if decays else 0.0,
+              "lr": self.lr * (self.spatial_lr_scale if is_spatial else 1.0)}
+             for (is_spatial, decays), params in sorted(groups.items())], lr=self.lr)
+        total = self._trainer.estimated_stepping_batches if self._trainer is not None else 1
+        total = int(total) if math.isfinite(total) else 10_000
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.warmup_steps, max(total, 1)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def demo(ctx):

@@ -225,7 +225,8 @@ class ViViTFactorised(nn.Module):
     def load_image_vit(self, vit_state: dict[str, Tensor], *, center: bool = True) -> list[str]:
         """Fill the spatial encoder from a timm ViT state dict (`cls_token`, `pos_embed`, `patch_embed.proj`,
         `blocks.i.*`, `norm.*`), the tubelet kernel inflated (center=True: scenic's central-frame
-        initializer; False: average). Returns the ViT keys that were not used.
+        initializer; False: average). Returns the ViT keys that were not used (its head, say).
+        Raises ValueError when a tensor does not fit or a spatial-encoder tensor is missing from the ViT.
         """
         own = self.state_dict()
         mapped: dict[str, Tensor] = {}
@@ -246,9 +247,15 @@ class ViViTFactorised(nn.Module):
                 mapped["spatial_" + key] = value
             else:
                 unused.append(key)
-        bad = [k for k, v in mapped.items() if k not in own or own[k].shape != v.shape]
+        bad = [f"{k} {tuple(v.shape)} (ViViT: {tuple(own[k].shape) if k in own else 'none'})"
+               for k, v in mapped.items() if k not in own or own[k].shape != v.shape]
         if bad:
             raise ValueError(f"ViT tensors that do not fit this ViViT: {bad[:8]}")
+        spatial = ("patch_embed.", "spatial_cls", "spatial_pos", "spatial_blocks.", "spatial_norm.")
+        missing = [k for k in own if k.startswith(spatial) and k not in mapped]
+        if missing:  # a partial fill would leave a random layer inside a "pre-trained" encoder
+            raise ValueError(f"the ViT lacks spatial-encoder tensors: {missing[:8]}"
+                             f"{f' and {len(missing) - 8} more' if len(missing) > 8 else ''}")
         self.load_state_dict(mapped, strict=False)
         if self.init_temporal_from_spatial:
             self.copy_spatial_to_temporal()

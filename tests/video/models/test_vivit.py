@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
 
@@ -69,3 +70,15 @@ def test_load_image_vit_from_timm():
     w = m.patch_embed.proj.weight
     assert w[:, :, 0].abs().sum() == 0 and torch.equal(w[:, :, 1], vit.patch_embed.proj.weight)
     assert m.spatial_pos.shape == (1, 17, 192)
+
+
+def test_load_image_vit_refuses_a_vit_that_does_not_fit():
+    from timm.models.vision_transformer import VisionTransformer
+
+    m = vivit_tiny(num_classes=3, img_size=32, patch_size=4)
+    wide = VisionTransformer(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=2, num_classes=0)
+    with pytest.raises(ValueError, match="do not fit.*spatial_cls"):
+        m.load_image_vit(wide.state_dict())
+    shallow = VisionTransformer(img_size=32, patch_size=4, embed_dim=96, depth=2, num_heads=3, num_classes=0)
+    with pytest.raises(ValueError, match="lacks spatial-encoder tensors.*spatial_blocks.2"):
+        m.load_image_vit(shallow.state_dict())
