@@ -10,7 +10,6 @@ normalises them (mmaction2's `ActionDataPreprocessor`): a quarter of the host-to
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from fusion._errors import FileProblem, WeightsError
 from fusion.tasks._splits import SplitLoaders
-from fusion.tasks.classification import ClassificationTask, warmup_cosine
+from fusion.tasks.classification import ClassificationTask, adamw_warmup_cosine, decay_groups
 from video.recognition.datasets import VideoClipDataset, read_list
 from video.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, normalize
 
@@ -187,20 +186,12 @@ class VideoClassificationTask(ClassificationTask):
 
     def configure_optimizers(self):
         spatial = {id(p) for p in _vivit_in(self.model).spatial_parameters()} if self.spatial_lr_scale != 1.0 else set()
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            decays = not (param.ndim <= 1 or name.endswith(".bias"))
-            groups.setdefault((id(param) in spatial, decays), []).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": params, "weight_decay": self.weight_decay if decays else 0.0,
-              "lr": self.lr * (self.spatial_lr_scale if is_spatial else 1.0)}
-             for (is_spatial, decays), params in sorted(groups.items())], lr=self.lr)
-        total = self._trainer.estimated_stepping_batches if self._trainer is not None else 1
-        total = int(total) if math.isfinite(total) else 10_000
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.warmup_steps, max(total, 1)))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        named = list(self.model.named_parameters())
+        groups = decay_groups([(n, p) for n, p in named if id(p) not in spatial], self.weight_decay)
+        if spatial:
+            groups += decay_groups([(n, p) for n, p in named if id(p) in spatial], self.weight_decay,
+                                   lr=self.lr * self.spatial_lr_scale)
+        return adamw_warmup_cosine(self, groups, self.lr, self.warmup_steps)
 
 
 def demo(ctx):
