@@ -171,6 +171,9 @@ class SimKittiDataModule(L.LightningDataModule):
         return self.val_dataloader()
 
 
+SHOWN_BOXES = 30  # boxes drawn per model in the demo's pictures
+
+
 def demo(ctx):
     """Detection's part of `omnisense demo`: the shipped detectors on a fresh simulated 64-beam sweep."""
     import numpy as np
@@ -199,10 +202,13 @@ def demo(ctx):
             hit = int((iou_3d(g, d) >= thr).any(1).sum()) if len(g) and len(d) else 0
             hit_bev = int((iou_bev(g, d) >= 0.5).any(1).sum()) if len(g) and len(d) else 0
             found[name], found_bev[name] = (hit, len(g)), (hit_bev, len(g))
-        shown = det["scores"] >= 0.2
+        # the highest-scoring boxes, not a fixed score threshold: the short CPU training leaves the scores of the
+        # two models on different scales (FlatFormer's best 0.18, DSVT-P's 0.57 on this sweep)
+        shown = det["scores"].argsort(descending=True)[:SHOWN_BOXES]
+        low = float(det["scores"][shown].min()) if len(shown) else 0.0
         png = plot_bev(ctx.out / f"bev_{model_name}.png", frame.points, {k: v[shown] for k, v in det.items()},
                        model.class_names, extent=r[3], gt_boxes=frame.boxes[gt_keep],
-                       title=f"{meta.get('variant')}: {int(shown.sum())} of {len(det['boxes'])} boxes (score >= 0.2)")
+                       title=f"{meta.get('variant')}: top {len(shown)} of {len(det['boxes'])} boxes (score >= {low:.2f})")
         images.append(png)
         metrics = meta.get("metrics", {})
         lines.append(f"- **{meta.get('variant')}** ({counts['used']} of {counts['input']} points in range): "
@@ -216,7 +222,7 @@ def demo(ctx):
     md = ("A new simulated 64-beam sweep (open3d ray casting, about "
           f"{len(frame.points) // 1000}k points) through the shipped FlatFormer and DSVT-P detectors "
           "(small CPU variants trained on the simulated KITTI-layout set). Coloured boxes are detections "
-          "(a tick marks the heading; the pictures show those scoring at least 0.2), dashed black boxes the exact "
+          f"(a tick marks the heading; the pictures show the {SHOWN_BOXES} highest-scoring), dashed black boxes the exact "
           "labels.\n\n" + "\n".join(lines))
     return DemoSection(title="Lidar 3D detection (FlatFormer, DSVT-P)", markdown=md, images=images,
                        summary="; ".join(summary))

@@ -88,7 +88,10 @@ def detect_points(model, points: np.ndarray, device: str = "cpu") -> tuple[dict[
     t = torch.from_numpy(pts).to(device)
     det = model.predict(t, torch.zeros(len(t), dtype=torch.long, device=device), 1)[0]
     det = {k: v.cpu() for k, v in det.items()}
-    det["boxes"], counts["lifted_to_ground"] = _lift_to_ground(det["boxes"], pts)
+    # the local ground from every finite input point: the range crop (its z limits above all) would shift the
+    # 2nd percentile of the heights near a box
+    xyz = np.asarray(points, dtype=np.float32)[:, :3]
+    det["boxes"], counts["lifted_to_ground"] = _lift_to_ground(det["boxes"], xyz[np.isfinite(xyz).all(1)])
     for k, v in det.items():
         if not torch.isfinite(v.float()).all():
             raise PointCloudValueError(f"the detector produced non-finite {k}")
