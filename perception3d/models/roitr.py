@@ -628,12 +628,14 @@ def roitr_3dmatch(**overrides) -> RoITr:
 
 def roitr_small(**overrides) -> RoITr:
     """A CPU-trainable RoITr: half the widths, fewer blocks, 32 points per patch, 50 Sinkhorn iterations,
-    `descriptor_norm` and `shape_features` (see RoITr).
+    `descriptor_norm` and `shape_features` (see RoITr). The paper's 256 node pairs at test time: with only
+    ~32 nodes per 2048-point cloud, 128 pairs left too few good patch pairs for LGR (bench recall 64% against
+    76% with 256; docs/registration.md).
 
     Same architecture and strides as the paper; smaller so that it trains in minutes on two CPU cores.
     """
     cfg = dict(planes=(32, 64, 128, 128), blocks=(1, 2, 2, 2), nsample=(8, 16, 16, 16), hidden_cap=128,
-               global_blocks=("self", "cross", "self", "cross"), fine_dim=64, point_limit=32, num_coarse=128,
+               global_blocks=("self", "cross", "self", "cross"), fine_dim=64, point_limit=32, num_coarse=256,
                num_gt_coarse=64, sinkhorn_iterations=50, descriptor_norm=True, shape_features=True)
     cfg.update(overrides)
     return RoITr(**cfg)
