@@ -35,6 +35,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from video.models.uniformer import init_vit_weights
+
 PATCH = 16
 
 
@@ -97,14 +99,8 @@ class ASTModel(nn.Module):
     def _init_weights(self) -> None:
         for token in (self.cls_token, self.dist_token, self.pos_embed):
             trunc_normal_(token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        for m in self.modules():  # pre-order, as before: the same draws for the same seed
+            init_vit_weights(m)
 
     def grid(self, tdim: int) -> tuple[int, int]:
         """Patch grid `(f_dim, t_dim)` for an input of `tdim` frames (Conv2d output size, no padding)."""

@@ -140,6 +140,18 @@ def _linspace(end: float, n: int) -> list[float]:
     return [end * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
 
 
+def init_vit_weights(m: nn.Module) -> None:
+    """The official ViT-family init, for `module.apply`: trunc-normal(0.02) Linear weights, zero biases, unit
+    LayerNorm; convolutions keep PyTorch's default."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 class UniFormer(nn.Module):
     """UniFormer video classifier.
 
@@ -186,18 +198,7 @@ class UniFormer(nn.Module):
                                                  drop=drop_rate, drop_path=dpr[starts[3] + i]) for i in range(depth[3]))
         self.norm = nn.BatchNorm3d(embed_dim[-1])
         self.head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        # Official init: trunc-normal(0.02) Linear, unit LayerNorm; convs keep PyTorch's default.
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_vit_weights)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Checkpoint every block of every stage (trades about a third more compute for activation memory)."""

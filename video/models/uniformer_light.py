@@ -36,10 +36,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
 from torch import Tensor, nn
 
-from video.models.uniformer import Attention, LocalBlock, Mlp, PatchEmbed, _linspace
+from video.models.uniformer import Attention, LocalBlock, Mlp, PatchEmbed, _linspace, init_vit_weights
 
 
 class ConvStem(nn.Module):
@@ -179,17 +179,7 @@ class UniFormerLight(nn.Module):
         self.norm_cls = nn.LayerNorm(embed_dim[-1])  # the official default eps
         self.head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.head_cls = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_vit_weights)
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
