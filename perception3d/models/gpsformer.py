@@ -354,6 +354,12 @@ def _check_points(xyz: Tensor) -> None:
         raise ValueError(f"GPSFormer needs at least 2 points per sample, got {xyz.shape[1]}")
 
 
+def _gps_blocks(embed_dim: int, widths: Sequence[int], **block_kwargs) -> nn.ModuleList:
+    """The encoder: one GPSBlock per entry of `widths`, each taking the previous block's width."""
+    return nn.ModuleList(GPSBlock(c_in, c_out, **block_kwargs)
+                         for c_in, c_out in zip([embed_dim, *widths[:-1]], widths))
+
+
 class GPSFormer(nn.Module):
     """GPSFormer for shape classification.
 
@@ -378,15 +384,11 @@ class GPSFormer(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.embed = LinearBN(3, embed_dim)
-        blocks, c_in = [], embed_dim
-        for c_out in widths:
-            blocks.append(GPSBlock(c_in, c_out, downsample=downsample, k=k, num_heads=num_heads,
-                                   mlp_ratio=mlp_ratio, radii=radii, max_counts=max_counts,
-                                   sign_exponent=sign_exponent))
-            c_in = c_out
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = _gps_blocks(embed_dim, widths, downsample=downsample, k=k, num_heads=num_heads,
+                                  mlp_ratio=mlp_ratio, radii=radii, max_counts=max_counts,
+                                  sign_exponent=sign_exponent)
         head: list[nn.Module] = []
-        c = 2 * c_in  # max and mean pooling
+        c = 2 * widths[-1]  # max and mean pooling
         for hidden in head_hidden:
             head += [nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout)]
             c = hidden
@@ -427,13 +429,9 @@ class GPSFormerPartSeg(nn.Module):
         self.num_parts = num_parts
         self.num_categories = num_categories
         self.embed = LinearBN(3, embed_dim)
-        blocks, c_in = [], embed_dim
-        for c_out in widths:
-            blocks.append(GPSBlock(c_in, c_out, downsample=downsample, k=k, num_heads=num_heads,
-                                   mlp_ratio=mlp_ratio, radii=radii, max_counts=max_counts,
-                                   sign_exponent=sign_exponent))
-            c_in = c_out
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = _gps_blocks(embed_dim, widths, downsample=downsample, k=k, num_heads=num_heads,
+                                  mlp_ratio=mlp_ratio, radii=radii, max_counts=max_counts,
+                                  sign_exponent=sign_exponent)
         # Decoder level l fuses the coarser decoded features with the skip features of level l.
         skip_widths = [embed_dim, *widths[:-1]]  # features at the input of each block, finest first
         self.bottom = LinearBN(widths[-1], decoder_width)
