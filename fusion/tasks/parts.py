@@ -9,9 +9,6 @@ counting IoU 1.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import lightning as L
 import numpy as np
 import torch
@@ -19,8 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from fusion._errors import FileProblem
-from fusion.tasks._splits import SplitLoaders
+from fusion.tasks._splits import SplitLoaders, generated_or_root
 from fusion.tasks.classification import EvalStageHooks, adamw_warmup_cosine, decay_groups
 from fusion.tasks.shapes import yaw_matrix
 
@@ -84,13 +80,7 @@ class PartsDataModule(SplitLoaders, L.LightningDataModule):
 
         if self.sets:
             return
-        if self.tiny or self.root is None:
-            folder = Path(tempfile.mkdtemp(prefix="omnisense-parts-"))
-            write_parts(folder, seed=self.seed, size="tiny")
-        else:
-            folder = Path(self.root)
-            if not (folder / "train.npz").exists():
-                raise FileProblem(folder / "train.npz", f"missing; write it with `omnisense data make parts --out {folder}`")
+        folder = generated_or_root(self.root, self.tiny, generator="parts", write=write_parts, seed=self.seed)
         train, test = read_parts(folder, "train"), read_parts(folder, "test")
         n = min(self.num_points, train.points.shape[1]) if self.tiny else self.num_points
         is_val = np.arange(len(train)) % 10 == 9

@@ -7,7 +7,6 @@ held-out `test.npz`, generated from an independent random stream.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fusion._errors import FileProblem
-from fusion.tasks._splits import SplitLoaders
+from fusion.tasks._splits import SplitLoaders, generated_or_root
 
 
 def yaw_matrix(angle: float) -> np.ndarray:
@@ -87,13 +86,7 @@ class ShapesDataModule(SplitLoaders, L.LightningDataModule):
 
         if self.sets:
             return
-        if self.tiny or self.root is None:
-            folder = Path(tempfile.mkdtemp(prefix="omnisense-shapes-"))
-            write_shapes(folder, seed=self.seed, size="tiny")
-        else:
-            folder = Path(self.root)
-            if not (folder / "train.npz").exists():
-                raise FileProblem(folder / "train.npz", f"missing; write it with `omnisense data make shapes --out {folder}`")
+        folder = generated_or_root(self.root, self.tiny, generator="shapes", write=write_shapes, seed=self.seed)
         train, test = read_shapes(folder, "train"), read_shapes(folder, "test")
         n = min(self.num_points, train.points.shape[1]) if self.tiny else self.num_points
         self.classes = train.classes
