@@ -21,7 +21,8 @@ import lightning.pytorch as pl
 from perception3d.registration import metrics
 from perception3d.registration.losses import coarse_circle_loss, fine_nll_loss
 from perception3d.registration.pairs import PairConfig, PairEntry, make_pair, read_pair_list, write_pair_list
-from perception3d.registration.pipeline import CANONICAL_VOXEL, auto_voxel_size, oriented_normals, voxel_downsample
+from perception3d.registration.pipeline import (CANONICAL_VOXEL, auto_voxel_size, lgr_transform, oriented_normals,
+                                               voxel_downsample)
 
 # Held out for `omnisense bench registration` and the demo.
 HELD_OUT = ("kitten", "bunny00", "hippo1", "hippo2")
@@ -259,13 +260,19 @@ class RegistrationTask(pl.LightningModule):
     Args:
         model: a `perception3d.models.roitr.RoITr`.
         lr, weight_decay: Adam (official 1e-4, 1e-6); lr_decay: exponential per epoch (official 0.95).
+        init_weights: a weights file (.safetensors) to start from, e.g. to continue training shipped weights
+            with a fresh optimiser and schedule.
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-4, weight_decay: float = 1e-6, lr_decay: float = 0.95,
                  coarse_weight: float = 1.0, fine_weight: float = 1.0, positive_overlap: float = 0.1,
-                 positive_radius: float = 0.05):
+                 positive_radius: float = 0.05, init_weights: str | None = None):
         super().__init__()
         self.model = model
+        if init_weights:
+            from fusion._weights import load_model_weights
+
+            load_model_weights(self.model, init_weights)
         self.lr, self.weight_decay, self.lr_decay = lr, weight_decay, lr_decay
         self.coarse_weight, self.fine_weight = coarse_weight, fine_weight
         self.positive_overlap, self.positive_radius = positive_overlap, positive_radius
@@ -290,12 +297,9 @@ class RegistrationTask(pl.LightningModule):
         return losses["loss"]
 
     def _evaluate(self, batch: dict) -> dict:
-        from perception3d.registration.pose import local_to_global_registration
-
         out = self.model(batch["src_points"], batch["src_normals"], batch["tgt_points"], batch["tgt_normals"])
         m = self.model.match(out)
-        est = local_to_global_registration(m.tgt_corr, m.src_corr, m.corr_scores, m.corr_patch,
-                                           acceptance_radius=4 * CANONICAL_VOXEL).double().cpu().numpy()
+        est = lgr_transform(m).double().cpu().numpy()
         gt = batch["transform"].double().cpu().numpy()
         ir = metrics.inlier_ratio(m.src_corr.cpu().numpy(), m.tgt_corr.cpu().numpy(), gt, 4 * CANONICAL_VOXEL)
         return {"rre": metrics.rotation_error(est, gt), "rte": metrics.translation_error(est, gt),

@@ -45,7 +45,7 @@ def _apply(transform: Tensor, points: Tensor) -> Tensor:
 
 def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, patch: Tensor, *,
                                  acceptance_radius: float, min_per_patch: int = 3,
-                                 refine_iterations: int = 5) -> Tensor:
+                                 refine_iterations: int = 5, final_radius: float | None = None) -> Tensor:
     """GeoTransformer's LGR: one weighted-Procrustes hypothesis per patch pair, the one with the most
     global inliers wins, then `refine_iterations` of weighted Procrustes on its inliers.
 
@@ -53,6 +53,9 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
         tgt_corr, src_corr: [C, 3] correspondences; scores: [C] confidences; patch: [C] patch-pair index.
         acceptance_radius: inlier distance in the points' unit (GeoTransformer: 0.1 m at 3DMatch scale).
         min_per_patch: patches with fewer correspondences make no hypothesis (3).
+        final_radius: if given (an extension, not in GeoTransformer), `refine_iterations` more steps with this
+            tighter inlier radius after the paper's: the loose radius lets near-inliers bias the pose by a few
+            degrees on small clouds (docs/registration.md).
 
     Returns:
         [4, 4] source -> target; the identity when there are fewer than 3 correspondences.
@@ -83,14 +86,22 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
         hyps = weighted_procrustes(src_corr, tgt_corr, scores).unsqueeze(0)
     residuals = torch.linalg.norm(_apply(hyps, src_corr.unsqueeze(0)) - tgt_corr.unsqueeze(0), dim=-1)  # [H, C]
     inliers = (residuals < acceptance_radius).sum(1)
-    best = hyps[inliers.argmax()]
-    for _ in range(refine_iterations):
-        res = torch.linalg.norm(_apply(best, src_corr) - tgt_corr, dim=-1)
-        mask = (res < acceptance_radius).to(scores.dtype)
+    best = _refine(hyps[inliers.argmax()], tgt_corr, src_corr, scores, acceptance_radius, refine_iterations)
+    if final_radius is not None:
+        best = _refine(best, tgt_corr, src_corr, scores, final_radius, refine_iterations)
+    return best
+
+
+def _refine(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, radius: float,
+            iterations: int) -> Tensor:
+    """`iterations` of weighted Procrustes on the correspondences within `radius` of the current transform."""
+    for _ in range(iterations):
+        res = torch.linalg.norm(_apply(transform, src_corr) - tgt_corr, dim=-1)
+        mask = (res < radius).to(scores.dtype)
         if mask.sum() < 3:
             break
-        best = weighted_procrustes(src_corr, tgt_corr, scores * mask)
-    return best
+        transform = weighted_procrustes(src_corr, tgt_corr, scores * mask)
+    return transform
 
 
 def ransac_on_correspondences(tgt_corr: np.ndarray, src_corr: np.ndarray, *, distance: float,

@@ -54,6 +54,22 @@ def test_lgr_with_outliers():
     assert translation_error(est.numpy(), gt.numpy()) < 1e-4
 
 
+def test_lgr_final_radius_drops_biased_near_inliers():
+    # 40% of the correspondences are off by 0.07 in one direction: inside the 0.1 acceptance radius, so the
+    # paper's refinement averages them in; a final radius of 0.03 leaves only the exact ones.
+    g = torch.Generator().manual_seed(1)
+    gt = _gt(6)
+    src = torch.rand(400, 3, generator=g, dtype=torch.float64)
+    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    tgt[:160] += torch.tensor([0.07, 0.0, 0.0], dtype=torch.float64)
+    patch = torch.arange(400) // 20
+    kw = dict(acceptance_radius=0.1, min_per_patch=3)
+    loose = local_to_global_registration(tgt, src, torch.ones(400, dtype=torch.float64), patch, **kw)
+    tight = local_to_global_registration(tgt, src, torch.ones(400, dtype=torch.float64), patch, final_radius=0.03, **kw)
+    assert translation_error(loose.numpy(), gt.numpy()) > 0.02
+    assert translation_error(tight.numpy(), gt.numpy()) < 1e-6
+
+
 def test_lgr_too_few_correspondences_is_identity():
     est = local_to_global_registration(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2), torch.zeros(2),
                                        acceptance_radius=0.1)
