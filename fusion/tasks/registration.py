@@ -26,6 +26,7 @@ from perception3d.registration.pipeline import (CANONICAL_VOXEL, auto_voxel_size
 
 # Held out for `omnisense bench registration` and the demo.
 HELD_OUT = ("kitten", "bunny00", "hippo1", "hippo2")
+SCANS = ("b9_training", "building", "corridor")  # the real scene scans among the training clouds
 MESHES_SMALL = ("elephant", "camel", "cow", "bull", "pig", "lion", "dino", "triceratops", "elk", "bear", "man",
                 "hand", "head", "femur", "fandisk", "armadillo", "ChineseDragon-10kv", "horse", "mannequin-devil",
                 "rotor", "nefertiti", "homer", "diplodocus", "mushroom", "turbine", "pinion", "helmet", "blade")
@@ -85,20 +86,40 @@ def _real_sources() -> dict[str, Path]:
     return out
 
 
-def make_registration_pairs(out: Path, *, seed: int, size: str, sources: dict[str, Path] | None = None) -> dict:
+def simulated_sweeps(count: int, *, seed: int, max_range: float = 40.0) -> dict[str, np.ndarray]:
+    """`count` sweeps of the detection simulator (street scenes, 64 beams), the points within `max_range` m."""
+    from perception3d.detection.simulator import simulate_frame
+
+    rng = np.random.default_rng([seed, 7])
+    sweeps = {}
+    for k in range(count):
+        pts = simulate_frame(rng).points[:, :3].astype(np.float64)
+        sweeps[f"lidar_sim_{k:02d}"] = pts[np.linalg.norm(pts[:, :2], axis=1) < max_range]
+    return sweeps
+
+
+def make_registration_pairs(out: Path, *, seed: int, size: str, sources: dict[str, Path] | None = None,
+                            lidar_sweeps: int | None = None) -> dict:
     """`omnisense data make registration-pairs`: base clouds + fixed validation pairs.
 
     Writes `clouds/<name>.npy` (base clouds, float32 [N, 3] in their own unit), `clouds.txt` (one name per
-    line) and `val.csv` (a generic pair list of `val/<i>_{src,tgt}.npy`). tiny: three synthetic shapes (no
-    download); small/full: the CGAL meshes and scans and the corridor scan (kitten, bunny and hippo held out).
+    line), `scenes.txt` (the names that are scenes rather than objects, for `scene_share`) and `val.csv` (a
+    generic pair list of `val/<i>_{src,tgt}.npy`). tiny: three synthetic shapes (no download); small/full: the
+    CGAL meshes and scans and the corridor scan (kitten, bunny and hippo held out), plus simulated lidar
+    sweeps (`lidar_sweeps`, default 6 / 24; the detection simulator's 64-beam sensor, points within 40 m, metres).
     """
     out = Path(out)
     rng = np.random.default_rng(seed)
+    scenes: list[str] = []
     if size == "tiny":
         clouds = _synthetic_clouds(rng)
     else:
         sources = sources if sources is not None else _real_sources()
         clouds = {name: load_base_cloud(path, seed=seed) for name, path in sources.items() if name not in HELD_OUT}
+        scenes = [name for name in clouds if name in SCANS]
+        sweeps = {"small": 6, "full": 24}[size] if lidar_sweeps is None else lidar_sweeps
+        clouds.update(simulated_sweeps(sweeps, seed=seed))
+        scenes += [name for name in clouds if name.startswith("lidar_sim_")]
     val_pairs = {"tiny": 3, "small": 40, "full": 200}[size]
     (out / "clouds").mkdir(parents=True, exist_ok=True)
     (out / "val").mkdir(exist_ok=True)
@@ -109,6 +130,7 @@ def make_registration_pairs(out: Path, *, seed: int, size: str, sources: dict[st
             pts = pts[rng.choice(len(pts), 200000, replace=False)]
         np.save(out / "clouds" / f"{name}.npy", pts.astype(np.float32))
     (out / "clouds.txt").write_text("\n".join(names) + "\n")
+    (out / "scenes.txt").write_text("".join(f"{n}\n" for n in names if n in scenes))
     entries = []
     for i in range(val_pairs):
         name = names[i % len(names)]
@@ -118,7 +140,8 @@ def make_registration_pairs(out: Path, *, seed: int, size: str, sources: dict[st
         np.save(g, tgt.astype(np.float32))
         entries.append(PairEntry(s, g, t))
     write_pair_list(out / "val.csv", entries)
-    return {"root": str(out), "clouds": names, "val_pairs": val_pairs, "seed": seed, "size": size}
+    return {"root": str(out), "clouds": names, "scenes": [n for n in names if n in scenes], "val_pairs": val_pairs,
+            "seed": seed, "size": size}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,11 +166,22 @@ def _canonical_item(src: np.ndarray, tgt: np.ndarray, transform: np.ndarray, vox
 
 
 class GeneratedPairs(Dataset):
-    """Fresh pairs drawn from the base clouds: item i of epoch e is seeded by (seed, e, i)."""
+    """Fresh pairs drawn from the base clouds: item i of epoch e is seeded by (seed, e, i).
 
-    def __init__(self, root: Path, *, num_points: int, length: int, seed: int, config: PairConfig = PairConfig()):
+    scene_share: the probability that a pair comes from a scene (`scenes.txt`: real scans, simulated sweeps)
+    rather than an object; None: every cloud equally likely (objects then outnumber scenes about 4 to 1).
+    """
+
+    def __init__(self, root: Path, *, num_points: int, length: int, seed: int, config: PairConfig = PairConfig(),
+                 scene_share: float | None = None):
         names = (Path(root) / "clouds.txt").read_text().split()
         self.clouds = [np.load(Path(root) / "clouds" / f"{n}.npy").astype(np.float64) for n in names]
+        scenes_file = Path(root) / "scenes.txt"
+        scenes = set(scenes_file.read_text().split()) if scenes_file.exists() else set()
+        is_scene = np.array([n in scenes for n in names])
+        self.probs = None
+        if scene_share is not None and is_scene.any() and (~is_scene).any():
+            self.probs = np.where(is_scene, scene_share / is_scene.sum(), (1 - scene_share) / (~is_scene).sum())
         # One voxel per base cloud: about 1.3x num_points over the whole cloud, so a crop holds about num_points.
         self.voxels = [auto_voxel_size(c, int(num_points * 1.3)) for c in self.clouds]
         self.num_points, self.length, self.seed, self.config = num_points, length, seed, config
@@ -158,7 +192,8 @@ class GeneratedPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        k = int(rng.integers(len(self.clouds)))
+        n = len(self.clouds)
+        k = int(rng.choice(n, p=self.probs)) if self.probs is not None else int(rng.integers(n))
         src, tgt, t = make_pair(self.clouds[k], rng, self.config)
         return _canonical_item(src, tgt, t, self.voxels[k], self.num_points, rng)
 
@@ -213,16 +248,18 @@ class RegistrationDataModule(pl.LightningDataModule):
         tiny: generate a tiny synthetic set into a temporary folder (tests).
         num_points: at most this many points per cloud (after the voxel grid).
         pairs_per_epoch: training pairs drawn per epoch; val_limit: validation pairs used (None: all).
+        scene_share: probability of drawing a training pair from a scene (see GeneratedPairs).
     """
 
     def __init__(self, root: str | None = None, tiny: bool = False, num_points: int = 2048,
-                 pairs_per_epoch: int = 500, val_limit: int | None = None, seed: int = 0, num_workers: int = 0):
+                 pairs_per_epoch: int = 500, val_limit: int | None = None, seed: int = 0, num_workers: int = 0,
+                 scene_share: float | None = None):
         super().__init__()
         if root is None and not tiny:
             raise ValueError("RegistrationDataModule needs root (omnisense data make registration-pairs) or tiny=True")
         self.root, self.tiny = root, tiny
         self.num_points, self.pairs_per_epoch, self.val_limit = num_points, pairs_per_epoch, val_limit
-        self.seed, self.num_workers = seed, num_workers
+        self.seed, self.num_workers, self.scene_share = seed, num_workers, scene_share
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -233,7 +270,7 @@ class RegistrationDataModule(pl.LightningDataModule):
             make_registration_pairs(Path(root), seed=self.seed, size="tiny")
             self.num_points, self.pairs_per_epoch = min(self.num_points, 512), min(self.pairs_per_epoch, 4)
         self.train_set = GeneratedPairs(Path(root), num_points=self.num_points, length=self.pairs_per_epoch,
-                                        seed=self.seed)
+                                        seed=self.seed, scene_share=self.scene_share)
         self.val_set = PairListDataset(Path(root) / "val.csv", num_points=self.num_points, limit=self.val_limit)
 
     def train_dataloader(self) -> DataLoader:

@@ -81,6 +81,37 @@ def test_generator_tiny(tmp_path):
     assert item["transform"].shape == (4, 4)
 
 
+def test_scene_share_draws_scenes_at_that_rate(tmp_path):
+    """Nine object clouds (cubes) and one scene (a flat square): scene_share 0.5 draws the scene about half the
+    time, where a uniform draw takes it one time in ten."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "clouds").mkdir()
+    names = [f"obj{i}" for i in range(9)] + ["scene"]
+    for name in names:
+        pts = rng.uniform(size=(600, 3)) * ([1.0, 1.0, 0.0] if name == "scene" else 1.0)
+        np.save(tmp_path / "clouds" / f"{name}.npy", pts.astype(np.float32))
+    (tmp_path / "clouds.txt").write_text("\n".join(names) + "\n")
+    (tmp_path / "scenes.txt").write_text("scene\n")
+
+    def scene_rate(share):
+        pairs = GeneratedPairs(tmp_path, num_points=64, length=60, seed=0, scene_share=share)
+        # the target keeps its cloud's frame: flat in z for the scene
+        flat = [np.ptp(pairs[i]["tgt_points"].numpy(), 0) for i in range(60)]
+        return np.mean([p[2] < 0.1 * p[:2].max() for p in flat])
+
+    assert 0.3 < scene_rate(0.5) < 0.7
+    assert scene_rate(None) < 0.3
+
+
+def test_simulated_sweeps_are_metric_street_scenes():
+    from fusion.tasks.registration import simulated_sweeps
+
+    sweeps = simulated_sweeps(1, seed=0)
+    pts = sweeps["lidar_sim_00"]
+    assert pts.shape[1] == 3 and len(pts) > 10000
+    assert np.linalg.norm(pts[:, :2], axis=1).max() < 40 and np.ptp(pts[:, 0]) > 50  # metres, 40 m around the sensor
+
+
 def test_training_pairs_change_every_epoch(tmp_path):
     """The train loader's sampler takes Lightning's per-epoch set_epoch: epoch 1 draws other pairs than epoch 0."""
     from fusion.tasks.registration import RegistrationDataModule
