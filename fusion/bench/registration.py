@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RoITr pose estimators to measure (default: lgr)")
     parser.add_argument("--refine", choices=["none", "icp"], default="none",
                         help="refine every method's result with point-to-plane ICP (timed with it)")
+    parser.add_argument("--rotated", action="store_true",
+                        help="the rotated variant (RoITr's Rotated 3DMatch): each cloud of the same pairs also under "
+                             "its own uniform SO(3) rotation")
 
 
 def scan_paths(names=SCANS) -> dict[str, Path]:
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace):
 
     from perception3d.registration import metrics
     from perception3d.registration.classical import fpfh_ransac, icp_refine
-    from perception3d.registration.pairs import make_pair, overlapping_crops
+    from perception3d.registration.pairs import make_pair, overlapping_crops, rotate_pair
     from perception3d.registration.pipeline import auto_voxel_size, register_roitr
 
     model = load_roitr(args.weights, device=args.device)
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace):
             rng = np.random.default_rng([args.seed, (SCANS + OUTDOOR).index(scan)])
             for i in range(args.pairs):
                 src, tgt, gt = (overlapping_crops if scan in OUTDOOR else make_pair)(cloud, rng)
+                if args.rotated:  # its own generator: the rotated run keeps the same pairs
+                    src, tgt, gt = rotate_pair(src, tgt, gt, np.random.default_rng([args.seed, 99, i]))
                 voxel = auto_voxel_size(tgt, args.num_points)
                 ext = metrics.extent(tgt)
                 near = cKDTree(tgt).query(metrics.transform_points(src, gt), distance_upper_bound=2 * voxel)[0]
@@ -136,12 +141,13 @@ def run(args: argparse.Namespace):
     overall = {r["method"]: r for r in rows if r["scan"] == "all"}
     main, fpfh = methods[0] + suffix, "fpfh+ransac" + suffix
     speed = overall[fpfh]["s_per_pair"] / overall[main]["s_per_pair"]
-    context = {**base_context(args.device), "pairs_per_scan": args.pairs, "seed": args.seed,
+    context = {**base_context(args.device), "pairs_per_scan": args.pairs, "seed": args.seed, "rotated": args.rotated,
                "points_per_cloud": args.num_points, "weights": str(args.weights or "shipped roitr_small_cgal"),
                "roitr_speedup_vs_fpfh": round(speed, 3)}
     seen = [s for s in args.scans if s == "corridor"]  # the corridor scan is one of the training clouds
     notes = [
-        "registered: RRE < 5 deg and RTE < 5% of the target's extent; uniform SO(3) rotations, partial overlap",
+        "registered: RRE < 5 deg and RTE < 5% of the target's extent; uniform SO(3) rotations, partial overlap"
+        + ("; rotated variant: both clouds also under their own SO(3) rotation" if args.rotated else ""),
         f"{main} recall {overall[main]['recall_%']:.1f}% vs {fpfh} {overall[fpfh]['recall_%']:.1f}%;"
         f" {main} is {speed:.2f}x the speed of {fpfh} per pair",
         "kitten, bunny and hippo are held out of RoITr's training clouds; "

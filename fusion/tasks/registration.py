@@ -132,15 +132,20 @@ def make_registration_pairs(out: Path, *, seed: int, size: str, sources: dict[st
     (out / "clouds.txt").write_text("\n".join(names) + "\n")
     (out / "scenes.txt").write_text("".join(f"{n}\n" for n in names if n in scenes))
     entries = []
-    for i in range(val_pairs):
-        name = names[i % len(names)]
-        src, tgt, t = make_pair(clouds[name], rng)
+    # The scans and meshes first, in the order the set had before the sweeps (the same validation pairs as then),
+    # then one pair per sweep from a generator of their own.
+    swept = [n for n in names if n.startswith("lidar_sim_")]
+    unswept = [n for n in names if n not in swept]
+    sweep_rng = np.random.default_rng([seed, 8])
+    order = [(unswept[i % len(unswept)], rng) for i in range(val_pairs)] + [(n, sweep_rng) for n in swept]
+    for i, (name, pair_rng) in enumerate(order):
+        src, tgt, t = make_pair(clouds[name], pair_rng)
         s, g = out / "val" / f"{i:04d}_{name}_src.npy", out / "val" / f"{i:04d}_{name}_tgt.npy"
         np.save(s, src.astype(np.float32))
         np.save(g, tgt.astype(np.float32))
         entries.append(PairEntry(s, g, t))
     write_pair_list(out / "val.csv", entries)
-    return {"root": str(out), "clouds": names, "scenes": [n for n in names if n in scenes], "val_pairs": val_pairs,
+    return {"root": str(out), "clouds": names, "scenes": [n for n in names if n in scenes], "val_pairs": len(order),
             "seed": seed, "size": size}
 
 

@@ -160,7 +160,8 @@ def test_bench_and_demo_run(tmp_path, sample_data):
     sample_data("cgal")
     sample_data("octomap-corridor")
     report = registration.run(argparse.Namespace(pairs=1, seed=0, weights=None, num_points=1024, scans=["kitten"],
-                                                 estimators=["lgr"], refine="none", device="cpu"))
+                                                 estimators=["lgr"], refine="none", device="cpu",
+                                                 rotated=True))
     assert {r["method"] for r in report.rows} == {"roitr+lgr", "fpfh+ransac"}
     section = demo(DemoContext(out=tmp_path))
     assert section.images and all(p.exists() for p in section.images)
@@ -178,7 +179,8 @@ def _outdoor_rows(sample_data) -> dict:
     sample_data("laspy-samples")
     if not _OUTDOOR:
         report = registration.run(argparse.Namespace(pairs=5, seed=0, weights=None, num_points=8000,
-                                                     scans=["autzen"], estimators=["lgr"], refine="icp", device="cpu"))
+                                                     scans=["autzen"], estimators=["lgr"], refine="icp", device="cpu",
+                                                     rotated=False))
         _OUTDOOR.update({r["method"]: r for r in report.rows if r["scan"] == "autzen"})
     return _OUTDOOR
 
