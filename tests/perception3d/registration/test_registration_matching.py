@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from perception3d.registration.matching import (
@@ -30,17 +31,34 @@ def test_partition_limits_points_per_node():
     assert p.knn_indices.shape == (2, 8) and p.knn_masks.all()
 
 
-def test_sinkhorn_marginals():
+@pytest.mark.parametrize("grad", [True, False], ids=["log-domain", "exp-domain"])
+def test_sinkhorn_marginals(grad):
     ot = LearnableLogOptimalTransport(num_iterations=200)
     scores = torch.randn(3, 5, 6)
     rows = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
     cols = torch.ones(3, 6, dtype=torch.bool)
     cols[1, 4:] = False
-    p = ot(scores, rows, cols).exp()
+    with torch.set_grad_enabled(grad):
+        p = ot(scores, rows, cols).exp()
     # Each real row and column carries mass 1 (dustbins carry the other side's count); masked slots carry none.
     torch.testing.assert_close(p[:, :-1, :].sum(2)[rows], torch.ones(int(rows.sum())), atol=1e-4, rtol=0)
     torch.testing.assert_close(p[:, :, :-1].sum(1)[cols], torch.ones(int(cols.sum())), atol=1e-4, rtol=0)
     assert p[1, 3:5, :].abs().max() < 1e-6
+
+
+def test_sinkhorn_inference_path_matches_log_domain():
+    """Without gradients the iterations run as float64 scaling vectors; they must give the log-domain result."""
+    g = torch.Generator().manual_seed(0)
+    ot = LearnableLogOptimalTransport(num_iterations=50)
+    scores = torch.randn(64, 33, 33, generator=g) * 4
+    rows, cols = torch.rand(64, 33, generator=g) > 0.3, torch.rand(64, 33, generator=g) > 0.3
+    rows[:, 0] = cols[:, 0] = True
+    log_path = ot(scores, rows, cols).detach()  # alpha requires grad: the log-domain iterations
+    with torch.no_grad():
+        exp_path = ot(scores, rows, cols)
+    real = log_path > -1e5
+    assert torch.equal(real, exp_path > -1e5)
+    torch.testing.assert_close(exp_path[real], log_path[real], atol=1e-4, rtol=0)
 
 
 def test_coarse_matching_finds_identical_descriptors():
