@@ -175,11 +175,14 @@ class GeneratedPairs(Dataset):
 
     scene_share: the probability that a pair comes from a scene (`scenes.txt`: real scans, simulated sweeps)
     rather than an object; None: every cloud equally likely (objects then outnumber scenes about 4 to 1).
+    lidar_sweeps: False leaves out the simulated sweeps (the set as it was before they were added).
     """
 
     def __init__(self, root: Path, *, num_points: int, length: int, seed: int, config: PairConfig = PairConfig(),
-                 scene_share: float | None = None):
+                 scene_share: float | None = None, lidar_sweeps: bool = True):
         names = (Path(root) / "clouds.txt").read_text().split()
+        if not lidar_sweeps:
+            names = [n for n in names if not n.startswith("lidar_sim_")]
         self.clouds = [np.load(Path(root) / "clouds" / f"{n}.npy").astype(np.float64) for n in names]
         scenes_file = Path(root) / "scenes.txt"
         scenes = set(scenes_file.read_text().split()) if scenes_file.exists() else set()
@@ -253,18 +256,19 @@ class RegistrationDataModule(pl.LightningDataModule):
         tiny: generate a tiny synthetic set into a temporary folder (tests).
         num_points: at most this many points per cloud (after the voxel grid).
         pairs_per_epoch: training pairs drawn per epoch; val_limit: validation pairs used (None: all).
-        scene_share: probability of drawing a training pair from a scene (see GeneratedPairs).
+        scene_share, lidar_sweeps: which training clouds are drawn (see GeneratedPairs).
     """
 
     def __init__(self, root: str | None = None, tiny: bool = False, num_points: int = 2048,
                  pairs_per_epoch: int = 500, val_limit: int | None = None, seed: int = 0, num_workers: int = 0,
-                 scene_share: float | None = None):
+                 scene_share: float | None = None, lidar_sweeps: bool = True):
         super().__init__()
         if root is None and not tiny:
             raise ValueError("RegistrationDataModule needs root (omnisense data make registration-pairs) or tiny=True")
         self.root, self.tiny = root, tiny
         self.num_points, self.pairs_per_epoch, self.val_limit = num_points, pairs_per_epoch, val_limit
-        self.seed, self.num_workers, self.scene_share = seed, num_workers, scene_share
+        self.seed, self.num_workers = seed, num_workers
+        self.scene_share, self.lidar_sweeps = scene_share, lidar_sweeps
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -275,7 +279,8 @@ class RegistrationDataModule(pl.LightningDataModule):
             make_registration_pairs(Path(root), seed=self.seed, size="tiny")
             self.num_points, self.pairs_per_epoch = min(self.num_points, 512), min(self.pairs_per_epoch, 4)
         self.train_set = GeneratedPairs(Path(root), num_points=self.num_points, length=self.pairs_per_epoch,
-                                        seed=self.seed, scene_share=self.scene_share)
+                                        seed=self.seed, scene_share=self.scene_share,
+                                        lidar_sweeps=self.lidar_sweeps)
         self.val_set = PairListDataset(Path(root) / "val.csv", num_points=self.num_points, limit=self.val_limit)
 
     def train_dataloader(self) -> DataLoader:

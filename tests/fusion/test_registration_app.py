@@ -103,6 +103,15 @@ def test_scene_share_draws_scenes_at_that_rate(tmp_path):
     assert scene_rate(None) < 0.3
 
 
+def test_lidar_sweeps_false_leaves_the_sweeps_out(tmp_path):
+    (tmp_path / "clouds").mkdir()
+    for name in ("obj", "lidar_sim_00"):
+        np.save(tmp_path / "clouds" / f"{name}.npy", np.random.default_rng(0).uniform(size=(300, 3)).astype(np.float32))
+    (tmp_path / "clouds.txt").write_text("obj\nlidar_sim_00\n")
+    assert len(GeneratedPairs(tmp_path, num_points=64, length=1, seed=0).clouds) == 2
+    assert len(GeneratedPairs(tmp_path, num_points=64, length=1, seed=0, lidar_sweeps=False).clouds) == 1
+
+
 def test_simulated_sweeps_are_metric_street_scenes():
     from fusion.tasks.registration import simulated_sweeps
 
