@@ -45,7 +45,8 @@ def _apply(transform: Tensor, points: Tensor) -> Tensor:
 
 def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, patch: Tensor, *,
                                  acceptance_radius: float, min_per_patch: int = 3,
-                                 refine_iterations: int = 5, final_radius: float | None = None) -> Tensor:
+                                 refine_iterations: int = 5, final_radius: float | None = None,
+                                 global_samples: int = 0, edge_ratio: float = 0.8, seed: int = 0) -> Tensor:
     """GeoTransformer's LGR: one weighted-Procrustes hypothesis per patch pair, the one with the most
     global inliers wins, then `refine_iterations` of weighted Procrustes on its inliers.
 
@@ -56,6 +57,11 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
         final_radius: if given (an extension, not in GeoTransformer), `refine_iterations` more steps with this
             tighter inlier radius after the paper's: the loose radius lets near-inliers bias the pose by a few
             degrees on small clouds (docs/registration.md).
+        global_samples: an extension (0 in GeoTransformer): this many random triplets of correspondences from
+            anywhere in the cloud, those whose three edge lengths agree between the clouds to `edge_ratio` (RANSAC's
+            edge-length check), join the per-patch hypotheses and are scored the same way. With few nodes per
+            cloud, the right pose may need correspondences of several patches (docs/registration.md).
+        seed: the triplets' random generator.
 
     Returns:
         [4, 4] source -> target; the identity when there are fewer than 3 correspondences.
@@ -84,12 +90,26 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
         hyps = weighted_procrustes(src_b, tgt_b, w_b)  # [H, 4, 4]
     else:
         hyps = weighted_procrustes(src_corr, tgt_corr, scores).unsqueeze(0)
+    if global_samples > 0:
+        hyps = torch.cat([hyps, _triplet_hypotheses(tgt_corr, src_corr, global_samples, edge_ratio, seed)])
     residuals = torch.linalg.norm(_apply(hyps, src_corr.unsqueeze(0)) - tgt_corr.unsqueeze(0), dim=-1)  # [H, C]
     inliers = (residuals < acceptance_radius).sum(1)
     best = _refine(hyps[inliers.argmax()], tgt_corr, src_corr, scores, acceptance_radius, refine_iterations)
     if final_radius is not None:
         best = _refine(best, tgt_corr, src_corr, scores, final_radius, refine_iterations)
     return best
+
+
+def _triplet_hypotheses(tgt_corr: Tensor, src_corr: Tensor, samples: int, edge_ratio: float, seed: int) -> Tensor:
+    """Procrustes transforms [H, 4, 4] of the random correspondence triplets that pass the edge-length check."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, src_corr.shape[0], (samples, 3), generator=g).to(src_corr.device)
+    s3, t3 = src_corr[idx], tgt_corr[idx]  # [S, 3, 3]
+    roll = [1, 2, 0]
+    ds = torch.linalg.norm(s3 - s3[:, roll], dim=-1)
+    dt = torch.linalg.norm(t3 - t3[:, roll], dim=-1)
+    keep = (torch.minimum(ds, dt) > edge_ratio * torch.maximum(ds, dt)).all(1)
+    return weighted_procrustes(s3[keep], t3[keep])
 
 
 def _refine(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, radius: float,

@@ -70,6 +70,24 @@ def test_lgr_final_radius_drops_biased_near_inliers():
     assert translation_error(tight.numpy(), gt.numpy()) < 1e-6
 
 
+def test_lgr_global_samples_find_a_pose_no_single_patch_holds():
+    # Patches of 3 correspondences with one right and two wrong in each: every per-patch hypothesis is wrong, but
+    # a third of all correspondences agree, and random triplets across patches find them.
+    g = torch.Generator().manual_seed(2)
+    gt = _gt(7)
+    src = torch.rand(300, 3, generator=g, dtype=torch.float64)
+    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    wrong = torch.arange(300) % 3 != 0
+    tgt[wrong] = torch.rand(int(wrong.sum()), 3, generator=g, dtype=torch.float64) * 2
+    patch = torch.arange(300) // 3
+    kw = dict(acceptance_radius=0.02, min_per_patch=3)
+    ones = torch.ones(300, dtype=torch.float64)
+    paper = local_to_global_registration(tgt, src, ones, patch, **kw)
+    sampled = local_to_global_registration(tgt, src, ones, patch, global_samples=3000, seed=0, **kw)
+    assert rotation_error(paper.numpy(), gt.numpy()) > 5
+    assert rotation_error(sampled.numpy(), gt.numpy()) < 0.05
+
+
 def test_lgr_too_few_correspondences_is_identity():
     est = local_to_global_registration(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2), torch.zeros(2),
                                        acceptance_radius=0.1)
