@@ -155,7 +155,7 @@ def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size:
         num_points: at most this many points per cloud reach the network (seeded random subsample).
         estimator: "lgr" (local-to-global registration, default) or "ransac" (open3d, on correspondences).
     """
-    from perception3d.registration.pose import ransac_on_correspondences
+    from perception3d.registration.pose import ransac_on_correspondences, refine_on_inliers
 
     start = time.perf_counter()
     source = check_points(source, "SOURCE")
@@ -181,6 +181,12 @@ def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size:
     elif estimator == "ransac":
         t = ransac_on_correspondences(m.tgt_corr.cpu().numpy(), m.src_corr.cpu().numpy(),
                                       distance=2 * CANONICAL_VOXEL, seed=seed)
+        # Polished as LGR ends (score-weighted Procrustes on its inliers, then the tight radius): open3d's model is
+        # fitted to a 3-point sample and its unweighted inliers (bench recall 58% -> 94% with the polish).
+        t = torch.tensor(t, dtype=m.src_corr.dtype, device=m.src_corr.device)
+        for radius in (LGR_ACCEPTANCE, LGR_FINAL_RADIUS):
+            t = refine_on_inliers(t, m.tgt_corr, m.src_corr, m.corr_scores, radius, 5)
+        t = t.double().cpu().numpy()
     else:
         raise ValueError(f"unknown estimator {estimator!r}: use 'lgr' or 'ransac'")
     t = t.copy()

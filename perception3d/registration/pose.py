@@ -94,9 +94,9 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
         hyps = torch.cat([hyps, _triplet_hypotheses(tgt_corr, src_corr, global_samples, edge_ratio, seed)])
     residuals = torch.linalg.norm(_apply(hyps, src_corr.unsqueeze(0)) - tgt_corr.unsqueeze(0), dim=-1)  # [H, C]
     inliers = (residuals < acceptance_radius).sum(1)
-    best = _refine(hyps[inliers.argmax()], tgt_corr, src_corr, scores, acceptance_radius, refine_iterations)
+    best = refine_on_inliers(hyps[inliers.argmax()], tgt_corr, src_corr, scores, acceptance_radius, refine_iterations)
     if final_radius is not None:
-        best = _refine(best, tgt_corr, src_corr, scores, final_radius, refine_iterations)
+        best = refine_on_inliers(best, tgt_corr, src_corr, scores, final_radius, refine_iterations)
     return best
 
 
@@ -112,9 +112,10 @@ def _triplet_hypotheses(tgt_corr: Tensor, src_corr: Tensor, samples: int, edge_r
     return weighted_procrustes(s3[keep], t3[keep])
 
 
-def _refine(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, radius: float,
+def refine_on_inliers(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, radius: float,
             iterations: int) -> Tensor:
-    """`iterations` of weighted Procrustes on the correspondences within `radius` of the current transform."""
+    """`iterations` of weighted Procrustes (weights `scores`) on the correspondences within `radius` of the
+    current transform [4, 4]; LGR's refinement, also used to polish a RANSAC model."""
     for _ in range(iterations):
         res = torch.linalg.norm(_apply(transform, src_corr) - tgt_corr, dim=-1)
         mask = (res < radius).to(scores.dtype)
