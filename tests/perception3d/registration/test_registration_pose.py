@@ -9,6 +9,7 @@ import torch
 from perception3d.ops.geometry import random_rotation
 from perception3d.registration.metrics import rotation_error, translation_error
 from perception3d.registration.pose import (
+    inlier_counts,
     local_to_global_registration,
     ransac_on_correspondences,
     weighted_procrustes,
@@ -86,6 +87,16 @@ def test_lgr_global_samples_find_a_pose_no_single_patch_holds():
     sampled = local_to_global_registration(tgt, src, ones, patch, global_samples=3000, seed=0, **kw)
     assert rotation_error(paper.numpy(), gt.numpy()) > 5
     assert rotation_error(sampled.numpy(), gt.numpy()) < 0.05
+
+
+def test_inlier_counts_match_the_residuals():
+    g = torch.Generator().manual_seed(3)
+    hyps = torch.stack([_gt(i) for i in range(6)]).float()
+    src = torch.rand(500, 3, generator=g) * 4
+    tgt = src @ hyps[2, :3, :3].T + hyps[2, :3, 3] + torch.randn(500, 3, generator=g) * 0.05
+    residuals = torch.linalg.norm(src.unsqueeze(0) @ hyps[:, :3, :3].transpose(1, 2) + hyps[:, None, :3, 3] - tgt, dim=-1)
+    counts = inlier_counts(hyps, src, tgt, 0.08)
+    assert torch.equal(counts, (residuals < 0.08).sum(1)) and counts.argmax() == 2
 
 
 def test_lgr_too_few_correspondences_is_identity():
