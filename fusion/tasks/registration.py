@@ -176,10 +176,13 @@ class GeneratedPairs(Dataset):
     scene_share: the probability that a pair comes from a scene (`scenes.txt`: real scans, simulated sweeps)
     rather than an object; None: every cloud equally likely (objects then outnumber scenes about 4 to 1).
     lidar_sweeps: False leaves out the simulated sweeps (the set as it was before they were added).
+    pair_voxel: voxelise each pair at the size that leaves about `num_points` target points, as `omnisense
+    register` and the benchmark do; False: one size per base cloud (about 1.3 x num_points over the whole cloud),
+    which for crops of unevenly dense scans (the corridor) is up to 2x larger than at test time.
     """
 
     def __init__(self, root: Path, *, num_points: int, length: int, seed: int, config: PairConfig = PairConfig(),
-                 scene_share: float | None = None, lidar_sweeps: bool = True):
+                 scene_share: float | None = None, lidar_sweeps: bool = True, pair_voxel: bool = False):
         names = (Path(root) / "clouds.txt").read_text().split()
         if not lidar_sweeps:
             names = [n for n in names if not n.startswith("lidar_sim_")]
@@ -193,6 +196,7 @@ class GeneratedPairs(Dataset):
         # One voxel per base cloud: about 1.3x num_points over the whole cloud, so a crop holds about num_points.
         self.voxels = [auto_voxel_size(c, int(num_points * 1.3)) for c in self.clouds]
         self.num_points, self.length, self.seed, self.config = num_points, length, seed, config
+        self.pair_voxel = pair_voxel
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -203,7 +207,8 @@ class GeneratedPairs(Dataset):
         n = len(self.clouds)
         k = int(rng.choice(n, p=self.probs)) if self.probs is not None else int(rng.integers(n))
         src, tgt, t = make_pair(self.clouds[k], rng, self.config)
-        return _canonical_item(src, tgt, t, self.voxels[k], self.num_points, rng)
+        voxel = auto_voxel_size(tgt, self.num_points) if self.pair_voxel else self.voxels[k]
+        return _canonical_item(src, tgt, t, voxel, self.num_points, rng)
 
 
 class PairListDataset(Dataset):
@@ -256,19 +261,20 @@ class RegistrationDataModule(pl.LightningDataModule):
         tiny: generate a tiny synthetic set into a temporary folder (tests).
         num_points: at most this many points per cloud (after the voxel grid).
         pairs_per_epoch: training pairs drawn per epoch; val_limit: validation pairs used (None: all).
-        scene_share, lidar_sweeps: which training clouds are drawn (see GeneratedPairs).
+        scene_share, lidar_sweeps: which training clouds are drawn; pair_voxel: the voxel of each pair
+            (see GeneratedPairs).
     """
 
     def __init__(self, root: str | None = None, tiny: bool = False, num_points: int = 2048,
                  pairs_per_epoch: int = 500, val_limit: int | None = None, seed: int = 0, num_workers: int = 0,
-                 scene_share: float | None = None, lidar_sweeps: bool = True):
+                 scene_share: float | None = None, lidar_sweeps: bool = True, pair_voxel: bool = False):
         super().__init__()
         if root is None and not tiny:
             raise ValueError("RegistrationDataModule needs root (omnisense data make registration-pairs) or tiny=True")
         self.root, self.tiny = root, tiny
         self.num_points, self.pairs_per_epoch, self.val_limit = num_points, pairs_per_epoch, val_limit
         self.seed, self.num_workers = seed, num_workers
-        self.scene_share, self.lidar_sweeps = scene_share, lidar_sweeps
+        self.scene_share, self.lidar_sweeps, self.pair_voxel = scene_share, lidar_sweeps, pair_voxel
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -280,7 +286,7 @@ class RegistrationDataModule(pl.LightningDataModule):
             self.num_points, self.pairs_per_epoch = min(self.num_points, 512), min(self.pairs_per_epoch, 4)
         self.train_set = GeneratedPairs(Path(root), num_points=self.num_points, length=self.pairs_per_epoch,
                                         seed=self.seed, scene_share=self.scene_share,
-                                        lidar_sweeps=self.lidar_sweeps)
+                                        lidar_sweeps=self.lidar_sweeps, pair_voxel=self.pair_voxel)
         self.val_set = PairListDataset(Path(root) / "val.csv", num_points=self.num_points, limit=self.val_limit)
 
     def train_dataloader(self) -> DataLoader:

@@ -42,10 +42,20 @@ def check_points(points: np.ndarray, name: str, min_points: int = 16) -> np.ndar
     return arr
 
 
+def _voxel_keys(points: np.ndarray, voxel: float) -> np.ndarray:
+    """One int64 per point naming its voxel (row-major over the occupied box): 1-D keys sort ~10x faster
+    than `np.unique(axis=0)` on [N, 3] rows."""
+    cells = np.floor(points / voxel).astype(np.int64)
+    cells -= cells.min(0)
+    dims = cells.max(0) + 1
+    if float(dims[0]) * float(dims[1]) * float(dims[2]) >= 2.0 ** 62:
+        raise PointCloudValueError(f"voxel size {voxel:g} is too small for a cloud of extent {np.ptp(points, 0)}")
+    return (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+
+
 def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
     """Mean of the points in each occupied voxel of side `voxel` -> [M, 3]."""
-    keys = np.floor(points / voxel).astype(np.int64)
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(_voxel_keys(points, voxel), return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     sums = np.zeros((counts.shape[0], 3))
     np.add.at(sums, inverse, points)
@@ -73,7 +83,7 @@ def auto_voxel_size(points: np.ndarray, target_points: int) -> float:
     lo, hi = max(extent / 4000.0, point_spacing(points)), extent / 2.0
 
     def count(voxel: float) -> int:
-        return len(np.unique(np.floor(points / voxel).astype(np.int64), axis=0))
+        return len(np.unique(_voxel_keys(points, voxel)))
 
     if lo >= hi or count(lo) <= target_points:
         return min(lo, hi)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from perception3d.registration.pipeline import auto_voxel_size, point_spacing, voxel_downsample
 
@@ -29,3 +30,22 @@ def test_auto_voxel_of_a_sparse_cloud_is_its_spacing():
     pts = _grid(0.5)
     voxel = auto_voxel_size(pts, 2048)
     assert abs(voxel - point_spacing(pts)) < 1e-9 and voxel > 0.4
+
+
+def test_voxel_downsample_means_per_voxel_in_row_order():
+    rng = np.random.default_rng(4)
+    pts = rng.normal(size=(5000, 3)) * [3.0, 1.0, 0.2] + [100.0, -50.0, 7.0]
+    got = voxel_downsample(pts, 0.25)
+    cells = np.floor(pts / 0.25).astype(np.int64)
+    uniq, inverse = np.unique(cells, axis=0, return_inverse=True)
+    want = np.stack([np.bincount(inverse.reshape(-1), weights=pts[:, i]) for i in range(3)], 1)
+    want /= np.bincount(inverse.reshape(-1))[:, None]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_voxel_too_small_for_the_extent_is_a_clear_error():
+    from perception3d._errors import PointCloudValueError
+
+    pts = np.array([[0.0, 0.0, 0.0], [1e6, 1e6, 1e6]])
+    with pytest.raises(PointCloudValueError, match="too small"):
+        voxel_downsample(pts, 1e-9)
