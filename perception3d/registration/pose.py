@@ -109,8 +109,9 @@ def inlier_counts(transforms: Tensor, src: Tensor, tgt: Tensor, radius: float) -
     rot, trans = transforms[:, :3, :3].double(), transforms[:, :3, 3].double()
     per_corr = torch.cat([(s * s).sum(1, keepdim=True) + (d * d).sum(1, keepdim=True), d, s,
                           (d.unsqueeze(2) * s.unsqueeze(1)).flatten(1), torch.ones_like(s[:, :1])], 1)  # [C, 16]
-    per_hyp = torch.cat([torch.ones_like(trans[:, :1]), -2 * trans, 2 * (rot.transpose(1, 2) @ trans.unsqueeze(2))[..., 0],
-                         -2 * rot.flatten(1), (trans * trans).sum(1, keepdim=True)], 1)  # [H, 16]
+    rt_t = (rot.transpose(1, 2) @ trans.unsqueeze(2))[..., 0]  # R^T t
+    per_hyp = torch.cat([torch.ones_like(trans[:, :1]), -2 * trans, 2 * rt_t, -2 * rot.flatten(1),
+                         (trans * trans).sum(1, keepdim=True)], 1)  # [H, 16]
     return ((per_corr @ per_hyp.T) < radius * radius).sum(0)
 
 
@@ -127,7 +128,7 @@ def _triplet_hypotheses(tgt_corr: Tensor, src_corr: Tensor, samples: int, edge_r
 
 
 def refine_on_inliers(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, radius: float,
-            iterations: int) -> Tensor:
+                      iterations: int) -> Tensor:
     """`iterations` of weighted Procrustes (weights `scores`) on the correspondences within `radius` of the
     current transform [4, 4]; LGR's refinement, also used to polish a RANSAC model."""
     for _ in range(iterations):

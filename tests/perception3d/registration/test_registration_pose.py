@@ -41,11 +41,16 @@ def test_weighted_procrustes_ignores_zero_weights():
     torch.testing.assert_close(weighted_procrustes(src, tgt, w), gt, atol=1e-6, rtol=0)
 
 
+def _exact_pair(n: int, seed: int, rotation_seed: int):
+    """n source points, their images under a known transform, and the generator for the corruptions."""
+    g = torch.Generator().manual_seed(seed)
+    gt = _gt(rotation_seed)
+    src = torch.rand(n, 3, generator=g, dtype=torch.float64)
+    return g, gt, src, src @ gt[:3, :3].T + gt[:3, 3]
+
+
 def test_lgr_with_outliers():
-    g = torch.Generator().manual_seed(0)
-    gt = _gt(4)
-    src = torch.rand(300, 3, generator=g, dtype=torch.float64)
-    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    g, gt, src, tgt = _exact_pair(300, 0, 4)
     patch = torch.arange(300) // 10
     bad = (patch % 5 < 3) | (torch.rand(300, generator=g) < 0.1)  # 3 patches in 5 wrong, 10% outliers elsewhere
     tgt[bad] = torch.rand(int(bad.sum()), 3, generator=g, dtype=torch.float64) * 3
@@ -58,10 +63,7 @@ def test_lgr_with_outliers():
 def test_lgr_final_radius_drops_biased_near_inliers():
     # 40% of the correspondences are off by 0.07 in one direction: inside the 0.1 acceptance radius, so the
     # paper's refinement averages them in; a final radius of 0.03 leaves only the exact ones.
-    g = torch.Generator().manual_seed(1)
-    gt = _gt(6)
-    src = torch.rand(400, 3, generator=g, dtype=torch.float64)
-    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    _, gt, src, tgt = _exact_pair(400, 1, 6)
     tgt[:160] += torch.tensor([0.07, 0.0, 0.0], dtype=torch.float64)
     patch = torch.arange(400) // 20
     kw = dict(acceptance_radius=0.1, min_per_patch=3)
@@ -74,10 +76,7 @@ def test_lgr_final_radius_drops_biased_near_inliers():
 def test_lgr_global_samples_find_a_pose_no_single_patch_holds():
     # Patches of 3 correspondences with one right and two wrong in each: every per-patch hypothesis is wrong, but
     # a third of all correspondences agree, and random triplets across patches find them.
-    g = torch.Generator().manual_seed(2)
-    gt = _gt(7)
-    src = torch.rand(300, 3, generator=g, dtype=torch.float64)
-    tgt = src @ gt[:3, :3].T + gt[:3, 3]
+    g, gt, src, tgt = _exact_pair(300, 2, 7)
     wrong = torch.arange(300) % 3 != 0
     tgt[wrong] = torch.rand(int(wrong.sum()), 3, generator=g, dtype=torch.float64) * 2
     patch = torch.arange(300) // 3
