@@ -187,15 +187,12 @@ def load_model_weights(model: nn.Module, source: str | Path | Mapping[str, Tenso
     return report
 
 
-def export_checkpoint(ckpt_path: str | Path, out_path: str | Path, *, prefix: str = "model.",
-                      meta: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
-    """Turn a Lightning checkpoint of an omnisense task into a weights pair of its `model` sub-module.
+def checkpoint_state(ckpt_path: str | Path, *, prefix: str = "model.") -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors of a Lightning checkpoint's `prefix` sub-module (prefix removed) and the whole checkpoint.
 
-    The checkpoint is read with `weights_only=True`; the resolved config saved beside it (config.yaml in the
-    run folder) is copied into the metadata when present.
+    Read with `weights_only=True`; a missing file, a file holding more than tensors, or no tensor under the
+    prefix is a WeightsError naming the file.
     """
-    import yaml
-
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.exists():
         raise WeightsError(ckpt_path, "no such checkpoint file")
@@ -206,6 +203,20 @@ def export_checkpoint(ckpt_path: str | Path, out_path: str | Path, *, prefix: st
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise WeightsError(ckpt_path, f"no tensors under the prefix {prefix!r}")
+    return state, ckpt
+
+
+def export_checkpoint(ckpt_path: str | Path, out_path: str | Path, *, prefix: str = "model.",
+                      meta: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Turn a Lightning checkpoint of an omnisense task into a weights pair of its `model` sub-module.
+
+    The checkpoint is read with `weights_only=True`; the resolved config saved beside it (config.yaml in the
+    run folder) is copied into the metadata when present.
+    """
+    import yaml
+
+    ckpt_path = Path(ckpt_path)
+    state, ckpt = checkpoint_state(ckpt_path, prefix=prefix)
     record = dict(meta or {})
     record.setdefault("trained_steps", int(ckpt.get("global_step", 0)))
     record.setdefault("trained_epochs", int(ckpt.get("epoch", 0)))

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from fusion import export_checkpoint
+from fusion._weights import checkpoint_state
 
 
 def load_partseg_run(run_dir: Path):
@@ -30,8 +31,7 @@ def load_partseg_run(run_dir: Path):
     for key in ("widths", "radii", "max_counts"):
         init_args[key] = list(init_args[key])
     model = GPSFormerPartSeg(**init_args)
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict(checkpoint_state(run_dir / "checkpoints" / "last.ckpt")[0])
     return model.eval(), init_args, task, int(config["data"]["init_args"]["num_points"])
 
 

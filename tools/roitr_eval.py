@@ -24,12 +24,13 @@ MODEL_KWARGS = {"shape_features": True}  # the shipped roitr_small_cgal (see per
 
 def load_checkpoint_model(ckpt: Path):
     """The `roitr_small` (shape_features) model of a RegistrationTask checkpoint, in eval mode."""
+    from fusion._weights import checkpoint_state
     from perception3d.models import VARIANTS
 
     model = VARIANTS[VARIANT](**MODEL_KWARGS)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    model.load_state_dict({k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")})
-    return model.eval(), int(state.get("global_step", -1))
+    state, checkpoint = checkpoint_state(ckpt)
+    model.load_state_dict(state)
+    return model.eval(), int(checkpoint.get("global_step", -1))
 
 
 @torch.no_grad()

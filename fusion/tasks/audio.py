@@ -275,10 +275,10 @@ def export_weights(config: str | Path, ckpt: str | Path, out: str | Path, *, roo
     The metadata holds the model spec, the categories, the input spec (sample rate, mel bins, clip length,
     normalisation statistics of the training split) and the measured val/test metrics.
     """
-    import torch
     import yaml
 
     from fusion import export_checkpoint
+    from fusion._weights import checkpoint_state
 
     config = Path(config)
     cfg = yaml.safe_load(config.read_text())
@@ -289,8 +289,7 @@ def export_weights(config: str | Path, ckpt: str | Path, out: str | Path, *, roo
     data = AudioClassificationData(**data_args)
     data.setup()
     model = build_model(spec)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict(checkpoint_state(ckpt)[0])
     metrics = {f"{split}/{k}": v for split in ("val", "test") if split in data._data
                for k, v in evaluate(model, data._data[split]).items()}
     if "test" in data._data:  # as `omnisense classify-audio` sees a file: probabilities averaged over its clips

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fusion._errors import FileProblem
+from fusion._weights import checkpoint_state
 from fusion.tasks._splits import SplitLoaders, generated_or_root
 
 
@@ -127,8 +128,7 @@ def load_run(run_dir: str | Path, ckpt: str = "last.ckpt"):
     run_dir = Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     model, init_args, classes, num_points = build_from_config(config)
-    state = torch.load(run_dir / "checkpoints" / ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict(checkpoint_state(run_dir / "checkpoints" / ckpt)[0])
     return model.eval(), init_args, classes, num_points
 
 
