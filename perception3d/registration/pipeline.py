@@ -194,9 +194,8 @@ def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size:
         # Polished as LGR ends (score-weighted Procrustes on its inliers, then the tight radius): open3d's model is
         # fitted to a 3-point sample and its unweighted inliers (bench recall 58% -> 94% with the polish).
         t = torch.tensor(t, dtype=m.src_corr.dtype, device=m.src_corr.device)
-        for radius in (LGR_ACCEPTANCE, LGR_FINAL_RADIUS):
-            t = refine_on_inliers(t, m.tgt_corr, m.src_corr, m.corr_scores, radius, 5)
-        t = t.double().cpu().numpy()
+        t = refine_on_inliers(t, m.tgt_corr, m.src_corr, m.corr_scores,
+                              radii=(LGR_ACCEPTANCE, LGR_FINAL_RADIUS)).double().cpu().numpy()
     else:
         raise ValueError(f"unknown estimator {estimator!r}: use 'lgr' or 'ransac'")
     t = t.copy()

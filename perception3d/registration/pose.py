@@ -93,10 +93,9 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
     if global_samples > 0:
         hyps = torch.cat([hyps, _triplet_hypotheses(tgt_corr, src_corr, global_samples, edge_ratio, seed)])
     inliers = inlier_counts(hyps, src_corr, tgt_corr, acceptance_radius)
-    best = refine_on_inliers(hyps[inliers.argmax()], tgt_corr, src_corr, scores, acceptance_radius, refine_iterations)
-    if final_radius is not None:
-        best = refine_on_inliers(best, tgt_corr, src_corr, scores, final_radius, refine_iterations)
-    return best
+    return refine_on_inliers(hyps[inliers.argmax()], tgt_corr, src_corr, scores,
+                             radii=(acceptance_radius,) if final_radius is None else (acceptance_radius, final_radius),
+                             iterations=refine_iterations)
 
 
 def inlier_counts(transforms: Tensor, src: Tensor, tgt: Tensor, radius: float) -> Tensor:
@@ -127,16 +126,17 @@ def _triplet_hypotheses(tgt_corr: Tensor, src_corr: Tensor, samples: int, edge_r
     return weighted_procrustes(s3[keep], t3[keep])
 
 
-def refine_on_inliers(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, radius: float,
-                      iterations: int) -> Tensor:
-    """`iterations` of weighted Procrustes (weights `scores`) on the correspondences within `radius` of the
-    current transform [4, 4]; LGR's refinement, also used to polish a RANSAC model."""
-    for _ in range(iterations):
-        res = torch.linalg.norm(_apply(transform, src_corr) - tgt_corr, dim=-1)
-        mask = (res < radius).to(scores.dtype)
-        if mask.sum() < 3:
-            break
-        transform = weighted_procrustes(src_corr, tgt_corr, scores * mask)
+def refine_on_inliers(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, *,
+                      radii: tuple[float, ...], iterations: int = 5) -> Tensor:
+    """For each radius in turn, `iterations` of weighted Procrustes (weights `scores`) on the correspondences within
+    it of the current transform [4, 4]; LGR's refinement, also used to polish a RANSAC model."""
+    for radius in radii:
+        for _ in range(iterations):
+            res = torch.linalg.norm(_apply(transform, src_corr) - tgt_corr, dim=-1)
+            mask = (res < radius).to(scores.dtype)
+            if mask.sum() < 3:
+                break
+            transform = weighted_procrustes(src_corr, tgt_corr, scores * mask)
     return transform
 
 
