@@ -5,7 +5,7 @@
 
 Validation: every pair of `val.csv` (the scans' and meshes' pairs, then one per simulated sweep), registered as
 `omnisense register` does (coarse-to-fine matching, LGR with the final tight refinement); RR (RRE < 5 degrees and
-RTE < 5% of the target's extent), IR and FMR (inliers within 0.1 canonical m), per group. The export writes
+RTE < 5% of the target's extent), median RRE and RTE, IR and FMR (inliers within 0.1 canonical m), per group. The export writes
 `<out>.safetensors` + `.json` with the variant, its keyword arguments and these figures (fusion.export_checkpoint).
 """
 
@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-import numpy as np
-import torch
 
 VARIANT = "roitr_small"
 MODEL_KWARGS = {"shape_features": True}  # the shipped roitr_small_cgal (see perception3d.models.roitr)
@@ -33,32 +30,16 @@ def load_checkpoint_model(ckpt: Path):
     return model.eval(), int(checkpoint.get("global_step", -1))
 
 
-@torch.no_grad()
 def evaluate(model, csv: Path, num_points: int = 2048) -> dict:
-    """RR / IR / FMR on the pairs of `csv`, overall and for the scans and meshes vs the simulated sweeps."""
-    from fusion.tasks.registration import PairListDataset
-    from perception3d.registration import metrics
-    from perception3d.registration.pipeline import CANONICAL_VOXEL, lgr_transform
+    """RR / RRE / RTE / IR / FMR on the pairs of `csv`, overall and for the scans and meshes vs the sweeps."""
+    from fusion.tasks.registration import PairListDataset, evaluate_pair, summarise_pairs
 
     data = PairListDataset(csv, num_points=num_points)
-    rows = []
-    for i in range(len(data)):
-        item = data[i]
-        out = model(item["src_points"], item["src_normals"], item["tgt_points"], item["tgt_normals"])
-        m = model.match(out)
-        est, gt = lgr_transform(m).double().numpy(), item["transform"].double().numpy()
-        rre, rte = metrics.rotation_error(est, gt), metrics.translation_error(est, gt)
-        rows.append({"sweep": "lidar_sim_" in data.entries[i].source.name, "ok": rre < 5 and rte < 0.05 * item["extent"],
-                     "ir": metrics.inlier_ratio(m.src_corr.numpy(), m.tgt_corr.numpy(), gt, 4 * CANONICAL_VOXEL)})
-    result = {}
-    for group, keep in (("all", lambda r: True), ("scans_meshes", lambda r: not r["sweep"]),
-                        ("sweeps", lambda r: r["sweep"])):
-        sel = [r for r in rows if keep(r)]
-        if sel:
-            ir = np.array([r["ir"] for r in sel])
-            result[group] = {"pairs": len(sel), "rr": float(np.mean([r["ok"] for r in sel])), "ir": float(ir.mean()),
-                             "fmr": float(metrics.feature_match_recall(ir))}
-    return result
+    rows = [{**evaluate_pair(model, data[i]), "sweep": "lidar_sim_" in data.entries[i].source.name}
+            for i in range(len(data))]
+    groups = {"all": rows, "scans_meshes": [r for r in rows if not r["sweep"]],
+              "sweeps": [r for r in rows if r["sweep"]]}
+    return {name: summarise_pairs(sel) for name, sel in groups.items() if sel}
 
 
 def main() -> None:

@@ -193,8 +193,9 @@ class GeneratedPairs(Dataset):
         self.probs = None
         if scene_share is not None and is_scene.any() and (~is_scene).any():
             self.probs = np.where(is_scene, scene_share / is_scene.sum(), (1 - scene_share) / (~is_scene).sum())
-        # One voxel per base cloud: about 1.3x num_points over the whole cloud, so a crop holds about num_points.
-        self.voxels = [auto_voxel_size(c, int(num_points * 1.3)) for c in self.clouds]
+        # One voxel per base cloud (unless pair_voxel): about 1.3x num_points over the whole cloud, so a crop holds
+        # about num_points.
+        self.voxels = None if pair_voxel else [auto_voxel_size(c, int(num_points * 1.3)) for c in self.clouds]
         self.num_points, self.length, self.seed, self.config = num_points, length, seed, config
         self.pair_voxel = pair_voxel
         self.epoch = 0
@@ -301,6 +302,35 @@ class RegistrationDataModule(pl.LightningDataModule):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Evaluation (validation, test, tools/roitr_eval.py)
+
+
+@torch.no_grad()
+def evaluate_pair(model: nn.Module, item: dict) -> dict:
+    """Register one canonical pair as `omnisense register` does (matching + LGR): its RRE (degrees), RTE and
+    extent (canonical units) and IR (correspondences within 0.1 canonical m of the truth)."""
+    out = model(item["src_points"], item["src_normals"], item["tgt_points"], item["tgt_normals"])
+    m = model.match(out)
+    est = lgr_transform(m).double().cpu().numpy()
+    gt = item["transform"].double().cpu().numpy()
+    ir = metrics.inlier_ratio(m.src_corr.cpu().numpy(), m.tgt_corr.cpu().numpy(), gt, 4 * CANONICAL_VOXEL)
+    return {"rre": metrics.rotation_error(est, gt), "rte": metrics.translation_error(est, gt),
+            "extent": item["extent"], "ir": ir}
+
+
+def summarise_pairs(rows: list[dict]) -> dict:
+    """RR (RRE < 5 degrees and RTE < 5% of the extent), median RRE and relative RTE, mean IR and FMR of
+    `evaluate_pair` results."""
+    rre = np.array([r["rre"] for r in rows])
+    rte = np.array([r["rte"] for r in rows])
+    ext = np.array([r["extent"] for r in rows])
+    ir = np.array([r["ir"] for r in rows])
+    return {"pairs": len(rows), "rr": metrics.registration_recall(rre, rte, max_rre=5.0, max_rte=0.05 * ext),
+            "rre": float(np.median(rre)), "rte": float(np.median(rte / ext)), "ir": float(ir.mean()),
+            "fmr": metrics.feature_match_recall(ir)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The task
 
 
@@ -350,13 +380,7 @@ class RegistrationTask(pl.LightningModule):
         return losses["loss"]
 
     def _evaluate(self, batch: dict) -> dict:
-        out = self.model(batch["src_points"], batch["src_normals"], batch["tgt_points"], batch["tgt_normals"])
-        m = self.model.match(out)
-        est = lgr_transform(m).double().cpu().numpy()
-        gt = batch["transform"].double().cpu().numpy()
-        ir = metrics.inlier_ratio(m.src_corr.cpu().numpy(), m.tgt_corr.cpu().numpy(), gt, 4 * CANONICAL_VOXEL)
-        return {"rre": metrics.rotation_error(est, gt), "rte": metrics.translation_error(est, gt),
-                "extent": batch["extent"], "ir": ir}
+        return evaluate_pair(self.model, batch)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._val.append(self._evaluate(batch))
@@ -367,15 +391,9 @@ class RegistrationTask(pl.LightningModule):
     def _summarise(self, split: str) -> None:
         if not self._val:
             return
-        rre = np.array([r["rre"] for r in self._val])
-        rte = np.array([r["rte"] for r in self._val])
-        ext = np.array([r["extent"] for r in self._val])
-        ir = np.array([r["ir"] for r in self._val])
-        self.log(f"{split}/rr", metrics.registration_recall(rre, rte, max_rre=5.0, max_rte=0.05 * ext), prog_bar=True)
-        self.log(f"{split}/rre", float(np.median(rre)))
-        self.log(f"{split}/rte", float(np.median(rte / ext)))
-        self.log(f"{split}/ir", float(ir.mean()))
-        self.log(f"{split}/fmr", metrics.feature_match_recall(ir))
+        for key, value in summarise_pairs(self._val).items():
+            if key != "pairs":
+                self.log(f"{split}/{key}", value, prog_bar=key == "rr")
         self._val.clear()
 
     def on_validation_epoch_end(self) -> None:
