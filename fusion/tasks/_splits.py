@@ -7,7 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from torch.utils.data import DataLoader
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
 
 from fusion._errors import FileProblem
 
@@ -51,3 +53,35 @@ class SplitLoaders:
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+class CloudSplitsData(SplitLoaders, L.LightningDataModule):
+    """A DataModule of fixed-size clouds in train / val / test sets (`self.sets`, filled by the subclass's `setup`).
+
+    Args:
+        root: the folder `omnisense data make` wrote; None with `tiny` generates a tiny set.
+        tiny: generate a tiny set in a temporary folder.
+        num_points: points per cloud given to the model (at most what the set stores).
+        batch_size: clouds per batch.
+        augment: training augmentation.
+        num_workers: DataLoader workers.
+        seed: of the tiny set and of the augmentation stream.
+    """
+
+    def __init__(self, root: str | None = None, tiny: bool = False, num_points: int = 1024, batch_size: int = 16,
+                 augment: bool = True, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        self.root, self.tiny = root, tiny
+        self.num_points, self.batch_size, self.augment = num_points, batch_size, augment
+        self.num_workers, self.seed = num_workers, seed
+        self.sets: dict[str, Dataset] = {}
+
+    @staticmethod
+    def validation_rows(count: int) -> np.ndarray:
+        """[count] bool: every tenth training sample is held out for validation."""
+        return np.arange(count) % 10 == 9
+
+    def _loader(self, split: str) -> DataLoader:
+        shuffle = split == "train"
+        return DataLoader(self.sets[split], batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle,
+                          num_workers=self.num_workers)

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from fusion.tasks._splits import SplitLoaders, generated_or_root
+from fusion.tasks._splits import CloudSplitsData, generated_or_root
 from fusion.tasks.classification import EvalStageHooks, adamw_warmup_cosine, decay_groups
-from fusion.tasks.shapes import yaw_matrix
+from fusion.tasks.shapes import augment_cloud
 
 
 class PartCloudSet(Dataset):
@@ -42,11 +42,8 @@ class PartCloudSet(Dataset):
     def __getitem__(self, i: int) -> tuple[dict[str, Tensor], Tensor]:
         pts, parts = self.points[i], self.parts[i]
         if self.augment:
-            rng = self.rng
-            choice = rng.choice(len(pts), self.num_points, replace=False)
-            pts, parts = pts[choice] @ yaw_matrix(rng.uniform(0, 2 * np.pi)).T, parts[choice]
-            pts = pts * rng.uniform(0.8, 1.25, size=3).astype(np.float32)
-            pts = pts + np.clip(rng.normal(scale=0.01, size=pts.shape), -0.05, 0.05).astype(np.float32)
+            pts, choice = augment_cloud(pts, self.num_points, self.rng)
+            parts = parts[choice]
         else:
             pts, parts = pts[: self.num_points], parts[: self.num_points]
         inputs = {"xyz": torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)),
@@ -54,26 +51,10 @@ class PartCloudSet(Dataset):
         return inputs, torch.from_numpy(np.ascontiguousarray(parts, dtype=np.int64))
 
 
-class PartsDataModule(SplitLoaders, L.LightningDataModule):
-    """The procedural part set written by `omnisense data make parts --out ROOT`.
-
-    Args:
-        root: folder with train.npz, test.npz and parts.json; None with `tiny` generates a tiny set.
-        tiny: generate a tiny set (6 categories x 3 train / 2 test, 256 points) in a temporary folder.
-        num_points: points per cloud given to the model (at most what the set stores).
-        batch_size: clouds per batch.
-        augment: training augmentation (see PartCloudSet).
-        num_workers: DataLoader workers.
-        seed: of the tiny set and of the augmentation stream.
-    """
-
-    def __init__(self, root: str | None = None, tiny: bool = False, num_points: int = 1024, batch_size: int = 16,
-                 augment: bool = True, num_workers: int = 0, seed: int = 0):
-        super().__init__()
-        self.root, self.tiny = root, tiny
-        self.num_points, self.batch_size, self.augment = num_points, batch_size, augment
-        self.num_workers, self.seed = num_workers, seed
-        self.sets: dict[str, PartCloudSet] = {}
+class PartsDataModule(CloudSplitsData):
+    """The procedural part set written by `omnisense data make parts --out ROOT` (train.npz, test.npz,
+    parts.json); `tiny` generates 6 categories x 3 train / 2 test at 256 points. Arguments: see CloudSplitsData;
+    augmentation: see PartCloudSet."""
 
     def setup(self, stage: str | None = None) -> None:
         from perception3d.classification import read_parts, write_parts
@@ -83,17 +64,12 @@ class PartsDataModule(SplitLoaders, L.LightningDataModule):
         folder = generated_or_root(self.root, self.tiny, generator="parts", write=write_parts, seed=self.seed)
         train, test = read_parts(folder, "train"), read_parts(folder, "test")
         n = min(self.num_points, train.points.shape[1]) if self.tiny else self.num_points
-        is_val = np.arange(len(train)) % 10 == 9
+        is_val = self.validation_rows(len(train))
         self.sets["train"] = PartCloudSet(train.points[~is_val], train.parts[~is_val], train.labels[~is_val],
                                           num_points=n, augment=self.augment, seed=self.seed)
         self.sets["val"] = PartCloudSet(train.points[is_val], train.parts[is_val], train.labels[is_val],
                                         num_points=n, augment=False)
         self.sets["test"] = PartCloudSet(test.points, test.parts, test.labels, num_points=n, augment=False)
-
-    def _loader(self, split: str) -> DataLoader:
-        shuffle = split == "train"
-        return DataLoader(self.sets[split], batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.num_workers)
 
 
 def category_argmax(logits: Tensor, category: Tensor, category_parts: list[list[int]]) -> Tensor:

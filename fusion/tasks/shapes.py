@@ -9,21 +9,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from fusion._errors import FileProblem
 from fusion._weights import checkpoint_state
-from fusion.tasks._splits import SplitLoaders, generated_or_root
+from fusion.tasks._splits import CloudSplitsData, generated_or_root
 
 
 def yaw_matrix(angle: float) -> np.ndarray:
     """Rotation about the up (z) axis by `angle` radians: [3, 3]."""
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+
+
+def augment_cloud(points: np.ndarray, num_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Training augmentation (PointMLP's plus a rotation about up): a random subset of `num_points`, random yaw,
+    per-axis scale in [0.8, 1.25] and Gaussian jitter (sigma 0.01, clipped at 0.05).
+
+    Returns the augmented points [num_points, 3] float32 and the indices of the chosen points.
+    """
+    choice = rng.choice(len(points), num_points, replace=False)
+    pts = points[choice] @ yaw_matrix(rng.uniform(0, 2 * np.pi)).T
+    pts = pts * rng.uniform(0.8, 1.25, size=3).astype(np.float32)
+    pts = pts + np.clip(rng.normal(scale=0.01, size=pts.shape), -0.05, 0.05).astype(np.float32)
+    return pts.astype(np.float32), choice
 
 
 class PointCloudSet(Dataset):
@@ -52,35 +64,16 @@ class PointCloudSet(Dataset):
         pts = self.points[i]
         if not self.augment:
             return torch.from_numpy(np.ascontiguousarray(pts[: self.num_points])), torch.tensor(self.labels[i])
-        rng = self.rng
-        pts = pts[rng.choice(len(pts), self.num_points, replace=False)]
-        pts = pts @ yaw_matrix(rng.uniform(0, 2 * np.pi)).T
-        pts = pts * rng.uniform(0.8, 1.25, size=3).astype(np.float32)
-        pts = pts + np.clip(rng.normal(scale=0.01, size=pts.shape), -0.05, 0.05).astype(np.float32)
-        return torch.from_numpy(pts.astype(np.float32)), torch.tensor(self.labels[i])
+        pts, _ = augment_cloud(pts, self.num_points, self.rng)
+        return torch.from_numpy(pts), torch.tensor(self.labels[i])
 
 
-class ShapesDataModule(SplitLoaders, L.LightningDataModule):
-    """The procedural shape set written by `omnisense data make shapes --out ROOT`.
+class ShapesDataModule(CloudSplitsData):
+    """The procedural shape set written by `omnisense data make shapes --out ROOT` (train.npz, test.npz,
+    classes.txt); `tiny` generates 12 classes x 4 train / 2 test at 256 points. Arguments: see CloudSplitsData;
+    augmentation: see PointCloudSet."""
 
-    Args:
-        root: folder with train.npz, test.npz and classes.txt; None with `tiny` generates a tiny set.
-        tiny: generate a tiny set (12 classes x 4 train / 2 test, 256 points) in a temporary folder.
-        num_points: points per cloud given to the model (at most what the set stores).
-        batch_size: clouds per batch.
-        augment: training augmentation (see PointCloudSet).
-        num_workers: DataLoader workers.
-        seed: of the tiny set and of the augmentation stream.
-    """
-
-    def __init__(self, root: str | None = None, tiny: bool = False, num_points: int = 1024, batch_size: int = 16,
-                 augment: bool = True, num_workers: int = 0, seed: int = 0):
-        super().__init__()
-        self.root, self.tiny = root, tiny
-        self.num_points, self.batch_size, self.augment = num_points, batch_size, augment
-        self.num_workers, self.seed = num_workers, seed
-        self.sets: dict[str, PointCloudSet] = {}
-        self.classes: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
 
     def setup(self, stage: str | None = None) -> None:
         from perception3d.classification import read_shapes, write_shapes
@@ -91,16 +84,11 @@ class ShapesDataModule(SplitLoaders, L.LightningDataModule):
         train, test = read_shapes(folder, "train"), read_shapes(folder, "test")
         n = min(self.num_points, train.points.shape[1]) if self.tiny else self.num_points
         self.classes = train.classes
-        is_val = np.arange(len(train)) % 10 == 9
+        is_val = self.validation_rows(len(train))
         self.sets["train"] = PointCloudSet(train.points[~is_val], train.labels[~is_val], num_points=n,
                                            augment=self.augment, seed=self.seed)
         self.sets["val"] = PointCloudSet(train.points[is_val], train.labels[is_val], num_points=n, augment=False)
         self.sets["test"] = PointCloudSet(test.points, test.labels, num_points=n, augment=False)
-
-    def _loader(self, split: str) -> DataLoader:
-        shuffle = split == "train"
-        return DataLoader(self.sets[split], batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.num_workers)
 
 
 
