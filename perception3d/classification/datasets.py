@@ -114,14 +114,8 @@ def write_shapes(out: Path, *, seed: int = 0, size: str = "small") -> dict[str, 
 def read_shapes(root: str | Path, split: str) -> ShapeSet:
     """Read a split written by `write_shapes` (`omnisense data make shapes`)."""
     root = Path(root)
-    path = root / f"{split}.npz"
-    if not path.exists():
-        raise PointCloudFileError(path, f"missing; write the set with `omnisense data make shapes --out {root}`")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            points, labels = arrays["points"].astype(np.float32), arrays["labels"].astype(np.int64)
-    except (OSError, ValueError, KeyError) as exc:
-        raise PointCloudFileError(path, f"not a shapes split ({exc})") from None
+    path, arrays = _read_split(root, split, "shapes", {"points": np.float32, "labels": np.int64})
+    points, labels = arrays["points"], arrays["labels"]
     classes_file = root / "classes.txt"
     classes = tuple(classes_file.read_text().split()) if classes_file.exists() else CLASSES
     _check_set(path, points, labels, len(classes))
@@ -154,21 +148,27 @@ def write_parts(out: Path, *, seed: int = 0, size: str = "small") -> dict[str, A
 
 def read_parts(root: str | Path, split: str) -> ShapeSet:
     """Read a split written by `write_parts` (`omnisense data make parts`): labels are category ids."""
-    root = Path(root)
-    path = root / f"{split}.npz"
-    if not path.exists():
-        raise PointCloudFileError(path, f"missing; write the set with `omnisense data make parts --out {root}`")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            points = arrays["points"].astype(np.float32)
-            parts, categories = arrays["parts"].astype(np.int64), arrays["categories"].astype(np.int64)
-    except (OSError, ValueError, KeyError) as exc:
-        raise PointCloudFileError(path, f"not a parts split ({exc})") from None
+    path, arrays = _read_split(Path(root), split, "parts",
+                               {"points": np.float32, "parts": np.int64, "categories": np.int64})
+    points, parts, categories = arrays["points"], arrays["parts"], arrays["categories"]
     _check_set(path, points, categories, len(PART_CATEGORIES))
     if parts.shape != points.shape[:2] or parts.min(initial=0) < 0 or parts.max(initial=0) >= len(PART_NAMES):
         raise PointCloudFileError(path, f"part labels {parts.shape} do not fit points {points.shape} and "
                                         f"{len(PART_NAMES)} parts")
     return ShapeSet(points, categories, PART_CATEGORIES, parts)
+
+
+def _read_split(root: Path, split: str, generator: str, dtypes: dict[str, type]) -> tuple[Path, dict[str, np.ndarray]]:
+    """`root/<split>.npz` (written by `omnisense data make <generator>`) read without pickles, each named array
+    cast to its dtype; a missing file or array is a PointCloudFileError naming the file."""
+    path = root / f"{split}.npz"
+    if not path.exists():
+        raise PointCloudFileError(path, f"missing; write the set with `omnisense data make {generator} --out {root}`")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return path, {name: arrays[name].astype(dtype) for name, dtype in dtypes.items()}
+    except (OSError, ValueError, KeyError) as exc:
+        raise PointCloudFileError(path, f"not a {generator} split ({exc})") from None
 
 
 def _check_set(path: Path, points: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
