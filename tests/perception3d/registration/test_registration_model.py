@@ -49,6 +49,59 @@ def test_local_shape_features():
     torch.testing.assert_close(local_shape_features(line)[:, 2], torch.ones(400, dtype=torch.float64))
 
 
+def _local_attention_as_written(att, x, center_idx, group_idx, ppf, embedding):
+    """The paper's formula with the [M, K, d] position embedding built and projected (the unfactored form)."""
+    h = att.heads
+    emb = embedding(ppf)  # [M, K, d]
+    q = att.proj_q(x)[center_idx].unflatten(-1, (h, -1))  # [M, h, c]
+    k = (att.proj_k(x)[group_idx] + att.proj_p(emb)).unflatten(-1, (h, -1))  # [M, K, h, c]
+    v = (att.proj_v(x)[group_idx] + att.proj_vp(emb)).unflatten(-1, (h, -1))
+    attn = torch.softmax((k * q.unsqueeze(1)).sum(-1) / q.shape[-1] ** 0.5, dim=1)  # [M, K, h]
+    return (attn.unsqueeze(-1) * v).sum(1).flatten(1)
+
+
+def test_factored_local_attention_is_the_papers_formula():
+    from perception3d.models.roitr import _LocalAttention
+
+    torch.manual_seed(0)
+    att, embedding = _LocalAttention(32, 4).double(), torch.nn.Linear(4, 32).double()
+    x, ppf = torch.randn(50, 32, dtype=torch.float64), torch.randn(20, 8, 4, dtype=torch.float64)
+    center_idx, group_idx = torch.randperm(50)[:20], torch.randint(0, 50, (20, 8))
+    got = att(x, center_idx, group_idx, ppf, embedding)
+    torch.testing.assert_close(got, _local_attention_as_written(att, x, center_idx, group_idx, ppf, embedding))
+    # Gradients reach every weight as in the unfactored form.
+    got.square().sum().backward()
+    grads = [p.grad.clone() for p in (*att.parameters(), *embedding.parameters())]
+    for p in (*att.parameters(), *embedding.parameters()):
+        p.grad = None
+    _local_attention_as_written(att, x, center_idx, group_idx, ppf, embedding).square().sum().backward()
+    for g, p in zip(grads, (*att.parameters(), *embedding.parameters())):
+        torch.testing.assert_close(g, p.grad, atol=1e-9, rtol=1e-7)
+
+
+def test_encoder_levels_use_their_own_nearest_neighbours():
+    """One kNN per level serves the level and the next level's down-sampling: same groups as separate queries."""
+    from perception3d.models.roitr import TransitionDown, _knn_idx, _neighbourhood
+
+    model = roitr_tiny(shape_features=True).double().eval()
+    pts = _cloud(400, 3)
+    normals = oriented_normals(pts)
+    with torch.no_grad():
+        levels = model.backbone.encode(pts, normals)
+        for i, level in enumerate(levels):
+            k = model.backbone.nsample[i]
+            torch.testing.assert_close(level.group_idx, _knn_idx(level.points, level.points, k), rtol=0, atol=0)
+            assert level.ppf.shape == (*level.group_idx.shape, 4)
+        td = model.backbone.enc2[0]
+        assert isinstance(td, TransitionDown) and td.stride > 1
+        l1 = levels[0]
+        group, ppf = _neighbourhood(l1.points, l1.normals, td.nsample + 3)  # rows of a larger kNN of the level
+        with_reuse = td(l1.points, l1.normals, l1.feats, group, ppf)
+        fresh = td(l1.points, l1.normals, l1.feats)
+    torch.testing.assert_close(with_reuse[3], fresh[3], rtol=0, atol=0)  # same FPS centres
+    torch.testing.assert_close(with_reuse[2], fresh[2])
+
+
 def test_rotation_changes_a_non_invariant_feature():
     """Sanity for the test above: raw coordinates do change under the rotation used there."""
     src = _cloud(50, 0)
