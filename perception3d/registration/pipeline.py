@@ -19,8 +19,9 @@ from perception3d._errors import PointCloudValueError
 
 CANONICAL_VOXEL = 0.025  # metres, the 3DMatch voxel size RoITr was designed for
 LGR_ACCEPTANCE = 4 * CANONICAL_VOXEL  # GeoTransformer / RoITr on 3DMatch: 0.1 m
-LGR_FINAL_RADIUS = 2 * CANONICAL_VOXEL  # extension: tighter final refinement (bench recall 84% -> 88%)
+LGR_FINAL_RADIUS = CANONICAL_VOXEL  # extension: tighter final refinement (docs/registration.md)
 LGR_GLOBAL_SAMPLES = 3000  # extension: random correspondence triplets join LGR's hypotheses (88% -> 94%)
+LGR_CONSENSUS_SEEDS = 100  # extension: SC2-PCR consensus-set hypotheses (docs/registration.md)
 NORMAL_NEIGHBOURS = 33  # official: open3d KNN=33
 
 
@@ -151,7 +152,8 @@ def lgr_transform(matches, seed: int = 0) -> Tensor:
 
     return local_to_global_registration(matches.tgt_corr, matches.src_corr, matches.corr_scores,
                                         matches.corr_patch, acceptance_radius=LGR_ACCEPTANCE,
-                                        final_radius=LGR_FINAL_RADIUS, global_samples=LGR_GLOBAL_SAMPLES, seed=seed)
+                                        final_radius=LGR_FINAL_RADIUS, global_samples=LGR_GLOBAL_SAMPLES,
+                                        consensus_seeds=LGR_CONSENSUS_SEEDS, seed=seed)
 
 
 @torch.no_grad()

@@ -46,7 +46,8 @@ def _apply(transform: Tensor, points: Tensor) -> Tensor:
 def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, patch: Tensor, *,
                                  acceptance_radius: float, min_per_patch: int = 3,
                                  refine_iterations: int = 5, final_radius: float | None = None,
-                                 global_samples: int = 0, edge_ratio: float = 0.8, seed: int = 0) -> Tensor:
+                                 global_samples: int = 0, edge_ratio: float = 0.8, consensus_seeds: int = 0,
+                                 seed: int = 0) -> Tensor:
     """GeoTransformer's LGR: one weighted-Procrustes hypothesis per patch pair, the one with the most
     global inliers wins, then `refine_iterations` of weighted Procrustes on its inliers.
 
@@ -61,6 +62,9 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
             anywhere in the cloud, those whose three edge lengths agree between the clouds to `edge_ratio` (RANSAC's
             edge-length check), join the per-patch hypotheses and are scored the same way. With few nodes per
             cloud, the right pose may need correspondences of several patches (docs/registration.md).
+        consensus_seeds: an extension (0 in GeoTransformer): this many hypotheses more, each fitted to the consensus
+            set of one seed correspondence by second-order spatial compatibility (SC2-PCR, Chen et al., CVPR 2022;
+            `consensus_hypotheses`). They find the pose when inliers are too few for random triplets.
         seed: the triplets' random generator.
 
     Returns:
@@ -92,6 +96,9 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
         hyps = weighted_procrustes(src_corr, tgt_corr, scores).unsqueeze(0)
     if global_samples > 0:
         hyps = torch.cat([hyps, _triplet_hypotheses(tgt_corr, src_corr, global_samples, edge_ratio, seed)])
+    if consensus_seeds > 0:
+        hyps = torch.cat([hyps, consensus_hypotheses(tgt_corr, src_corr, scores, tau=acceptance_radius,
+                                                     num_seeds=consensus_seeds)])
     inliers = inlier_counts(hyps, src_corr, tgt_corr, acceptance_radius)
     return refine_on_inliers(hyps[inliers.argmax()], tgt_corr, src_corr, scores,
                              radii=(acceptance_radius,) if final_radius is None else (acceptance_radius, final_radius),
@@ -124,6 +131,31 @@ def _triplet_hypotheses(tgt_corr: Tensor, src_corr: Tensor, samples: int, edge_r
     dt = torch.linalg.norm(t3 - t3[:, roll], dim=-1)
     keep = (torch.minimum(ds, dt) > edge_ratio * torch.maximum(ds, dt)).all(1)
     return weighted_procrustes(s3[keep], t3[keep])
+
+
+def consensus_hypotheses(tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, *, tau: float, num_seeds: int = 100,
+                         set_size: int = 30, max_corr: int = 1000) -> Tensor:
+    """SC2-PCR's seed-and-consensus hypotheses: weighted-Procrustes transforms [S, 4, 4].
+
+    Two correspondences are compatible when they preserve their distance to within `tau` (|d_src - d_tgt| < tau).
+    Second-order compatibility counts, for a compatible pair, the correspondences compatible with both: inliers
+    share many, chance agreements of outliers few. The `num_seeds` correspondences compatible with the most others
+    are the seeds; each seed's consensus set is its `set_size` correspondences of highest second-order
+    compatibility, fitted with those counts as weights. Only the `max_corr` most confident correspondences take
+    part (the [C, C] matrices stay small).
+    """
+    if scores.shape[0] > max_corr:
+        keep = scores.topk(max_corr).indices
+        tgt_corr, src_corr = tgt_corr[keep], src_corr[keep]
+    c = src_corr.shape[0]
+    if c < 3:
+        return torch.eye(4, dtype=src_corr.dtype, device=src_corr.device).unsqueeze(0)
+    compat = ((torch.cdist(src_corr, src_corr) - torch.cdist(tgt_corr, tgt_corr)).abs() < tau).to(src_corr.dtype)
+    seeds = compat.sum(1).topk(min(num_seeds, c)).indices
+    rows = compat[seeds]  # [S, C]
+    second = rows * (rows @ compat)  # compatible with the seed, weighted by the correspondences shared with it
+    top = second.topk(min(set_size, c), dim=1)
+    return weighted_procrustes(src_corr[top.indices], tgt_corr[top.indices], top.values)
 
 
 def refine_on_inliers(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, *,

@@ -9,6 +9,7 @@ import torch
 from perception3d.ops.geometry import random_rotation
 from perception3d.registration.metrics import rotation_error, translation_error
 from perception3d.registration.pose import (
+    consensus_hypotheses,
     inlier_counts,
     local_to_global_registration,
     ransac_on_correspondences,
@@ -86,6 +87,31 @@ def test_lgr_global_samples_find_a_pose_no_single_patch_holds():
     sampled = local_to_global_registration(tgt, src, ones, patch, global_samples=3000, seed=0, **kw)
     assert rotation_error(paper.numpy(), gt.numpy()) > 5
     assert rotation_error(sampled.numpy(), gt.numpy()) < 0.05
+
+
+def test_lgr_consensus_seeds_find_a_pose_at_a_low_inlier_ratio():
+    # 24 right correspondences among 800 (3%): random triplets are all-inlier with probability 3e-5, so 3000 of
+    # them miss the pose; second-order compatibility singles the inliers out (SC2-PCR).
+    g, gt, src, tgt = _exact_pair(800, 4, 11)
+    wrong = torch.ones(800, dtype=torch.bool)
+    wrong[torch.randperm(800, generator=g)[:24]] = False
+    tgt[wrong] = torch.rand(int(wrong.sum()), 3, generator=g, dtype=torch.float64) * 2
+    patch = torch.arange(800) // 4
+    kw = dict(acceptance_radius=0.02, min_per_patch=3, global_samples=3000, seed=0)
+    ones = torch.ones(800, dtype=torch.float64)
+    sampled = local_to_global_registration(tgt, src, ones, patch, **kw)
+    consensus = local_to_global_registration(tgt, src, ones, patch, consensus_seeds=50, **kw)
+    assert rotation_error(sampled.numpy(), gt.numpy()) > 5
+    assert rotation_error(consensus.numpy(), gt.numpy()) < 0.05
+
+
+def test_consensus_hypotheses_shapes_and_small_inputs():
+    g, gt, src, tgt = _exact_pair(40, 1, 2)
+    hyps = consensus_hypotheses(tgt, src, torch.ones(40, dtype=torch.float64), tau=0.01, num_seeds=5, set_size=8)
+    assert hyps.shape == (5, 4, 4)
+    assert rotation_error(hyps[0].numpy(), gt.numpy()) < 0.05  # every correspondence is an inlier here
+    two = consensus_hypotheses(tgt[:2], src[:2], torch.ones(2, dtype=torch.float64), tau=0.01)
+    assert torch.equal(two, torch.eye(4, dtype=torch.float64).unsqueeze(0))
 
 
 def test_inlier_counts_match_the_residuals():
