@@ -32,15 +32,18 @@ class Timing:
 
 @dataclass
 class BenchReport:
-    """What a benchmark returns: a title, one row per measured thing, the context, and free notes."""
+    """What a benchmark returns: a title, one row per measured thing, the context, and free notes; `details`
+    (per-item records, e.g. every registered pair) go to the JSON only."""
 
     title: str
     rows: list[dict[str, Any]]
     context: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "context": self.context, "rows": self.rows, "notes": self.notes}
+        out = {"title": self.title, "context": self.context, "rows": self.rows, "notes": self.notes}
+        return {**out, "details": self.details} if self.details else out
 
 
 def resolve_device(name: str) -> str:

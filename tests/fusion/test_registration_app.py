@@ -186,6 +186,9 @@ def test_bench_and_demo_run(tmp_path, sample_data):
                                                  estimators=["lgr"], refine="none", device="cpu",
                                                  rotated=True))
     assert {r["method"] for r in report.rows} == {"roitr+lgr", "fpfh+ransac"}
+    details = report.to_dict()["details"]
+    assert [(d["scan"], d["pair"]) for d in details] == [("kitten", 0)] * 2
+    assert {d["method"] for d in details} == {"roitr+lgr", "fpfh+ransac"} and all(d["rre"] >= 0 for d in details)
     section = demo(DemoContext(out=tmp_path))
     assert section.images and all(p.exists() for p in section.images)
 
