@@ -79,6 +79,37 @@ def test_factored_local_attention_is_the_papers_formula():
         torch.testing.assert_close(g, p.grad, atol=1e-9, rtol=1e-7)
 
 
+def _rpe_attention_as_written(att, x, emb):
+    """GeoTransformer's self-attention with the [n, n, d] embedding projected by W_p and W_vp (unfactored)."""
+    h, n = att.heads, x.shape[0]
+    q, k, v = (f(x).unflatten(-1, (h, -1)).transpose(0, 1) for f in (att.proj_q, att.proj_k, att.proj_v))  # [h, n, c]
+    p = att.proj_p(emb).unflatten(-1, (h, -1)).permute(2, 0, 1, 3)  # [h, n, n, c]
+    vp = att.proj_vp(emb).unflatten(-1, (h, -1)).permute(2, 0, 1, 3)
+    logits = (q @ k.transpose(-1, -2) + (q.unsqueeze(2) * p).sum(-1)) / q.shape[-1] ** 0.5
+    feats = (torch.softmax(logits, -1) @ v).transpose(0, 1).flatten(1)
+    pos_attn = torch.softmax(logits.masked_fill(torch.eye(n, dtype=torch.bool), float("-inf")), -1)
+    return feats, (pos_attn.unsqueeze(-1) * vp).sum(-2).transpose(0, 1).flatten(1)
+
+
+def test_factored_geometric_self_attention_is_the_written_formula():
+    from perception3d.models.roitr import _RPEAttention
+
+    torch.manual_seed(1)
+    att = _RPEAttention(32, 4).double()
+    x, emb = torch.randn(12, 32, dtype=torch.float64), torch.randn(12, 12, 32, dtype=torch.float64)
+    got, expect = att(x, emb), _rpe_attention_as_written(att, x, emb)
+    for a, b in zip(got, expect):
+        torch.testing.assert_close(a, b)
+    (got[0].square().sum() + got[1].square().sum()).backward()
+    grads = [p.grad.clone() for p in att.parameters()]
+    att.zero_grad()
+    (expect[0].square().sum() + expect[1].square().sum()).backward()
+    for g, p in zip(grads, att.parameters()):
+        torch.testing.assert_close(g, p.grad, atol=1e-9, rtol=1e-7)
+    single = att(x[:1], emb[:1, :1])[1]  # one node: no other node describes its position
+    torch.testing.assert_close(single, torch.zeros_like(single))
+
+
 def test_encoder_levels_use_their_own_nearest_neighbours():
     """One kNN per level serves the level and the next level's down-sampling: same groups as separate queries."""
     from perception3d.models.roitr import TransitionDown, _knn_idx, _neighbourhood
