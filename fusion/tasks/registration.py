@@ -201,7 +201,6 @@ class GeneratedPairs(Dataset):
         # about num_points.
         self.voxels = None if pair_voxel else [auto_voxel_size(c, int(num_points * 1.3)) for c in self.clouds]
         self.num_points, self.length, self.seed, self.config = num_points, length, seed, config
-        self.pair_voxel = pair_voxel
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -212,7 +211,7 @@ class GeneratedPairs(Dataset):
         n = len(self.clouds)
         k = int(rng.choice(n, p=self.probs)) if self.probs is not None else int(rng.integers(n))
         src, tgt, t = make_pair(self.clouds[k], rng, self.config)
-        voxel = auto_voxel_size(tgt, self.num_points) if self.pair_voxel else self.voxels[k]
+        voxel = auto_voxel_size(tgt, self.num_points) if self.voxels is None else self.voxels[k]
         return _canonical_item(src, tgt, t, voxel, self.num_points, rng)
 
 
@@ -383,14 +382,11 @@ class RegistrationTask(pl.LightningModule):
             self.log(f"train/{k}", v, prog_bar=k == "loss", batch_size=1)
         return losses["loss"]
 
-    def _evaluate(self, batch: dict) -> dict:
-        return evaluate_pair(self.model, batch)
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._val.append(self._evaluate(batch))
+        self._val.append(evaluate_pair(self.model, batch))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._val.append(self._evaluate(batch))
+        self._val.append(evaluate_pair(self.model, batch))
 
     def _summarise(self, split: str) -> None:
         if not self._val:

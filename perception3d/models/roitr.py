@@ -178,10 +178,12 @@ def local_shape_features(points: Tensor, k: int = 16, group_idx: Tensor | None =
     return eig / eig.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def _neighbourhood(points: Tensor, normals: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Each point's k nearest points of its own level [n, k] (itself first) and their PPFs [n, k, 4]."""
-    group = _knn_idx(points, points, k)
-    return group, _ppf(points.unsqueeze(1), normals.unsqueeze(1), points[group], normals[group])
+def _neighbourhood(points: Tensor, normals: Tensor, k: int, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The k nearest points of the level [m, k] (itself first) of each centre (indices [m] into the level's points;
+    None: every point) and their PPFs [m, k, 4]."""
+    c_pts, c_nrm = (points, normals) if centres is None else (points[centres], normals[centres])
+    group = _knn_idx(c_pts, points, k)
+    return group, _ppf(c_pts.unsqueeze(1), c_nrm.unsqueeze(1), points[group], normals[group])
 
 
 class TransitionDown(nn.Module):
@@ -203,8 +205,9 @@ class TransitionDown(nn.Module):
         else:
             idx = torch.arange(n, device=points.device)
         if group is None or ppf is None or group.shape[1] < min(self.nsample, n):
-            group, ppf = _neighbourhood(points, normals, self.nsample)
-        group, ppf = group[idx, :self.nsample], ppf[idx, :self.nsample]  # [m, k], [m, k, 4]
+            group, ppf = _neighbourhood(points, normals, self.nsample, idx)  # [m, k], [m, k, 4]
+        else:
+            group, ppf = group[idx, :self.nsample], ppf[idx, :self.nsample]
         return points[idx], normals[idx], self.transformer(feats, idx, group, ppf), idx
 
 
