@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-points", type=int, default=2048, help="points per cloud after the voxel grid")
     parser.add_argument("--scans", nargs="+", choices=SCANS + OUTDOOR, default=list(SCANS),
                         help="scans (default: the object and corridor scans; 'autzen' is a real outdoor lidar tile)")
-    parser.add_argument("--estimators", nargs="+", choices=["lgr", "ransac"], default=["lgr"],
-                        help="RoITr pose estimators to measure (default: lgr)")
+    parser.add_argument("--estimators", nargs="+", choices=["lgr", "lgr-inliers", "ransac"], default=["lgr"],
+                        help="RoITr pose estimators to measure (default: lgr; lgr-inliers: LGR's winner by inlier "
+                             "count, as in the paper, instead of by descriptor agreement)")
     parser.add_argument("--refine", choices=["none", "icp"], default="none",
                         help="refine every method's result with point-to-plane ICP (timed with it)")
     parser.add_argument("--rotated", action="store_true",
@@ -107,8 +108,10 @@ def run(args: argparse.Namespace):
                 for method in methods:
                     start = time.perf_counter()
                     if method.startswith("roitr"):
+                        estimator = method.split("+")[1]
                         r = register_roitr(model, src, tgt, voxel_size=voxel, num_points=args.num_points,
-                                           estimator=method.split("+")[1], seed=i, device=args.device)
+                                           estimator=estimator.split("-")[0], verify=estimator == "lgr", seed=i,
+                                           device=args.device)
                     else:
                         r = fpfh_ransac(src, tgt, voxel_size=voxel, seed=i)
                     if args.refine == "icp":

@@ -309,12 +309,13 @@ class RegistrationDataModule(pl.LightningDataModule):
 
 
 @torch.no_grad()
-def evaluate_pair(model: nn.Module, item: dict) -> dict:
-    """Register one canonical pair as `omnisense register` does (matching + LGR): its RRE (degrees), RTE and
-    extent (canonical units) and IR (correspondences within 0.1 canonical m of the truth)."""
+def evaluate_pair(model: nn.Module, item: dict, verify: bool = True) -> dict:
+    """Register one canonical pair as `omnisense register` does (matching + LGR, its hypotheses verified by the
+    descriptors unless `verify` is False): its RRE (degrees), RTE and extent (canonical units) and IR
+    (correspondences within 0.1 canonical m of the truth)."""
     out = model(item["src_points"], item["src_normals"], item["tgt_points"], item["tgt_normals"])
     m = model.match(out)
-    est = lgr_transform(m).double().cpu().numpy()
+    est = lgr_transform(m, descriptors=out if verify else None).double().cpu().numpy()
     gt = item["transform"].double().cpu().numpy()
     ir = metrics.inlier_ratio(m.src_corr.cpu().numpy(), m.tgt_corr.cpu().numpy(), gt, 4 * CANONICAL_VOXEL)
     return {"rre": metrics.rotation_error(est, gt), "rte": metrics.translation_error(est, gt),

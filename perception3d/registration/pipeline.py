@@ -22,6 +22,15 @@ LGR_ACCEPTANCE = 4 * CANONICAL_VOXEL  # GeoTransformer / RoITr on 3DMatch: 0.1 m
 LGR_FINAL_RADIUS = CANONICAL_VOXEL  # extension: tighter final refinement (docs/registration.md)
 LGR_GLOBAL_SAMPLES = 3000  # extension: random correspondence triplets join LGR's hypotheses (88% -> 94%)
 LGR_CONSENSUS_SEEDS = 100  # extension: SC2-PCR consensus-set hypotheses (docs/registration.md)
+# extension: LGR's hypotheses chosen and refined by descriptor agreement (perception3d/registration/verify.py)
+VERIFY_CELL = 2 * CANONICAL_VOXEL
+DENSE_RADII = (3 * CANONICAL_VOXEL, 2 * CANONICAL_VOXEL, CANONICAL_VOXEL)
+VERIFY_TOP_K = 8
+VERIFY_DENSE_TOP = 1
+VERIFY_CANDIDATE_RADII = (LGR_ACCEPTANCE,)
+DENSE_ITERATIONS = 3
+VERIFY_SAMPLE = 512
+VERIFY_RANK_SAMPLE = 512
 NORMAL_NEIGHBOURS = 33  # official: open3d KNN=33
 
 
@@ -146,19 +155,34 @@ class RegistrationResult:
     voxel_size: float
 
 
-def lgr_transform(matches, seed: int = 0) -> Tensor:
-    """LGR on a RoITr matching (`RoITr.match`'s output) in canonical units -> [4, 4] source -> target."""
-    from perception3d.registration.pose import local_to_global_registration
+def lgr_transform(matches, seed: int = 0, descriptors=None) -> Tensor:
+    """LGR on a RoITr matching (`RoITr.match`'s output) in canonical units -> [4, 4] source -> target.
 
-    return local_to_global_registration(matches.tgt_corr, matches.src_corr, matches.corr_scores,
-                                        matches.corr_patch, acceptance_radius=LGR_ACCEPTANCE,
-                                        final_radius=LGR_FINAL_RADIUS, global_samples=LGR_GLOBAL_SAMPLES,
-                                        consensus_seeds=LGR_CONSENSUS_SEEDS, seed=seed)
+    With `descriptors` (`RoITr.forward`'s output for the same pair) the winner is chosen and refined by descriptor
+    agreement (`perception3d.registration.verify`, an extension); without, by inlier count as in the paper.
+    """
+    from perception3d.registration.pose import lgr_hypotheses, refine_on_inliers
+    from perception3d.registration.verify import verify
+
+    tc, sc, cs = matches.tgt_corr, matches.src_corr, matches.corr_scores
+    hyps, inliers = lgr_hypotheses(tc, sc, cs, matches.corr_patch, acceptance_radius=LGR_ACCEPTANCE,
+                                   global_samples=LGR_GLOBAL_SAMPLES, consensus_seeds=LGR_CONSENSUS_SEEDS, seed=seed)
+
+    def refine(t: Tensor, radii: tuple[float, ...] = (LGR_ACCEPTANCE, LGR_FINAL_RADIUS)) -> Tensor:
+        return refine_on_inliers(t, tc, sc, cs, radii=radii)
+
+    if descriptors is None or sc.shape[0] < 3:
+        return refine(hyps[inliers.argmax()])
+    d = descriptors
+    return verify(hyps, inliers, lambda t: refine(t, VERIFY_CANDIDATE_RADII), d.src_points, d.src_point_feats,
+                  d.tgt_points, d.tgt_point_feats, cell=VERIFY_CELL, radii=DENSE_RADII, iterations=DENSE_ITERATIONS,
+                  top_k=VERIFY_TOP_K, dense_top=VERIFY_DENSE_TOP, sample=VERIFY_SAMPLE, rank_sample=VERIFY_RANK_SAMPLE,
+                  seed=seed)
 
 
 @torch.no_grad()
 def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size: float | None = None,
-                   num_points: int = 2048, estimator: str = "lgr", seed: int = 0,
+                   num_points: int = 2048, estimator: str = "lgr", verify: bool = True, seed: int = 0,
                    device: str | torch.device = "cpu") -> RegistrationResult:
     """Register SOURCE [N, 3] to TARGET [M, 3] with a RoITr model; returns the source -> target transform.
 
@@ -166,6 +190,8 @@ def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size:
         voxel_size: in the clouds' unit; default: the size that leaves about `num_points` target points.
         num_points: at most this many points per cloud reach the network (seeded random subsample).
         estimator: "lgr" (local-to-global registration, default) or "ransac" (open3d, on correspondences).
+        verify: LGR's winner chosen and refined by descriptor agreement (`lgr_transform`); False: by inlier
+            count, as in the paper.
     """
     from perception3d.registration.pose import ransac_on_correspondences, refine_on_inliers
 
@@ -189,7 +215,7 @@ def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size:
     out = model(src.points, src.normals, tgt.points, tgt.normals)
     m = model.match(out)
     if estimator == "lgr":
-        t = lgr_transform(m, seed=seed).double().cpu().numpy()
+        t = lgr_transform(m, seed=seed, descriptors=out if verify else None).double().cpu().numpy()
     elif estimator == "ransac":
         t = ransac_on_correspondences(m.tgt_corr.cpu().numpy(), m.src_corr.cpu().numpy(),
                                       distance=2 * CANONICAL_VOXEL, seed=seed)

@@ -23,16 +23,21 @@ def weighted_procrustes(src: Tensor, tgt: Tensor, weights: Tensor | None = None,
         weights = src.new_ones(src.shape[:-1])
     w = weights / (weights.sum(-1, keepdim=True) + eps)  # [..., N]
     w3 = w.unsqueeze(-1)
-    src_c = (src * w3).sum(-2, keepdim=True)
-    tgt_c = (tgt * w3).sum(-2, keepdim=True)
-    h = ((src - src_c) * w3).transpose(-1, -2) @ (tgt - tgt_c)  # [..., 3, 3]
+    src_c = (src * w3).sum(-2)
+    tgt_c = (tgt * w3).sum(-2)
+    h = ((src - src_c.unsqueeze(-2)) * w3).transpose(-1, -2) @ (tgt - tgt_c.unsqueeze(-2))  # [..., 3, 3]
+    return _rigid_from_moments(src_c, tgt_c, h, src.dtype)
+
+
+def _rigid_from_moments(src_c: Tensor, tgt_c: Tensor, h: Tensor, dtype: torch.dtype) -> Tensor:
+    """Kabsch from weighted centroids [..., 3] and the cross-covariance [..., 3, 3] -> [..., 4, 4] in `dtype`."""
     u, _, vh = torch.linalg.svd(h.double())
     v = vh.transpose(-1, -2)
     d = torch.sign(torch.linalg.det(v @ u.transpose(-1, -2)))
     fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
-    rot = (v @ fix @ u.transpose(-1, -2)).to(src.dtype)
-    trans = tgt_c.squeeze(-2) - (rot @ src_c.transpose(-1, -2)).squeeze(-1)
-    out = torch.zeros(*rot.shape[:-2], 4, 4, dtype=src.dtype, device=src.device)
+    rot = (v @ fix @ u.transpose(-1, -2)).to(dtype)
+    trans = tgt_c.to(dtype) - (rot @ src_c.to(dtype).unsqueeze(-1)).squeeze(-1)
+    out = torch.zeros(*rot.shape[:-2], 4, 4, dtype=dtype, device=rot.device)
     out[..., :3, :3] = rot
     out[..., :3, 3] = trans
     out[..., 3, 3] = 1.0
@@ -70,9 +75,26 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
     Returns:
         [4, 4] source -> target; the identity when there are fewer than 3 correspondences.
     """
-    eye = torch.eye(4, dtype=src_corr.dtype, device=src_corr.device)
     if src_corr.shape[0] < 3:
-        return eye
+        return torch.eye(4, dtype=src_corr.dtype, device=src_corr.device)
+    hyps, inliers = lgr_hypotheses(tgt_corr, src_corr, scores, patch, acceptance_radius=acceptance_radius,
+                                   min_per_patch=min_per_patch, global_samples=global_samples, edge_ratio=edge_ratio,
+                                   consensus_seeds=consensus_seeds, seed=seed)
+    return refine_on_inliers(hyps[inliers.argmax()], tgt_corr, src_corr, scores,
+                             radii=(acceptance_radius,) if final_radius is None else (acceptance_radius, final_radius),
+                             iterations=refine_iterations)
+
+
+def lgr_hypotheses(tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, patch: Tensor, *, acceptance_radius: float,
+                   min_per_patch: int = 3, global_samples: int = 0, edge_ratio: float = 0.8, consensus_seeds: int = 0,
+                   seed: int = 0) -> tuple[Tensor, Tensor]:
+    """LGR's hypotheses [H, 4, 4] (one per patch pair, then the optional triplet and consensus-set ones) and their
+    inlier counts [H] over all correspondences; arguments as for `local_to_global_registration`. With fewer than 3
+    correspondences: the identity, with 0 inliers.
+    """
+    if src_corr.shape[0] < 3:
+        eye = torch.eye(4, dtype=src_corr.dtype, device=src_corr.device).unsqueeze(0)
+        return eye, torch.zeros(1, dtype=torch.long, device=src_corr.device)
     ids, inverse, counts = torch.unique(patch, return_inverse=True, return_counts=True)
     good = counts >= min_per_patch
     if good.any():
@@ -99,26 +121,32 @@ def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Ten
     if consensus_seeds > 0:
         hyps = torch.cat([hyps, consensus_hypotheses(tgt_corr, src_corr, scores, tau=acceptance_radius,
                                                      num_seeds=consensus_seeds)])
-    inliers = inlier_counts(hyps, src_corr, tgt_corr, acceptance_radius)
-    return refine_on_inliers(hyps[inliers.argmax()], tgt_corr, src_corr, scores,
-                             radii=(acceptance_radius,) if final_radius is None else (acceptance_radius, final_radius),
-                             iterations=refine_iterations)
+    return hyps, inlier_counts(hyps, src_corr, tgt_corr, acceptance_radius)
 
 
 def inlier_counts(transforms: Tensor, src: Tensor, tgt: Tensor, radius: float) -> Tensor:
-    """For each transform [H, 4, 4], how many correspondences (src, tgt [C, 3]) it maps within `radius`.
+    """For each transform [H, 4, 4], how many correspondences (src, tgt [C, 3]) it maps within `radius`."""
+    return (_squared_residuals(transforms, _residual_terms(src, tgt)) < radius * radius).sum(1)
+
+
+def _residual_terms(src: Tensor, tgt: Tensor) -> Tensor:
+    """Per-correspondence terms [C, 16] (float64) of `_squared_residuals`."""
+    s, d = src.double(), tgt.double()
+    return torch.cat([(s * s).sum(1, keepdim=True) + (d * d).sum(1, keepdim=True), d, s,
+                      (d.unsqueeze(2) * s.unsqueeze(1)).flatten(1), torch.ones_like(s[:, :1])], 1)
+
+
+def _squared_residuals(transforms: Tensor, terms: Tensor) -> Tensor:
+    """||R s + t - d||^2 of every correspondence under every transform [H, 4, 4] -> [H, C] (float64).
 
     ||R s + t - d||^2 = |s|^2 + |d|^2 + |t|^2 - 2 t.d + 2 (R^T t).s - 2 <R, d s^T> for a rotation R: one
-    [C, 16] x [16, H] product in float64 instead of an [H, C, 3] residual tensor (5x faster on CPU).
+    [C, 16] x [16, H] product instead of an [H, C, 3] residual tensor (5x faster on CPU).
     """
-    s, d = src.double(), tgt.double()
     rot, trans = transforms[:, :3, :3].double(), transforms[:, :3, 3].double()
-    per_corr = torch.cat([(s * s).sum(1, keepdim=True) + (d * d).sum(1, keepdim=True), d, s,
-                          (d.unsqueeze(2) * s.unsqueeze(1)).flatten(1), torch.ones_like(s[:, :1])], 1)  # [C, 16]
     rt_t = (rot.transpose(1, 2) @ trans.unsqueeze(2))[..., 0]  # R^T t
     per_hyp = torch.cat([torch.ones_like(trans[:, :1]), -2 * trans, 2 * rt_t, -2 * rot.flatten(1),
                          (trans * trans).sum(1, keepdim=True)], 1)  # [H, 16]
-    return ((per_corr @ per_hyp.T) < radius * radius).sum(0)
+    return per_hyp @ terms.T
 
 
 def _triplet_hypotheses(tgt_corr: Tensor, src_corr: Tensor, samples: int, edge_ratio: float, seed: int) -> Tensor:
@@ -161,15 +189,29 @@ def consensus_hypotheses(tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, *, 
 def refine_on_inliers(transform: Tensor, tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, *,
                       radii: tuple[float, ...], iterations: int = 5) -> Tensor:
     """For each radius in turn, `iterations` of weighted Procrustes (weights `scores`) on the correspondences within
-    it of the current transform [4, 4]; LGR's refinement, also used to polish a RANSAC model."""
+    it of the current transform [4, 4] (or of each of a batch [H, 4, 4], refined independently); LGR's refinement,
+    also used to polish a RANSAC model. A transform with fewer than 3 correspondences within the radius stays.
+
+    The correspondences are shared, so each step is two products with per-correspondence terms: the squared
+    residuals (`_squared_residuals`) and the weighted moments sum w [s, d, s d^T] of the Procrustes fit.
+    """
+    batch = transform.reshape(-1, 4, 4)
+    terms = _residual_terms(src_corr, tgt_corr)
+    s, d = src_corr.double(), tgt_corr.double()
+    moments = torch.cat([s, d, (s.unsqueeze(2) * d.unsqueeze(1)).flatten(1)], 1)  # [C, 15]
     for radius in radii:
         for _ in range(iterations):
-            res = torch.linalg.norm(_apply(transform, src_corr) - tgt_corr, dim=-1)
-            mask = (res < radius).to(scores.dtype)
-            if mask.sum() < 3:
+            mask = _squared_residuals(batch, terms) < radius * radius  # [H, C]
+            enough = mask.sum(1) >= 3
+            if not enough.any():
                 break
-            transform = weighted_procrustes(src_corr, tgt_corr, scores * mask)
-    return transform
+            w = scores.double() * mask  # [H, C]
+            m = (w @ moments) / w.sum(1, keepdim=True).clamp(min=1e-12)  # weighted means [H, 15]
+            src_c, tgt_c = m[:, :3], m[:, 3:6]
+            h = m[:, 6:].reshape(-1, 3, 3) - src_c.unsqueeze(2) * tgt_c.unsqueeze(1)  # cross-covariance
+            new = _rigid_from_moments(src_c, tgt_c, h, batch.dtype)
+            batch = torch.where(enough[:, None, None], new, batch)
+    return batch.reshape(transform.shape)
 
 
 def ransac_on_correspondences(tgt_corr: np.ndarray, src_corr: np.ndarray, *, distance: float,
