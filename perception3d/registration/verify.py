@@ -53,25 +53,27 @@ class DescriptorField:
         # The occupied box with one empty cell of margin on each side: points beyond it are clamped onto the margin.
         self.origin = cells.min(0).values - 1
         self.dims = cells.max(0).values - self.origin + 2  # [3], float
-        if float(self.dims.prod()) > max_table:
-            raise ValueError(f"DescriptorField: {self.dims.tolist()} cells of {cell:g} exceed {max_table}; "
-                             "use a larger cell")
-        self.strides = torch.stack([self.dims[1] * self.dims[2], self.dims[2], torch.ones_like(self.dims[2])])
-        keys, inverse = torch.unique(self._keys(cells - self.origin), return_inverse=True)  # occupied [K]
+        keys, inverse = torch.unique(self._keys(cells - self.origin), return_inverse=True)  # occupied, sorted [K]
         sums = feats.new_zeros(keys.shape[0], feats.shape[1]).index_add_(0, inverse, F.normalize(feats, dim=1))
         self.feats = F.normalize(sums, dim=1)  # [K, C]
-        self.table = torch.full((int(self.dims.prod()),), -1, dtype=torch.long, device=points.device)
-        self.table[keys] = torch.arange(keys.shape[0], device=points.device)  # key -> cell row, -1 if empty
+        self.keys, self.table = keys, None
+        if float(self.dims.prod()) <= max_table:  # a dense key -> row table: a lookup instead of a binary search
+            self.table = torch.full((int(self.dims.prod()),), -1, dtype=torch.long, device=points.device)
+            self.table[keys] = torch.arange(keys.shape[0], device=points.device)
 
     def _keys(self, rel: Tensor) -> Tensor:
-        """Row-major keys of integral cell coordinates [..., 3] within the box (float, exact below 2^24)."""
-        return (rel @ self.strides).long()
+        """Row-major int64 keys of integral cell coordinates [..., 3] within the box."""
+        rel, dims = rel.long(), self.dims.long()
+        return (rel[..., 0] * dims[1] + rel[..., 1]) * dims[2] + rel[..., 2]
 
     def lookup(self, points: Tensor) -> Tensor:
         """The occupied cell of each point [..., 3] as an index into `self.feats`, -1 where the cell is empty."""
-        rel = torch.floor(points / self.cell - self.origin)
-        rel = torch.minimum(rel.clamp_(min=0), self.dims - 1)  # outside the box: onto its empty margin
-        return self.table[self._keys(rel)]
+        rel = torch.floor(points / self.cell) - self.origin  # as the cells were made (exact integers in float)
+        keys = self._keys(torch.minimum(rel.clamp_(min=0), self.dims - 1))  # outside the box: onto its empty margin
+        if self.table is not None:
+            return self.table[keys]
+        idx = torch.searchsorted(self.keys, keys).clamp_(max=self.keys.shape[0] - 1)
+        return torch.where(self.keys[idx] == keys, idx, -1)
 
     def fitness(self, transforms: Tensor, points: Tensor, feats: Tensor) -> Tensor:
         """Sum over the source points [S, 3] (descriptors [S, C]) of the cosine similarity with the target's
@@ -134,12 +136,10 @@ def verify(hyps: Tensor, inliers: Tensor, refine, src_points: Tensor, src_feats:
         dense_top: the fittest candidates after `refine` that are refined densely.
     """
     field = DescriptorField(tgt_points, tgt_feats, cell)
-    if src_points.shape[0] > sample:
-        pick = torch.randperm(src_points.shape[0], generator=torch.Generator().manual_seed(seed))[:sample]
-        pick = pick.to(src_points.device)
-        sub_points, sub_feats = src_points[pick], src_feats[pick]
-    else:
-        sub_points, sub_feats = src_points, src_feats
+    # A seeded random order: the first `sample` points are a random subset, and their first `rank_sample` too.
+    pick = torch.randperm(src_points.shape[0], generator=torch.Generator().manual_seed(seed))[:sample]
+    pick = pick.to(src_points.device)
+    sub_points, sub_feats = src_points[pick], src_feats[pick]
     raw = field.fitness(hyps, sub_points[:rank_sample], sub_feats[:rank_sample])
     k = min(top_k, hyps.shape[0])
     cand = torch.unique(torch.cat([inliers.topk(k).indices, raw.topk(k).indices]))

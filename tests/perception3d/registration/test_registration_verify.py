@@ -66,10 +66,21 @@ def test_field_lookup_and_fitness_match_a_written_out_sum():
     assert miss.tolist() == [-1, -1]
 
 
-def test_field_refuses_a_box_too_large_for_its_table():
-    pts = torch.tensor([[0.0, 0.0, 0.0], [1000.0, 1000.0, 1000.0]])
-    with pytest.raises(ValueError, match="exceed"):
-        DescriptorField(pts, torch.ones(2, 4), cell=0.01)
+def test_field_without_a_dense_table_looks_up_the_same_cells():
+    """A box too large for the dense table (far outliers) falls back to a binary search over the occupied keys."""
+    g = torch.Generator().manual_seed(5)
+    tgt = torch.cat([torch.rand(200, 3, generator=g), torch.tensor([[5e3, -4e3, 3e3]])])
+    feats = torch.randn(201, 8, generator=g)
+    dense, sparse = DescriptorField(tgt, feats, cell=0.1), DescriptorField(tgt, feats, cell=0.1, max_table=1000)
+    assert dense.table is None and sparse.table is None  # 1e15 cells
+    small_dense = DescriptorField(tgt[:200], feats[:200], cell=0.1)
+    small_sparse = DescriptorField(tgt[:200], feats[:200], cell=0.1, max_table=10)
+    assert small_dense.table is not None and small_sparse.table is None
+    query = torch.cat([torch.rand(500, 3, generator=g) * 1.4 - 0.2, tgt[:100]])  # misses, and 100 sure hits
+    assert torch.equal(small_dense.lookup(query), small_sparse.lookup(query))
+    hit, small_hit = dense.lookup(torch.cat([query, tgt[-1:]])), small_dense.lookup(query)
+    assert torch.equal(hit[:-1] >= 0, small_hit >= 0) and (small_hit >= 0).sum() >= 100 and hit[-1] >= 0
+    torch.testing.assert_close(dense.feats[hit[:-1][hit[:-1] >= 0]], small_dense.feats[small_hit[small_hit >= 0]])
 
 
 @pytest.mark.parametrize("radii", [(0.1,), (0.1, 0.03)])
