@@ -8,7 +8,9 @@ target's extent. `--scans autzen` adds a real airborne lidar tile (laspy's autze
 two overlapping windows of it (`overlapping_crops`: 3/4 of the tile each, sharing 2/3 of each), the source under
 a uniform SO(3) rotation. Each pair's overlap (share of the source within 2 voxels of the target under the truth)
 is reported. `--json` also lists every pair (`details`: scan, pair index, method, RRE, RTE / extent, registered,
-IR, overlap, seconds). Time per pair is wall time for the whole registration (voxel grid, normals or features,
+IR, overlap, seconds). `--estimators lgr` is the pipeline's default pose (LGR with its hypotheses verified by the
+point descriptors), `lgr-inliers` LGR with the paper's choice by inlier count, `ransac` open3d's RANSAC on
+RoITr's correspondences. Time per pair is wall time for the whole registration (voxel grid, normals or features,
 matching, pose), on the chosen device.
 """
 

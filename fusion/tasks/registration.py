@@ -341,8 +341,8 @@ def summarise_pairs(rows: list[dict]) -> dict:
 class RegistrationTask(pl.LightningModule):
     """RoITr training: overlap-aware circle loss on nodes + NLL on the Sinkhorn matrices (weights 1:1).
 
-    Validation registers each pair (coarse-to-fine matching + LGR) and logs val/rr (RRE < 5 degrees and
-    RTE < 5% of the target's extent), val/rre, val/rte (medians), val/ir (inliers < 0.1 canonical m) and val/fmr.
+    Validation registers each pair as `omnisense register` does (`evaluate_pair`) and logs val/rr (RRE < 5 degrees
+    and RTE < 5% of the target's extent), val/rre, val/rte (medians), val/ir (inliers < 0.1 canonical m) and val/fmr.
 
     Args:
         model: a `perception3d.models.roitr.RoITr`.

@@ -51,6 +51,7 @@ class DescriptorField:
         self.cell = float(cell)
         cells = torch.floor(points / self.cell)  # [M, 3]
         # The occupied box with one empty cell of margin on each side: points beyond it are clamped onto the margin.
+        # Its keys fit in int64 whenever the pipeline's voxel grid (cells of half this side) did.
         self.origin = cells.min(0).values - 1
         self.dims = cells.max(0).values - self.origin + 2  # [3], float
         keys, inverse = torch.unique(self._keys(cells - self.origin), return_inverse=True)  # occupied, sorted [K]
