@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="weights (.safetensors); default: the shipped ones")
     parser.add_argument("--method", choices=["roitr", "fpfh"], default="roitr")
     parser.add_argument("--refine", choices=["none", "icp"], default="none")
+    parser.add_argument("--pose", choices=["verified", "lgr"], default="verified",
+                        help="RoITr's pose: LGR with its hypotheses verified by the point descriptors (default), or "
+                             "LGR choosing by inlier count as in the paper")
     parser.add_argument("--voxel-size", type=float, help="voxel size in the clouds' unit")
     parser.add_argument("--output", type=Path, default=Path("result.json"))
     parser.add_argument("--plot", type=Path, help="PNG of both clouds before and after")
@@ -55,7 +58,7 @@ def load_roitr(weights: Path | None = None, device: str = "cpu"):
 
 
 def register(source, target, *, method: str = "roitr", model=None, voxel_size: float | None = None,
-             refine: str = "none", seed: int = 0, device: str = "cpu") -> dict:
+             refine: str = "none", pose: str = "verified", seed: int = 0, device: str = "cpu") -> dict:
     """Register two clouds [N, 3] (float64); returns result.json's content (without the file names)."""
     import time
 
@@ -69,14 +72,15 @@ def register(source, target, *, method: str = "roitr", model=None, voxel_size: f
         result = fpfh_ransac(source, target, voxel_size=voxel_size, seed=seed)
     else:
         result = register_roitr(model if model is not None else load_roitr(device=device), source, target,
-                                voxel_size=voxel_size, seed=seed, device=device)
+                                voxel_size=voxel_size, verify=pose == "verified", seed=seed, device=device)
     transform = result.transform
     if refine == "icp":
         transform = icp_refine(source, target, transform, result.voxel_size)
     fitness, rmse = evaluate_alignment(source, target, transform, 1.5 * result.voxel_size)
     return {"transform": np.asarray(transform, dtype=np.float64).tolist(), "fitness": fitness, "inlier_rmse": rmse,
             "num_correspondences": int(len(result.src_corr)), "method": method if refine == "none" else f"{method}+icp",
-            "runtime_s": time.perf_counter() - start, "voxel_size": result.voxel_size}
+            "runtime_s": time.perf_counter() - start, "voxel_size": result.voxel_size,
+            **({"pose": pose} if method == "roitr" else {})}
 
 
 def plot_registration(source, target, transform, path: Path, title: str = "") -> Path:
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise PointCloudValueError(f"--voxel-size must be positive, got {args.voxel_size}")
     model = load_roitr(args.weights) if args.method == "roitr" else None
     result = register(source, target, method=args.method, model=model, voxel_size=args.voxel_size,
-                      refine=args.refine)
+                      refine=args.refine, pose=args.pose)
     result = {**result, "source": str(args.source), "target": str(args.target)}
     write_json_atomic(args.output, result)
     print(f"{result['method']}: fitness {result['fitness']:.3f}, inlier RMSE {result['inlier_rmse']:.4g}, "

@@ -241,6 +241,20 @@ def test_register_roitr_with_shipped_weights(pair, tmp_path):
     np.testing.assert_array_equal(t[3], [0, 0, 0, 1])
 
 
+@pytest.mark.parametrize("pose", ["verified", "lgr"])
+def test_register_pose_choice(pair, tmp_path, pose):
+    """`--pose verified` (LGR's hypotheses checked by the descriptors) and `--pose lgr` (the paper's choice by
+    inlier count) both register an easy pair of the shipped model's, and result.json says which ran."""
+    from perception3d.registration.metrics import rotation_error
+
+    src, tgt, gt = pair
+    out = tmp_path / "r.json"
+    assert main(["register", str(src), str(tgt), "--pose", pose, "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["pose"] == pose and result["method"] == "roitr"
+    assert rotation_error(np.array(result["transform"]), gt) < 5.0
+
+
 def test_shipped_descriptors_invariant_to_rotation_in_float32():
     """Rotation invariance in practice: the shipped weights, float32, the same points rotated.
 
