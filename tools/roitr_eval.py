@@ -4,8 +4,8 @@
         [--export runs/roitr_small_cgal/stage3.safetensors]
 
 Validation: every pair of `val.csv` (the scans' and meshes' pairs, then one per simulated sweep), registered as
-`omnisense register` does (coarse-to-fine matching, LGR with its hypotheses verified by the point descriptors); RR (RRE < 5 degrees and
-RTE < 5% of the target's extent), median RRE and RTE, IR and FMR (inliers within 0.1 canonical m), per group. The export writes
+`omnisense register` does (coarse-to-fine matching, LGR with its hypotheses verified by the point descriptors);
+RR (RRE < 5 degrees and RTE < 5% of the target's extent), median RRE and RTE, IR and FMR (inliers within 0.1 canonical m), per group. The export writes
 `<out>.safetensors` + `.json` with the variant, its keyword arguments and these figures (fusion.export_checkpoint).
 """
 

@@ -30,7 +30,6 @@ VERIFY_DENSE_TOP = 1
 VERIFY_CANDIDATE_RADII = (LGR_ACCEPTANCE,)
 DENSE_ITERATIONS = 3
 VERIFY_SAMPLE = 512
-VERIFY_RANK_SAMPLE = 512
 NORMAL_NEIGHBOURS = 33  # official: open3d KNN=33
 
 
@@ -176,8 +175,7 @@ def lgr_transform(matches, seed: int = 0, descriptors=None) -> Tensor:
     d = descriptors
     return verify(hyps, inliers, lambda t: refine(t, VERIFY_CANDIDATE_RADII), d.src_points, d.src_point_feats,
                   d.tgt_points, d.tgt_point_feats, cell=VERIFY_CELL, radii=DENSE_RADII, iterations=DENSE_ITERATIONS,
-                  top_k=VERIFY_TOP_K, dense_top=VERIFY_DENSE_TOP, sample=VERIFY_SAMPLE, rank_sample=VERIFY_RANK_SAMPLE,
-                  seed=seed)
+                  top_k=VERIFY_TOP_K, dense_top=VERIFY_DENSE_TOP, sample=VERIFY_SAMPLE, seed=seed)
 
 
 @torch.no_grad()

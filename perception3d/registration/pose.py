@@ -44,10 +44,6 @@ def _rigid_from_moments(src_c: Tensor, tgt_c: Tensor, h: Tensor, dtype: torch.dt
     return out
 
 
-def _apply(transform: Tensor, points: Tensor) -> Tensor:
-    return points @ transform[..., :3, :3].transpose(-1, -2) + transform[..., :3, 3].unsqueeze(-2)
-
-
 def local_to_global_registration(tgt_corr: Tensor, src_corr: Tensor, scores: Tensor, patch: Tensor, *,
                                  acceptance_radius: float, min_per_patch: int = 3,
                                  refine_iterations: int = 5, final_radius: float | None = None,

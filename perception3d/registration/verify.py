@@ -124,7 +124,7 @@ def dense_refine(transform: Tensor, src_points: Tensor, src_feats: Tensor, tgt_p
 
 def verify(hyps: Tensor, inliers: Tensor, refine, src_points: Tensor, src_feats: Tensor, tgt_points: Tensor,
            tgt_feats: Tensor, *, cell: float, radii: tuple[float, ...], iterations: int = 3, top_k: int = 8,
-           dense_top: int = 3, sample: int = 512, rank_sample: int = 512, seed: int = 0) -> Tensor:
+           dense_top: int = 3, sample: int = 512, seed: int = 0) -> Tensor:
     """Pick and refine one of LGR's hypotheses by descriptor agreement -> [4, 4].
 
     Args:
@@ -132,21 +132,23 @@ def verify(hyps: Tensor, inliers: Tensor, refine, src_points: Tensor, src_feats:
         refine: transform -> transform on the correspondences (LGR's `refine_on_inliers`).
         src_points, src_feats, tgt_points, tgt_feats: the clouds and their point descriptors.
         cell: `DescriptorField`'s cell; radii, iterations: `dense_refine`'s.
-        top_k: candidates by inlier count and, as many again, by the fitness of the raw hypotheses (on `sample`
-            seeded source points).
-        dense_top: the fittest candidates after `refine` that are refined densely.
+        top_k: candidates by inlier count and, as many again, by the fitness of the raw hypotheses.
+        dense_top: the fittest candidates after `refine` that are refined densely; with more than one, the fittest
+            result over all source points wins.
+        sample: seeded random source points for ranking the candidates and for the dense refinement.
     """
     field = DescriptorField(tgt_points, tgt_feats, cell)
-    # A seeded random order: the first `sample` points are a random subset, and their first `rank_sample` too.
     pick = torch.randperm(src_points.shape[0], generator=torch.Generator().manual_seed(seed))[:sample]
     pick = pick.to(src_points.device)
     sub_points, sub_feats = src_points[pick], src_feats[pick]
-    raw = field.fitness(hyps, sub_points[:rank_sample], sub_feats[:rank_sample])
+    raw = field.fitness(hyps, sub_points, sub_feats)
     k = min(top_k, hyps.shape[0])
     cand = torch.unique(torch.cat([inliers.topk(k).indices, raw.topk(k).indices]))
     refined = refine(hyps[cand])  # [K, 4, 4]
-    best = field.fitness(refined, sub_points[:rank_sample], sub_feats[:rank_sample]).topk(min(dense_top, refined.shape[0])).indices
+    best = field.fitness(refined, sub_points, sub_feats).topk(min(dense_top, refined.shape[0])).indices
     dense = torch.stack([dense_refine(refined[b], sub_points, sub_feats, tgt_points, tgt_feats, radii=radii,
                                       iterations=iterations)
                          for b in best])
+    if dense.shape[0] == 1:
+        return dense[0]
     return dense[field.fitness(dense, src_points, src_feats).argmax()]

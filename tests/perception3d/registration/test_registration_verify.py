@@ -144,6 +144,5 @@ def test_verify_prefers_the_pose_the_descriptors_support_over_the_inlier_count()
     hyps = torch.stack([wrong, near_truth])
     inliers = torch.tensor([300, 20])  # the count favours the wrong pose
     est = verify(hyps, inliers, lambda t: t, src, tgt_feats, tgt, tgt_feats, cell=0.1, radii=(0.15, 0.1, 0.05),
-                 top_k=1, dense_top=2, sample=256, rank_sample=128)
+                 top_k=1, dense_top=2, sample=256)
     assert rotation_error(est.numpy(), gt.numpy()) < 0.5
-
