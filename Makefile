@@ -9,7 +9,7 @@ setup:
 	@bash tools/setup_env.sh
 
 demo: setup
-	$(PY) -m fusion.cli demo --output outputs/demo
+	$(PY) -m omnisense.cli demo --output outputs/demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,6 +1,6 @@
-"""fusion: the shared transformer fusion core, sensor streams, MultiTSF, and the engine glue of omnisense.
+"""fusion: the shared transformer fusion core, MultiTSF, sensor streams and recordings, and fusion inference.
 
-The public names below load on first use, so that `omnisense --help` and the error types do not import torch.
+The public names below load on first use, so that importing the error types does not import torch.
 """
 
 from __future__ import annotations
@@ -8,20 +8,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from fusion._errors import ConfigError, DataSourceError, FileProblem, NotBuiltYet, OmnisenseError, WeightsError
+from fusion._errors import FileProblem, FusionError
 
 _LAZY = {
-    "export_checkpoint": "fusion._weights",
-    "load_model_weights": "fusion._weights",
-    "load_weights": "fusion._weights",
-    "read_foreign_checkpoint": "fusion._weights",
-    "save_weights": "fusion._weights",
-    "shipped_weights": "fusion._weights",
-    "sample_data": "fusion._data",
-    "build_model": "fusion._catalogue",
+    "MultiTSF": "fusion.multitsf",
+    "multitsf_paper": "fusion.multitsf",
+    "multitsf_small": "fusion.multitsf",
+    "multitsf_tiny": "fusion.multitsf",
+    "Recording": "fusion.streams",
+    "read_recording": "fusion.streams",
+    "FusionSpec": "fusion.inference",
+    "fuse_recording": "fusion.inference",
 }
 
-__all__ = ["ConfigError", "DataSourceError", "FileProblem", "NotBuiltYet", "OmnisenseError", "WeightsError", *_LAZY]
+__all__ = ["FileProblem", "FusionError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

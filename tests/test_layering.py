@@ -35,8 +35,8 @@ def test_leaf_packages_do_not_import_fusion_or_each_other(package):
 
 def test_layering_check_sees_an_offence(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("import os\nfrom fusion.cli import main\n")
-    assert (2, "fusion.cli") in _imports(bad)
+    bad.write_text("import os\nfrom omnisense.cli import main\n")
+    assert (2, "omnisense.cli") in _imports(bad)
 
 
 @pytest.mark.parametrize("name", ["perception3d", "video", "fusion"])

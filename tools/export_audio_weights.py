@@ -1,4 +1,4 @@
-"""Evaluate a trained audio checkpoint on its held-out splits and export it to fusion/shipped/.
+"""Evaluate a trained audio checkpoint on its held-out splits and export it to omnisense/shipped/.
 
     python tools/export_audio_weights.py CONFIG CKPT NAME [--root DATA] [--overwrite]
 
@@ -12,16 +12,16 @@ import argparse
 import json
 from pathlib import Path
 
-from fusion.tasks.audio import export_weights
+from omnisense.train.audio import export_weights
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("ckpt", type=Path)
-    parser.add_argument("name", help="file stem under fusion/shipped/")
+    parser.add_argument("name", help="file stem under omnisense/shipped/")
     parser.add_argument("--root", help="dataset folder (overrides data.init_args.root)")
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "fusion" / "shipped")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "omnisense" / "shipped")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     result = export_weights(args.config, args.ckpt, args.out_dir / f"{args.name}.safetensors", root=args.root,

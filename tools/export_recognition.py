@@ -21,16 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    from fusion import export_checkpoint
+    from omnisense import export_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ckpt", type=Path)
     ap.add_argument("--variant", required=True)
-    ap.add_argument("--name", required=True, help="fusion/shipped/<name>.safetensors")
+    ap.add_argument("--name", required=True, help="omnisense/shipped/<name>.safetensors")
     ap.add_argument("--metrics", type=Path, help="JSON with the test metrics")
     ap.add_argument("--fps", type=float, default=12.0, help="frame rate of the training videos")
     ap.add_argument("--trained-on", default="omnisense data make actions --size full --seed 0 (synthetic, 10 classes)")
-    ap.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "fusion" / "shipped")
+    ap.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "omnisense" / "shipped")
     args = ap.parse_args(argv)
     config = yaml.safe_load((args.ckpt.parent.parent / "config.yaml").read_text())
     data = config["data"]["init_args"]

@@ -6,7 +6,7 @@
 The arm's weights are written with the metadata `omnisense recognize` needs (variant, constructor overrides,
 class names, the input spec the run trained with), into a temporary file first; that file is then scored the
 way a user runs it: `load_recognizer` + `recognize` on every held-out MP4 (decoded from the file, `--clips`
-uniform clips, centre crop, probabilities averaged). It replaces `fusion/shipped/<name>` only when its top-1
+uniform clips, centre crop, probabilities averaged). It replaces `omnisense/shipped/<name>` only when its top-1
 beats the top-1 recorded in the shipped file's metadata (`--force` replaces regardless).
 """
 
@@ -34,7 +34,7 @@ ARMS = {  # arm key of tools/vivit_recipe.py -> (variant, extra constructor argu
 def score(weights: Path, data: Path, clips: int) -> dict[str, float]:
     import torch
 
-    from fusion.apps.recognize import load_recognizer
+    from omnisense.commands.recognize import load_recognizer
     from video.recognition.datasets import read_list
     from video.recognition.inference import recognize
     from video.recognition.metrics import evaluate
@@ -54,8 +54,8 @@ def score(weights: Path, data: Path, clips: int) -> dict[str, float]:
 def main(argv=None) -> int:
     from safetensors.torch import load_file
 
-    from fusion import save_weights
-    from fusion._weights import SHIPPED_DIR, load_weights
+    from omnisense import save_weights
+    from omnisense.weights import SHIPPED_DIR, load_weights
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=Path("runs/vivit_recipe"))

@@ -1,7 +1,7 @@
 """Evaluate a trained GPSFormer part-segmentation run on the procedural part set's held-out test split.
 
     python tools/gpsformer_parts_eval.py --root data/parts-small --run runs/gpsformer-small-parts/version_0 \
-        --out docs/gpsformer_parts_eval.json [--export fusion/shipped/gpsformer_partseg_small_parts]
+        --out docs/gpsformer_parts_eval.json [--export omnisense/shipped/gpsformer_partseg_small_parts]
 
 Reports instance and class mIoU (perception3d.classification.part_miou, ShapeNetPart's convention) on the test
 split as stored, and on single-view partial scans of it; with --export writes the weights pair.
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import yaml
 
-from fusion import export_checkpoint
-from fusion._weights import checkpoint_state
+from omnisense import export_checkpoint
+from omnisense.weights import checkpoint_state
 
 
 def load_partseg_run(run_dir: Path):
@@ -38,7 +38,7 @@ def load_partseg_run(run_dir: Path):
 @torch.no_grad()
 def predict_parts(model, points: np.ndarray, categories: np.ndarray, category_parts, *, batch_size: int = 16) -> np.ndarray:
     """Part predictions [S, N] restricted to each sample's category."""
-    from fusion.tasks.parts import category_argmax
+    from omnisense.train.parts import category_argmax
 
     out = []
     for start in range(0, len(points), batch_size):

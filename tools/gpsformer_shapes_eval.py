@@ -2,10 +2,10 @@
 
     python tools/gpsformer_shapes_eval.py --root data/shapes-small --out runs/gpsformer_shapes_eval.json \
         --run gpsformer_paper_shapes=runs/gpsformer-paper-shapes/version_1 \
-        --run gpsformer_elite_shapes=runs/gpsformer-elite-shapes/version_1 [--export fusion/shipped]
+        --run gpsformer_elite_shapes=runs/gpsformer-elite-shapes/version_1 [--export omnisense/shipped]
 
 Writes OA / mAcc (single pass and voting) and the robustness table as JSON; with --export, writes
-`<name>.safetensors` + `<name>.json` (architecture, classes, num_points, metrics) through fusion.export_checkpoint.
+`<name>.safetensors` + `<name>.json` (architecture, classes, num_points, metrics) through omnisense.export_checkpoint.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from fusion import export_checkpoint
-from fusion.tasks.shapes import evaluate_run, load_run
+from omnisense import export_checkpoint
+from omnisense.train.shapes import evaluate_run, load_run
 
 CLASSES_NOTE = ("classes of the procedural shape set (omnisense data make shapes): parametric shapes, "
                 "not real object categories")

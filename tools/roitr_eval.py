@@ -6,7 +6,7 @@
 Validation: every pair of `val.csv` (the scans' and meshes' pairs, then one per simulated sweep), registered as
 `omnisense register` does (coarse-to-fine matching, LGR with its hypotheses verified by the point descriptors);
 RR (RRE < 5 degrees and RTE < 5% of the target's extent), median RRE and RTE, IR and FMR (inliers within 0.1 canonical m), per group. The export writes
-`<out>.safetensors` + `.json` with the variant, its keyword arguments and these figures (fusion.export_checkpoint).
+`<out>.safetensors` + `.json` with the variant, its keyword arguments and these figures (omnisense.export_checkpoint).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ MODEL_KWARGS = {"shape_features": True}  # the shipped roitr_small_cgal (see per
 
 def load_checkpoint_model(ckpt: Path):
     """The `roitr_small` (shape_features) model of a RegistrationTask checkpoint, in eval mode."""
-    from fusion._weights import checkpoint_state
-    from perception3d.models import VARIANTS
+    from omnisense.weights import checkpoint_state
+    from omnisense.models import VARIANTS
 
     model = VARIANTS[VARIANT](**MODEL_KWARGS)
     state, checkpoint = checkpoint_state(ckpt)
@@ -32,7 +32,7 @@ def load_checkpoint_model(ckpt: Path):
 
 def evaluate(model, csv: Path, num_points: int = 2048) -> dict:
     """RR / RRE / RTE / IR / FMR on the pairs of `csv`, overall and for the scans and meshes vs the sweeps."""
-    from fusion.tasks.registration import PairListDataset, evaluate_pair, summarise_pairs
+    from omnisense.train.registration import PairListDataset, evaluate_pair, summarise_pairs
 
     data = PairListDataset(csv, num_points=num_points)
     rows = [{**evaluate_pair(model, data[i]), "sweep": "lidar_sim_" in data.entries[i].source.name}
@@ -53,7 +53,7 @@ def main() -> None:
     result = evaluate(model, args.root / "val.csv")
     print(json.dumps({"checkpoint": str(args.checkpoint), "step": step, "val": result}, indent=2))
     if args.export:
-        from fusion import export_checkpoint
+        from omnisense import export_checkpoint
 
         meta = {"variant": VARIANT, "model_kwargs": MODEL_KWARGS, "task": "registration", "trained_steps": step,
                 "data": f"omnisense data make registration-pairs --size small ({args.root})", "recipe": args.recipe,

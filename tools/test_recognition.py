@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv=None) -> int:
     import tempfile
 
-    from fusion.engine import run_lightning_cli
+    from omnisense.engine import run_lightning_cli
 
     config, ckpt, root, out = (argv or sys.argv[1:])[:4]
     results = run_lightning_cli(["test", "--config", config, "--ckpt_path", ckpt, "--data.init_args.root", root,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of the shipped fusion/shipped/roitr_small_cgal.safetensors, from scratch, in three stages on one CPU
+# The recipe of the shipped omnisense/shipped/roitr_small_cgal.safetensors, from scratch, in three stages on one CPU
 # thread (about 44 + 20 + 85 minutes on the 2-core development machine). Resumable: run it again after an
 # interruption and each stage goes on from its last checkpoint (saved every 50 steps); finished stages are skipped.
 #
@@ -22,7 +22,7 @@ read -r -a EXTRA <<< "${ROITR_FIT_ARGS:-}"
 read -r -a STEPS <<< "${ROITR_STEPS:-}"
 
 if [ ! -f "$DATA/val.csv" ]; then
-    "$PY" -m fusion.cli data make registration-pairs --size small --out "$DATA"
+    "$PY" -m omnisense.cli data make registration-pairs --size small --out "$DATA"
 fi
 
 # stage INDEX NAME CONFIG START_CKPT [extra fit arguments...]: fit into $RUNS/NAME, resuming its own last.ckpt if
@@ -45,7 +45,7 @@ stage() {
         set -- "$@" --trainer.max_steps "${STEPS[$index]}"
     fi
     echo "[roitr] $name: $config ${resume[*]}"
-    "$PY" -m fusion.cli fit --config "$config" "$@" "${resume[@]}" "${EXTRA[@]}" \
+    "$PY" -m omnisense.cli fit --config "$config" "$@" "${resume[@]}" "${EXTRA[@]}" \
         --trainer.logger.init_args.save_dir "$(dirname "$RUNS")" --trainer.logger.init_args.name "$(basename "$RUNS")" \
         --trainer.logger.init_args.version "$name"
     touch "$dir/DONE"

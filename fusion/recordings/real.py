@@ -38,14 +38,10 @@ def _write(path: Path, frames: list[np.ndarray], times: list[float]) -> None:
             c.mux(p)
 
 
-def make_vtest_views(out: Path, *, source: Path | None = None, seconds: float = 30.0) -> Path:
+def make_vtest_views(out: Path, *, source: Path, seconds: float = 30.0) -> Path:
     """Write `out/{left,centre,right}.mp4` + `out/recording.json` from vtest.avi; returns the manifest path."""
     from fusion.streams import read_video_frames
 
-    if source is None:
-        from fusion._data import sample_data
-
-        source = sample_data("opencv-samples") / "examples" / "data" / "vtest.avi"
     frames, times = read_video_frames(source, max_frames=int(seconds * 10))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,12 +64,13 @@ def make_vtest_views(out: Path, *, source: Path | None = None, seconds: float = 
     return out / "recording.json"
 
 
-def make_vtest_recording(out: Path, *, seed: int = 0, size: str = "small") -> dict:
+def make_vtest_recording(out: Path, *, source: Path, seed: int = 0, size: str = "small") -> dict:
     """The `vtest-views` generator (`omnisense data make vtest-views --out DIR`): `make_vtest_views` of the first
-    8 s (tiny), 30 s (small) or the whole 79.5 s (full) of vtest.avi. `seed` is unused (nothing is random)."""
+    8 s (tiny), 30 s (small) or the whole 79.5 s (full) of `source` (OpenCV's vtest.avi, sample data
+    "opencv-samples"). `seed` is unused (nothing is random)."""
     seconds = {"tiny": 8.0, "small": 30.0, "full": 80.0}
     if size not in seconds:
         raise ValueError(f"size must be one of {sorted(seconds)}, got {size!r}")
-    manifest = make_vtest_views(Path(out), seconds=seconds[size])
+    manifest = make_vtest_views(Path(out), source=Path(source), seconds=seconds[size])
     return {"manifest": manifest.name, "views": ["left", "centre", "right"], "seconds": seconds[size],
             "source": "opencv-samples: examples/data/vtest.avi"}

@@ -15,6 +15,7 @@ How awkward input is handled (documented behaviour, tested):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +24,26 @@ from torch import nn
 from perception3d._errors import PointCloudValueError
 from perception3d.classification.shapes import normalize_unit_sphere
 
-__all__ = ["PreparedCloud", "classify_cloud", "prepare_cloud"]
+__all__ = ["CloudSpec", "PreparedCloud", "classify", "classify_cloud", "prepare_cloud"]
 
 MIN_POINTS = 32
+
+
+@dataclass(frozen=True)
+class CloudSpec:
+    """A shape model's input: `num_points` points per cloud, centred and scaled to the unit sphere, z up.
+
+    category_parts: for part segmentation, the part indices of each object category (in the classes' order).
+    """
+
+    num_points: int
+    category_parts: tuple[tuple[int, ...], ...] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CloudSpec":
+        parts = d.get("category_parts")
+        return cls(num_points=int(d["num_points"]),
+                   category_parts=None if parts is None else tuple(tuple(int(i) for i in p) for p in parts))
 
 
 @dataclass
@@ -92,3 +110,18 @@ def classify_cloud(model: nn.Module, cloud: PreparedCloud, *, num_points: int, n
         prob = model(x).softmax(-1)[0].cpu()
         total = prob if total is None else total + prob
     return (total / max(1, num_votes)).numpy()
+
+
+def classify(model: nn.Module, xyz: np.ndarray, *, spec: CloudSpec, classes: list[str], topk: int = 5,
+             num_votes: int = 1, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """Top-k classes of one cloud `xyz` [N, 3]: clean-up (`prepare_cloud`), voting (`classify_cloud`).
+
+    Returns {"top": [{"class", "probability"}], "points_in", "duplicates_removed", "upsampled", "num_points",
+    "votes"}.
+    """
+    prepared = prepare_cloud(xyz, spec.num_points, seed=seed)
+    prob = classify_cloud(model, prepared, num_points=spec.num_points, num_votes=num_votes, seed=seed, device=device)
+    order = prob.argsort()[::-1][: max(1, topk)]
+    return {"top": [{"class": classes[i], "probability": round(float(prob[i]), 6)} for i in order],
+            "points_in": prepared.points_in, "duplicates_removed": prepared.duplicates_removed,
+            "upsampled": prepared.upsampled, "num_points": spec.num_points, "votes": num_votes}

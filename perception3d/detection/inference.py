@@ -15,7 +15,9 @@ Input policy (documented and counted, never silent):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,22 @@ import torch
 from perception3d._errors import PointCloudValueError
 from perception3d.detection.boxes import boxes_to_corners_bev
 
-__all__ = ["prepare_points", "detect_points", "boxes_to_json", "plot_bev"]
+__all__ = ["ScanSpec", "prepare_points", "detect_points", "boxes_to_json", "plot_bev"]
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """A detector's input: points `(N, 4)` x, y, z, intensity in [0, 1], sensor frame, metres, inside `point_range`
+    `[x0, y0, z0, x1, y1, z1]` (the detector's own range, recorded with its weights)."""
+
+    point_range: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScanSpec":
+        point_range = tuple(float(v) for v in d["point_range"])
+        if len(point_range) != 6:
+            raise ValueError(f"point_range needs 6 numbers, got {len(point_range)}")
+        return cls(point_range)
 
 
 def prepare_points(points: np.ndarray, point_range: tuple[float, ...]) -> tuple[np.ndarray, dict[str, int]]:
@@ -81,9 +98,13 @@ def _lift_to_ground(boxes: torch.Tensor, points: np.ndarray) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def detect_points(model, points: np.ndarray, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """Detect on one scan. Returns (`{"boxes" (K, 7), "scores" (K,), "labels" (K,)}` on the CPU, counts)."""
-    pts, counts = prepare_points(points, model.geometry.point_range)
+def detect_points(model, points: np.ndarray, device: str = "cpu", spec: ScanSpec | None = None
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """Detect on one scan `(N, >=3)`. Returns (`{"boxes" (K, 7), "scores" (K,), "labels" (K,)}` on the CPU, counts).
+
+    `spec`: the weights' input spec (`meta.transforms()`); default: the model's own point range.
+    """
+    pts, counts = prepare_points(points, spec.point_range if spec is not None else model.geometry.point_range)
     model.eval()
     t = torch.from_numpy(pts).to(device)
     det = model.predict(t, torch.zeros(len(t), dtype=torch.long, device=device), 1)[0]

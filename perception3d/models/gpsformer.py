@@ -514,13 +514,3 @@ def gpsformer_partseg_tiny(*, num_parts: int = 6, num_categories: int = 2, **ove
                   decoder_width=16, dropout=0.0)
     kwargs.update(overrides)
     return GPSFormerPartSeg(num_parts=num_parts, num_categories=num_categories, **kwargs)
-
-
-VARIANTS = {
-    "gpsformer": gpsformer,
-    "gpsformer_elite": gpsformer_elite,
-    "gpsformer_tiny": gpsformer_tiny,
-    "gpsformer_partseg": gpsformer_partseg,
-    "gpsformer_partseg_small": gpsformer_partseg_small,
-    "gpsformer_partseg_tiny": gpsformer_partseg_tiny,
-}

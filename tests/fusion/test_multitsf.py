@@ -124,10 +124,10 @@ def test_fuse_app_end_to_end(tmp_path):
     import argparse
     import json
 
-    from fusion._weights import save_weights
-    from fusion.apps import fuse
+    from omnisense.weights import save_weights
+    from omnisense.commands import fuse
     from fusion.recordings import CLASSES, make_recording
-    from fusion.tasks.multiview import AUDIO_FRAMES, AUDIO_MELS
+    from omnisense.train.multiview import AUDIO_FRAMES, AUDIO_MELS
 
     make_recording(tmp_path / "rec", seed=2, duration=5.0, n_cameras=2)
     model = multitsf_small()
@@ -152,7 +152,7 @@ def test_fuse_app_end_to_end(tmp_path):
 def test_sensor_dropout_keeps_a_view_and_single_view_samples():
     import numpy as np
 
-    from fusion.tasks.multiview import MultiViewFeatures, sensor_dropout
+    from omnisense.train.multiview import MultiViewFeatures, sensor_dropout
 
     b, v, t = 64, 3, 4
     batch = {"video_valid": torch.ones(b, v, t, dtype=torch.bool), "audio_valid": torch.ones(b, v, t, dtype=torch.bool),
@@ -177,7 +177,7 @@ def test_shipped_weights_recognise_unseen_recordings(tmp_path):
     """The shipped MultiTSF loads by name (strict) and beats chance by a wide margin on recordings it never saw."""
     import numpy as np
 
-    from fusion.apps.fuse import fuse_recording, load_fusion_model
+    from omnisense.commands.fuse import fuse_recording, load_fusion_model
     from fusion.metrics import frame_map
     from fusion.recordings import make_recording
 
@@ -200,7 +200,7 @@ def test_shipped_weights_recognise_unseen_recordings(tmp_path):
 
 def test_fuse_runs_on_real_footage(sample_data, tmp_path):
     """Real video end to end: three re-timed crops of vtest.avi (see fusion.recordings.real) through `fuse`."""
-    from fusion.apps.fuse import fuse_recording
+    from omnisense.commands.fuse import fuse_recording
     from fusion.recordings.real import make_vtest_views
 
     src = sample_data("opencv-samples") / "examples" / "data" / "vtest.avi"

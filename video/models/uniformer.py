@@ -242,12 +242,12 @@ class UniFormer(nn.Module):
 # Named variants. S and B: Sense-X/UniFormer exp/*/config.yaml + run.sh (K400, 16x4 or 8x8, 224^2).
 # XXS and XS (the light models: conv stem, class token, token pruning) live in `uniformer_light.py`.
 
-def uniformer_small(**kwargs) -> UniFormer:
+def uniformer_small_k400(**kwargs) -> UniFormer:
     cfg = dict(depth=(3, 4, 8, 3), embed_dim=(64, 128, 320, 512), head_dim=64, mlp_ratio=4.0, drop_path_rate=0.1)
     return UniFormer(**{**cfg, **kwargs})
 
 
-def uniformer_base(**kwargs) -> UniFormer:
+def uniformer_base_k400(**kwargs) -> UniFormer:
     cfg = dict(depth=(5, 8, 20, 7), embed_dim=(64, 128, 320, 512), head_dim=64, mlp_ratio=4.0, drop_path_rate=0.3)
     return UniFormer(**{**cfg, **kwargs})
 

@@ -227,13 +227,13 @@ class UniFormerLight(nn.Module):
 # Named variants: exp_light configs (K400). Prune ratios / trade-offs: XS sets them in its config; XXS uses
 # the defaults.py lists (8 entries for stage 3, 3 for stage 4; XXS's 2 stage-4 blocks take the first 2).
 
-def uniformer_xxs_light(**kwargs) -> UniFormerLight:
+def uniformer_xxs_k400(**kwargs) -> UniFormerLight:
     cfg = dict(depth=(2, 5, 8, 2), embed_dim=(56, 112, 224, 448), head_dim=28, mlp_ratio=3.0, drop_path_rate=0.0,
                prune_ratio=((1,) + (0.5,) * 7, (0.5,) * 3), trade_off=((1,) + (0.5,) * 7, (0.5,) * 3))
     return UniFormerLight(**{**cfg, **kwargs})
 
 
-def uniformer_xs_light(**kwargs) -> UniFormerLight:
+def uniformer_xs_k400(**kwargs) -> UniFormerLight:
     cfg = dict(depth=(3, 5, 9, 3), embed_dim=(64, 128, 256, 512), head_dim=32, mlp_ratio=3.0, drop_path_rate=0.1,
                prune_ratio=((1,) + (0.5,) * 8, (0.5,) * 3), trade_off=((1,) + (0.5,) * 8, (0.5,) * 3))
     return UniFormerLight(**{**cfg, **kwargs})

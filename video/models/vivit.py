@@ -337,21 +337,21 @@ class SpatialFeatureCache:
 # Named variants. B and L factorised encoders: scenic K400 configs (32 frames, 16x16x2 tubelets, 224^2,
 # L_t = 4). The "frozen" variants switch on the recipe of "Optimizing ViViT Training".
 
-def vivit_base_fe(**kwargs) -> ViViTFactorised:
+def vivit_base_fe_k400(**kwargs) -> ViViTFactorised:
     cfg = dict(img_size=224, num_frames=32, patch_size=16, tubelet=2, dim=768, spatial_depth=12, temporal_depth=4,
                num_heads=12, mlp_ratio=4.0)
     return ViViTFactorised(**{**cfg, **kwargs})
 
 
-def vivit_large_fe(**kwargs) -> ViViTFactorised:
+def vivit_large_fe_k400(**kwargs) -> ViViTFactorised:
     cfg = dict(img_size=224, num_frames=32, patch_size=16, tubelet=2, dim=1024, spatial_depth=24, temporal_depth=4,
                num_heads=16, mlp_ratio=4.0)
     return ViViTFactorised(**{**cfg, **kwargs})
 
 
-def vivit_base_fe_frozen(**kwargs) -> ViViTFactorised:
+def vivit_base_fe_frozen_k400(**kwargs) -> ViViTFactorised:
     """B-FE with the recipe: frozen spatial ViT-B, a 128-channel adapter, temporal blocks from the ViT."""
-    return vivit_base_fe(**{**dict(freeze_spatial=True, adapter_dim=128, init_temporal_from_spatial=True), **kwargs})
+    return vivit_base_fe_k400(**{**dict(freeze_spatial=True, adapter_dim=128, init_temporal_from_spatial=True), **kwargs})
 
 
 def vivit_tiny(**kwargs) -> ViViTFactorised:

@@ -5,7 +5,7 @@ import torch
 from perception3d import PointCloudValueError
 from perception3d.detection.head import build_targets, center_head_loss
 from perception3d.detection.simulator import LidarConfig, simulate_frame
-from perception3d.models import VARIANTS
+from omnisense.models import VARIANTS
 from perception3d.models.dsvt import convert_openpcdet_dsvt
 from perception3d.models.flatformer import convert_mmdet3d_flatformer
 

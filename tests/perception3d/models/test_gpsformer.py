@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from perception3d.models import VARIANTS
+from omnisense.models import VARIANTS
 from perception3d.models.gpsformer import (
     ADGConv,
     GPSFormer,

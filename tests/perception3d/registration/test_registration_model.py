@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from perception3d.models import VARIANTS
+from omnisense.models import VARIANTS
 from perception3d.models.roitr import convert_official, roitr_3dmatch, roitr_tiny
 from perception3d.ops.geometry import random_rotation
 from perception3d.registration.losses import coarse_circle_loss, fine_nll_loss

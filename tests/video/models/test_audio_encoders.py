@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from video.models import VARIANTS
+from omnisense.models import VARIANTS
 from video.models.ast import ASTModel, ast_base, convert_official_ast
 from video.models.audio_cnn import AudioCNN
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from video.models import VARIANTS
+from omnisense.models import VARIANTS
 
 SMALL = ["uniformer_tiny", "uniformer_mini", "vivit_tiny", "vivit_tiny_frozen"]
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from video.models.uniformer import (UniFormer, convert_official, inflate_2d_state_dict, inflate_kernel,
-                                    match_classes_by_name, uniformer_base, uniformer_small, uniformer_tiny)
+                                    match_classes_by_name, uniformer_base_k400, uniformer_small_k400, uniformer_tiny)
 
 
-@pytest.mark.parametrize("factory,params", [(uniformer_small, 21.4e6), (uniformer_base, 49.8e6)])
+@pytest.mark.parametrize("factory,params", [(uniformer_small_k400, 21.4e6), (uniformer_base_k400, 49.8e6)])
 def test_parameter_counts_match_the_paper(factory, params):
     # mmaction2's README: UniFormer-S 21.4 M, B 49.8 M with a K400 head
     with torch.device("meta"):
@@ -17,7 +17,7 @@ def test_parameter_counts_match_the_paper(factory, params):
 
 def test_paper_layout_of_small():
     with torch.device("meta"):
-        m = uniformer_small()
+        m = uniformer_small_k400()
     assert [len(m.blocks1), len(m.blocks2), len(m.blocks3), len(m.blocks4)] == [3, 4, 8, 3]
     assert [m.blocks3[0].attn.num_heads, m.blocks4[0].attn.num_heads] == [5, 8]
     assert m.blocks1[0].attn.weight.shape == (64, 1, 5, 5, 5)  # depthwise 5x5x5 affinity

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from video.models import VARIANTS
+from omnisense.models import VARIANTS
 from video.models.uniformer import convert_official
-from video.models.uniformer_light import EvoBlock, UniFormerLight, uniformer_xxs_light
+from video.models.uniformer_light import EvoBlock, UniFormerLight, uniformer_xxs_k400
 
 
 def test_xxs_has_the_official_light_layout():
@@ -29,7 +29,7 @@ def test_xxs_has_the_official_light_layout():
 
 def test_light_forward_train_and_contract():
     torch.manual_seed(0)
-    model = uniformer_xxs_light(num_classes=5)
+    model = uniformer_xxs_k400(num_classes=5)
     video = torch.randn(2, 3, 8, 64, 64)
     model.train()
     main, aux = model.forward_train(video)

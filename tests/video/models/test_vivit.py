@@ -4,13 +4,13 @@ import pytest
 import timm
 import torch
 
-from video.models.vivit import SpatialFeatureCache, vivit_base_fe, vivit_tiny, vivit_tiny_frozen
+from video.models.vivit import SpatialFeatureCache, vivit_base_fe_k400, vivit_tiny, vivit_tiny_frozen
 
 
 def test_base_fe_layout():
-    m = vivit_base_fe(spatial_depth=1, temporal_depth=1)
+    m = vivit_base_fe_k400(spatial_depth=1, temporal_depth=1)
     with torch.device("meta"):
-        full = vivit_base_fe()
+        full = vivit_base_fe_k400()
     assert len(full.spatial_blocks) == 12 and len(full.temporal_blocks) == 4
     assert m.patch_embed.proj.kernel_size == (2, 16, 16)
     assert m.spatial_pos.shape == (1, 1 + 196, 768) and m.temporal_pos.shape == (1, 1 + 16, 768)

@@ -1,1 +1,0 @@
-"""The inference subcommands of `omnisense`, one module each (see fusion._registry.APPS)."""

@@ -1,1 +1,0 @@
-"""Benchmarks behind `omnisense bench` (see fusion._registry.BENCHES)."""

@@ -1,0 +1,5 @@
+import sys
+
+from omnisense.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks behind `omnisense bench` (see omnisense._registry.BENCHES)."""

@@ -1,0 +1,1 @@
+"""The inference subcommands of `omnisense`, one module each (see omnisense._registry.COMMANDS)."""

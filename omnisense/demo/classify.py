@@ -1,0 +1,61 @@
+"""The classify part of `omnisense demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEMO_MESHES: tuple[tuple[str, str], ...] = (
+    ("cube.off", "box"), ("cylinder.off", "cylinder"), ("ellipsoid.off", "ellipsoid"), ("sphere.off", "ellipsoid"),
+    ("pyramid.off", "pyramid"), ("torus_quad.off", "torus"),
+    ("elephant.off", "-"), ("cow.off", "-"), ("bunny00.off", "-"), ("mushroom.off", "-"),
+)
+
+
+def demo(ctx):
+    """Classify a few real CGAL meshes (sampled to points) with the shipped procedural-shape GPSFormer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from omnisense import sample_data
+    from omnisense.demo import DemoSection
+    from omnisense.commands.classify import DEFAULT_WEIGHTS, classify_file
+    from perception3d.io import read_points
+
+    meshes = sample_data("cgal") / "meshes"
+    rows, clouds = [], []
+    for name, expected in DEMO_MESHES:
+        path = meshes / name
+        if not path.exists():
+            continue
+        result = classify_file(path, votes=5, seed=ctx.seed, device=ctx.device)
+        top = result["top"]
+        rows.append((name, expected, top[0]["class"], top[0]["probability"], top[1]["class"], top[1]["probability"]))
+        clouds.append((name, read_points(path, mesh_samples=1024, seed=ctx.seed).xyz, top[0]["class"]))
+    fig = plt.figure(figsize=(3 * min(5, len(clouds)), 3 * ((len(clouds) + 4) // 5)))
+    for i, (name, xyz, label) in enumerate(clouds):
+        ax = fig.add_subplot((len(clouds) + 4) // 5, min(5, len(clouds)), i + 1, projection="3d")
+        ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], s=1, c=xyz[:, 2], cmap="viridis")
+        ax.set_title(f"{name}\n-> {label}", fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    image = ctx.out / "classify_meshes.png"
+    fig.savefig(image, dpi=80)
+    plt.close(fig)
+    primitives = [r for r in rows if r[1] != "-"]
+    hits = sum(r[1] == r[2] for r in primitives)
+    table = "\n".join(f"| {n} | {e} | {c1} ({p1:.2f}) | {c2} ({p2:.2f}) |" for n, e, c1, p1, c2, p2 in rows)
+    md = (
+        f"GPSFormer-elite (`omnisense/shipped/{DEFAULT_WEIGHTS}`) was trained only on the **procedural** shape set "
+        "(12 parametric classes: box, cylinder, cone, ellipsoid, torus, capsule, pyramid, table, mug, bowl, "
+        "dumbbell, chair). Here it labels real meshes of CGAL's sample data, each sampled to 4096 surface points, "
+        "normalised, 256 points per vote, 5 votes. The first meshes are primitives of a type the set has "
+        "(the 'expected' column is our reading of the file name); the animals and the mushroom belong to no class, "
+        "so whatever the model says for them only shows which parametric shape it finds closest. The meshes keep "
+        "their own up axis, which is not always the z-up the model was trained with.\n\n"
+        "| mesh | expected | top-1 | top-2 |\n|---|---|---|---|\n" + table +
+        f"\n\nPrimitives labelled as expected: {hits} of {len(primitives)}."
+    )
+    return DemoSection(title="Shape classification: GPSFormer on real meshes", markdown=md, images=[image],
+                       summary=f"GPSFormer-elite: {hits}/{len(primitives)} CGAL primitive meshes labelled as their shape type")

@@ -1,0 +1,371 @@
+"""Weights: safetensors plus one typed metadata record (`WeightsMeta`), verified on load; foreign checkpoints read
+without unpickling code.
+
+A weights pair is `<name>.safetensors` and `<name>.json`. The JSON is a `WeightsMeta`: how to build the model, its
+`classes`, its `input` spec (the preprocessing, `meta.transforms()`), metrics, licence and source, the recipe and
+config that produced it, and the sha256 of the safetensors file, checked on every load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import importlib
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from omnisense._errors import OmnisenseError, WeightsError
+from omnisense._io import write_bytes_atomic, write_json_atomic
+
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+FORMAT = "omnisense-weights/2"
+
+# Containers official checkpoints wrap their weights in (PySlowFast, mmaction2/mmdet3d, OpenPCDet, timm, Lightning).
+_WRAPPER_KEYS = ("state_dict", "model_state", "model", "module", "net", "state")
+
+# task -> the input spec class (a frozen dataclass with `from_dict`) that the task's library function takes.
+# Training writes the same class into the metadata, so training and inference cannot prepare inputs differently.
+TASKS: dict[str, str] = {
+    "registration": "perception3d.registration.inference:RegistrationSpec",
+    "detection": "perception3d.detection.inference:ScanSpec",
+    "classification": "perception3d.classification.inference:CloudSpec",
+    "part_segmentation": "perception3d.classification.inference:CloudSpec",
+    "recognition": "video.recognition.inference:InputSpec",
+    "audio_classification": "video.audio.inference:AudioSpec",
+    "fusion": "fusion.inference:FusionSpec",
+}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+@dataclass
+class WeightsMeta:
+    """What a weights file is and how to use it; one name per concept.
+
+    Attributes:
+        task: one of `TASKS` (which library function runs the model, which input spec it takes).
+        model: how to build the model: `{"variant": NAME, "kwargs": {...}}` (a row of `omnisense.models.VARIANTS`)
+            or `{"class_path": "package.module.Class", "init_args": {...}}` (classes of perception3d, video, fusion).
+        classes: the output classes in the model's order (for part segmentation: the object categories).
+        input: the input spec, the keyword arguments of the task's spec class (`transforms()` builds it).
+        metrics: figures measured with these weights, by name.
+        licence: the weights' licence.
+        source: where they come from: `{"dataset": ...}` when trained here, `{"checkpoint", "sha256", "converter"}`
+            when converted from an official checkpoint.
+        recipe: the command or config that reproduces them.
+        config: the resolved training config, when trained through `omnisense fit`.
+        notes: anything else worth keeping (training history, caveats); code never reads it.
+        name, format, file, sha256, num_tensors, num_parameters, created: the file's facts, written by `save_weights`.
+    """
+
+    task: str
+    model: dict[str, Any]
+    classes: list[str] = field(default_factory=list)
+    input: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    licence: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+    recipe: str = ""
+    config: dict[str, Any] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    format: str = FORMAT
+    file: str = ""
+    sha256: str = ""
+    num_tensors: int = 0
+    num_parameters: int = 0
+    created: str = ""
+    path: Path | None = field(default=None, compare=False, repr=False)  # where it was read from; not written
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise OmnisenseError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}")
+        model = self.model
+        by_variant = isinstance(model, dict) and isinstance(model.get("variant"), str)
+        by_class = isinstance(model, dict) and isinstance(model.get("class_path"), str)
+        if not (by_variant or by_class):
+            raise OmnisenseError("'model' must name a variant ({'variant': ..., 'kwargs': {...}}) or a class "
+                                 "({'class_path': ..., 'init_args': {...}})")
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any], *, path: Path | None = None) -> "WeightsMeta":
+        """Read a metadata record; unknown keys, a missing task or model, and old formats are errors naming `path`."""
+        where = path or Path("<metadata>")
+        if not isinstance(record, Mapping):
+            raise WeightsError(where, "metadata is not a JSON object")
+        if record.get("format") != FORMAT:
+            raise WeightsError(where, f"metadata format {record.get('format')!r} is not {FORMAT!r}")
+        names = {f.name for f in dataclasses.fields(cls)} - {"path"}
+        unknown = sorted(set(record) - names)
+        if unknown:
+            raise WeightsError(where, f"unknown metadata key(s): {', '.join(unknown)}")
+        for key in ("task", "model"):
+            if key not in record:
+                raise WeightsError(where, f"metadata has no {key!r}")
+        try:
+            return cls(**dict(record), path=path)
+        except (OmnisenseError, TypeError) as err:
+            raise WeightsError(where, str(err)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
+
+    def describe_model(self) -> str:
+        return self.model.get("variant") or self.model["class_path"]
+
+    def build(self) -> nn.Module:
+        """The model these weights belong to, freshly initialised."""
+        from omnisense.models import build_model, instantiate
+
+        if "variant" in self.model:
+            return build_model(self.model["variant"], **self.model.get("kwargs", {}))
+        return instantiate(self.model)
+
+    def transforms(self) -> Any:
+        """The input spec of this task, built from `input`: the preprocessing the weights were trained with."""
+        module, _, name = TASKS[self.task].partition(":")
+        spec_class = getattr(importlib.import_module(module), name)
+        try:
+            return spec_class.from_dict(self.input)
+        except (TypeError, ValueError) as err:
+            raise WeightsError(self.path or Path("<metadata>"), f"its input spec does not fit {name}: {err}") from None
+
+
+def save_weights(path: str | Path, state_dict: Mapping[str, Tensor], meta: WeightsMeta, *,
+                 overwrite: bool = False) -> Path:
+    """Write `state_dict` to `path` (.safetensors) and `meta` to the `.json` beside it, atomically.
+
+    The file facts of `meta` (name, format, file, sha256, tensor and parameter counts, created) are filled in.
+    Refuses to replace an existing file unless `overwrite`.
+    """
+    from safetensors.torch import save
+
+    path = Path(path).with_suffix(".safetensors")
+    if path.exists() and not overwrite:
+        raise WeightsError(path, "exists already; pass overwrite=True (or --overwrite) to replace it")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    data = save(tensors)
+    record = dataclasses.replace(
+        meta, name=path.stem, format=FORMAT, file=path.name, sha256=hashlib.sha256(data).hexdigest(),
+        num_tensors=len(tensors), num_parameters=int(sum(t.numel() for t in tensors.values())),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), path=path)
+    write_bytes_atomic(path, data)
+    write_json_atomic(_meta_path(path), record.to_dict())
+    return path
+
+
+def resolve_weights(name_or_path: str | Path) -> Path:
+    """A shipped name ("roitr_small_cgal") or a path to a `.safetensors` file -> the file's path."""
+    path = Path(name_or_path)
+    if isinstance(name_or_path, str) and not path.exists() and "/" not in name_or_path and not path.suffix:
+        return shipped_weights(name_or_path)
+    return path
+
+
+def read_meta(name_or_path: str | Path) -> WeightsMeta:
+    """The metadata of a weights file (or shipped name), without reading the tensors."""
+    path = resolve_weights(name_or_path)
+    meta_file = _meta_path(path)
+    if not path.exists():
+        raise WeightsError(path, "no such weights file")
+    if path.suffix != ".safetensors":
+        raise WeightsError(path, "omnisense weights are .safetensors files; convert foreign checkpoints with "
+                           "`omnisense convert`")
+    if not meta_file.exists():
+        raise WeightsError(path, f"no metadata beside it ({meta_file.name}): the model it belongs to is unknown")
+    try:
+        record = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(meta_file, f"metadata is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    meta = WeightsMeta.from_dict(record, path=meta_file)
+    meta.path = path
+    return meta
+
+
+def read_weights(name_or_path: str | Path, *, verify: bool = True) -> tuple[dict[str, Tensor], WeightsMeta]:
+    """Read a weights pair (or shipped name); checks the sha256 recorded in its JSON. Returns (state_dict, meta)."""
+    meta = read_meta(name_or_path)
+    path = meta.path
+    if verify and sha256_file(path) != meta.sha256:
+        raise WeightsError(path, f"sha256 does not match {_meta_path(path).name}: the file is corrupt or was changed")
+    return read_tensors(path), meta
+
+
+def read_tensors(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a `.safetensors` file, or a WeightsError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(path, "no such weights file")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(path, f"not a readable safetensors file ({exc})") from None
+
+
+def read_foreign_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """Read an official checkpoint into a flat name -> tensor dict, never running code from the file.
+
+    `.safetensors` is read directly; `.pth/.pt/.ckpt/.bin/.pkl` go through `torch.load(weights_only=True)`,
+    which refuses pickled objects other than tensors and plain containers. Nested wrappers
+    ('state_dict', 'model_state', 'model', 'module', ...) are unwrapped.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(path, "no such checkpoint file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(path, f"refused: holds pickled objects beyond tensors, which are not loaded for safety ({str(exc).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise WeightsError(path, f"not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    return flatten_state(obj, source=path)
+
+
+def flatten_state(obj: Any, *, source: Path | None = None) -> dict[str, Tensor]:
+    """Unwrap the usual checkpoint containers down to the dict of tensors."""
+    seen = 0
+    while isinstance(obj, Mapping) and seen < 4:
+        tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+        if tensors and len(tensors) >= len(obj) / 2:
+            return {str(k): v for k, v in tensors.items()}
+        inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+        if inner is None:
+            break
+        obj, seen = inner, seen + 1
+    raise WeightsError(source or Path("<checkpoint>"), "found no state dict of tensors inside the checkpoint")
+
+
+@dataclass
+class KeyReport:
+    """How a state dict fits a model: every missing, unexpected and mis-shaped tensor by name."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    matched: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mis_shaped)
+
+    def summary(self) -> str:
+        lines = [f"{self.matched} tensors matched"]
+        if self.missing:
+            lines.append(f"{len(self.missing)} missing: " + ", ".join(self.missing))
+        if self.unexpected:
+            lines.append(f"{len(self.unexpected)} unexpected: " + ", ".join(self.unexpected))
+        for name, got, want in self.mis_shaped:
+            lines.append(f"mis-shaped {name}: checkpoint {list(got)}, model {list(want)}")
+        return "\n".join(lines)
+
+
+def compare_state(model_state: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> KeyReport:
+    report = KeyReport()
+    for name, want in model_state.items():
+        if name not in state:
+            report.missing.append(name)
+        elif tuple(state[name].shape) != tuple(want.shape):
+            report.mis_shaped.append((name, tuple(state[name].shape), tuple(want.shape)))
+        else:
+            report.matched += 1
+    report.unexpected = [k for k in state if k not in model_state]
+    return report
+
+
+def load_model_weights(model: nn.Module, state: Mapping[str, Tensor], *, strict: bool = True,
+                       source: str | Path = "<state dict>") -> KeyReport:
+    """Load `state` into `model`, reporting every missing, unexpected or mis-shaped tensor by name.
+
+    With `strict`, any mismatch raises WeightsError naming `source` and listing them all; without, the matching
+    tensors load and the report says what did not.
+    """
+    # Buffers that are not saved by design (non-persistent) are not in state_dict(), so they never show up.
+    own = model.state_dict()
+    report = compare_state(own, state)
+    if strict and not report.ok:
+        raise WeightsError(Path(source), "does not fit the model:\n" + report.summary())
+    fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    model.load_state_dict(fitting, strict=False)
+    return report
+
+
+def checkpoint_state(ckpt_path: str | Path, *, prefix: str = "model.") -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors of a Lightning checkpoint's `prefix` sub-module (prefix removed) and the whole checkpoint.
+
+    Read with `weights_only=True`; a missing file, a file holding more than tensors, or no tensor under the
+    prefix is a WeightsError naming the file.
+    """
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.exists():
+        raise WeightsError(ckpt_path, "no such checkpoint file")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(ckpt_path, f"refused: holds objects beyond tensors ({str(exc).splitlines()[0]})") from None
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        raise WeightsError(ckpt_path, f"no tensors under the prefix {prefix!r}")
+    return state, ckpt
+
+
+def export_checkpoint(ckpt_path: str | Path, out_path: str | Path, meta: WeightsMeta, *, prefix: str = "model.",
+                      overwrite: bool = False) -> Path:
+    """Turn a Lightning checkpoint of an omnisense task into a weights pair of its `model` sub-module.
+
+    The checkpoint is read with `weights_only=True`; the resolved config saved beside it (config.yaml in the
+    run folder) becomes `meta.config` when `meta` has none, and the step and epoch go into `meta.notes`.
+    """
+    import yaml
+
+    ckpt_path = Path(ckpt_path)
+    state, ckpt = checkpoint_state(ckpt_path, prefix=prefix)
+    notes = {"trained_steps": int(ckpt.get("global_step", 0)), "trained_epochs": int(ckpt.get("epoch", 0)),
+             **meta.notes}
+    config = meta.config
+    for candidate in (ckpt_path.parent.parent / "config.yaml", ckpt_path.parent / "config.yaml"):
+        if candidate.exists() and config is None:
+            config = yaml.safe_load(candidate.read_text())
+    return save_weights(out_path, state, dataclasses.replace(meta, notes=notes, config=config), overwrite=overwrite)
+
+
+def shipped_weights(name: str) -> Path:
+    """Path of a weights file shipped with omnisense (omnisense/shipped/<name>.safetensors)."""
+    path = SHIPPED_DIR / f"{name}.safetensors"
+    if not path.exists():
+        available = sorted(p.stem for p in SHIPPED_DIR.glob("*.safetensors"))
+        raise WeightsError(path, f"no shipped weights named {name!r}; shipped: {', '.join(available) or 'none yet'}")
+    return path
+
+
+def list_shipped() -> list[dict[str, Any]]:
+    """One row per shipped weights file: name, task, model, size and metrics."""
+    rows = []
+    for path in sorted(SHIPPED_DIR.glob("*.safetensors")):
+        meta = read_meta(path)
+        rows.append({"name": path.stem, "task": meta.task, "model": meta.describe_model(),
+                     "size_mb": round(path.stat().st_size / 1e6, 2), "metrics": meta.metrics})
+    return rows

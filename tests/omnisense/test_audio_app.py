@@ -1,0 +1,153 @@
+"""The audio DataModule, weights export and `omnisense classify-audio` (library calls and the CLI)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from omnisense._errors import WeightsError
+from omnisense.commands.classify_audio import AudioClassifier, _write_video_with_audio
+from omnisense.cli import main
+from omnisense.train.audio import AudioClassificationData, export_weights
+from video import MediaFileError
+from video.audio.datasets import synth_clip
+
+SHIPPED_EVENTS = Path(__file__).resolve().parents[2] / "omnisense" / "shipped" / "audio_cnn_small_audio_events.safetensors"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "audio"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # many small ops on a busy 2-core machine
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dataset", ["folder", "sonic-pi", "esc50"])
+def test_datamodule_tiny_batches(dataset):
+    data = AudioClassificationData(tiny=True, dataset=dataset, batch_size=4, clip_seconds=0.5)
+    data.setup()
+    x, y = next(iter(data.train_dataloader()))
+    assert x.shape == (4, 50, 128) and y.dtype == torch.long
+    assert next(iter(data.test_dataloader()))[0].shape[1:] == (50, 128)
+    spec = data.state_dict()["input_spec"]
+    assert spec["target_frames"] == 50 and spec["std"] > 0
+    assert len(data.class_names) == {"folder": 8, "sonic-pi": 12, "esc50": 8}[dataset]
+
+
+@pytest.fixture(scope="module")
+def tone_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    wave = synth_clip(("tone",), rng, seconds=1.0, snr_db=20)
+    sf.write(folder / "tone.wav", wave, 16_000)
+    sf.write(folder / "tone2s.wav", np.tile(wave, 2), 16_000)
+    sf.write(folder / "tone_44k_stereo.flac", np.stack([wave, wave], 1).repeat(2, axis=0), 32_000)
+    _write_video_with_audio(folder / "tone.mp4", torch.from_numpy(np.tile(wave, 2)), 16_000, seconds=2.0)
+    return folder
+
+
+@pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
+def test_classifier_hears_a_tone_in_files_and_video(tone_files):
+    classifier = AudioClassifier(SHIPPED_EVENTS)
+    for name in ("tone.wav", "tone_44k_stereo.flac", "tone.mp4"):
+        result = classifier.classify_file(tone_files / name, topk=3)
+        assert result["top"][0]["label"] == "tone", (name, result["top"])
+        assert len(result["top"]) == 3 and sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    # 2 s = 198 frames: clips start at frames 0 and 50, plus the tail clip at 98.
+    assert classifier.classify_file(tone_files / "tone2s.wav")["clips"] == 3
+
+
+@pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
+def test_cli_writes_json_and_reports_bad_files(tone_files, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    assert main(["classify-audio", str(tone_files / "tone.wav"), "--weights", str(SHIPPED_EVENTS), "--output", str(out)]) == 0
+    assert '"label": "tone"' in out.read_text()
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    assert main(["classify-audio", str(tmp_path / "broken.wav"), "--weights", str(SHIPPED_EVENTS)]) == 2
+    assert "broken.wav" in capsys.readouterr().err
+
+
+def test_classifier_rejects_weights_without_audio_metadata(tmp_path):
+    from omnisense import save_weights
+
+    path = save_weights(tmp_path / "w.safetensors", {"x": torch.zeros(2)}, {"variant": "something"})
+    with pytest.raises(WeightsError, match="model"):
+        AudioClassifier(path)
+
+
+def test_export_evaluates_and_round_trips(tmp_path):
+    config = yaml.safe_load((CONFIGS / "audio_cnn_small_audio_events.yaml").read_text())
+    config["data"]["init_args"].update(root=None, tiny=True)
+    config["model"]["init_args"]["model"]["init_args"].update(widths=[8, 16], blocks_per_stage=1)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    from video.models.audio_cnn import AudioCNN
+
+    model = AudioCNN(num_classes=8, widths=(8, 16), blocks_per_stage=1, drop_rate=0.2)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir()
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 3}, ckpt)
+    result = export_weights(tmp_path / "config.yaml", ckpt, tmp_path / "out.safetensors")
+    assert 0.0 <= result["metrics"]["test/acc1"] <= 1.0 and result["metrics"]["test/files"] == 16
+    classifier = AudioClassifier(result["path"])
+    assert classifier.categories[0] == "background" and classifier.spec["target_frames"] == 100
+    with pytest.raises(MediaFileError):
+        classifier.classify_file(tmp_path / "missing.ogg")
+
+
+@pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
+def test_shipped_events_model_ranks_the_events_of_mixtures(tmp_path):
+    from omnisense.train.audio import mixtures_map
+    from video.audio.datasets import make_audio_events
+
+    make_audio_events(tmp_path, seed=5, size="tiny")
+    classifier = AudioClassifier(SHIPPED_EVENTS)
+    value = mixtures_map(classifier.model, tmp_path, classifier.categories, classifier.spec)
+    # Chance: with 2-3 of the 7 foreground classes present per clip, random scores give a mAP of about 0.4.
+    assert value > 0.65, value
+
+
+def test_convert_an_official_style_ast_checkpoint(tmp_path):
+    """`omnisense convert ast`: official key names (`module.v.*`, `module.mlp_head.*`) into our AST, every key used."""
+    from omnisense.convert import convert
+    from omnisense.weights import load_weights
+    from video.models.ast import ast_micro
+
+    torch.manual_seed(0)
+    source = ast_micro()
+    official = {}
+    for k, v in source.state_dict().items():
+        if k.startswith("patch_embed."):
+            official["module.v.patch_embed.proj." + k.split(".", 1)[1]] = v
+        elif k.startswith("head_norm."):
+            official["module.mlp_head.0." + k.split(".", 1)[1]] = v
+        elif k.startswith("head."):
+            official["module.mlp_head.1." + k.split(".", 1)[1]] = v
+        else:
+            official["module.v." + k] = v
+    official["module.v.head_dist.weight"] = torch.zeros(1000, 128)  # DeiT's unused distillation classifier
+    torch.save(official, tmp_path / "ast_official.pth")
+    report = convert("ast", tmp_path / "ast_official.pth", tmp_path / "ast.safetensors", variant="ast_micro")
+    assert report.ok, report.summary()
+    state, meta = load_weights(tmp_path / "ast.safetensors")
+    target = ast_micro()
+    target.load_state_dict(state)
+    x = torch.randn(1, 100, 128)
+    assert torch.allclose(source.eval()(x), target.eval()(x))
+
+
+@pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
+@pytest.mark.parametrize("name,samples,rate,channels", [
+    ("silence.wav", np.zeros((16_000, 1)), 16_000, 1),
+    ("tiny.wav", 0.5 * np.ones((10, 1)), 16_000, 1),  # 10 samples: shorter than one 25 ms frame
+    ("clipped_6ch_odd_rate.flac", np.clip(3 * np.random.default_rng(0).standard_normal((7_999, 6)), -1, 1), 7_999, 6),
+])
+def test_classifier_handles_awkward_inputs(tmp_path, name, samples, rate, channels):
+    sf.write(tmp_path / name, samples.astype(np.float32), rate)
+    result = AudioClassifier(SHIPPED_EVENTS).classify_file(tmp_path / name, topk=2)
+    assert result["clips"] == 1 and len(result["top"]) == 2
+    assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)

@@ -1,0 +1,86 @@
+"""`omnisense recognize` and `omnisense bench video` on small inputs (a random tiny model, a generated clip)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from omnisense.weights import save_weights
+from video.io import write_video
+from omnisense.models import VARIANTS
+from video.recognition import CLASSES, render_clip
+
+
+@pytest.fixture(scope="module")
+def clip_and_weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recognize")
+    video = write_video(root / "clip.mp4", render_clip("rise", "arrow", np.random.default_rng(0)), 12.0)
+    torch.manual_seed(0)
+    net = VARIANTS["uniformer_tiny"](num_classes=len(CLASSES))
+    meta = {"variant": "uniformer_tiny", "model_kwargs": {"num_classes": len(CLASSES)}, "class_names": list(CLASSES),
+            "input": {"clip_len": 8, "frame_interval": 2, "fps": 12.0, "short_side": 72, "crop_size": 64}}
+    weights = save_weights(root / "w.safetensors", net.state_dict(), meta)
+    return video, weights
+
+
+def test_recognize_writes_topk_json(clip_and_weights, tmp_path):
+    from omnisense.commands import recognize
+
+    video, weights = clip_and_weights
+    parser = argparse.ArgumentParser()
+    recognize.add_arguments(parser)
+    args = parser.parse_args([str(video), "--weights", str(weights), "--topk", "3", "--clips", "2",
+                              "--output", str(tmp_path / "r.json")])
+    assert recognize.run(args) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert len(result["topk"]) == 3 and len(result["clips"]) == 2 and result["frames"] == 24
+    probs = [r["prob"] for r in result["topk"]]
+    assert probs == sorted(probs, reverse=True) and all(r["class"] in CLASSES for r in result["topk"])
+
+
+def test_recognize_scales_the_stride_to_the_frame_rate(clip_and_weights, tmp_path):
+    from omnisense.commands.recognize import load_recognizer
+    from video.recognition.inference import recognize
+
+    video, weights = clip_and_weights
+    net, names, spec, _ = load_recognizer(weights=weights)
+    fast = write_video(tmp_path / "fast.mp4", render_clip("rise", "arrow", np.random.default_rng(0), num_frames=48), 24.0)
+    result = recognize(net, fast, names, spec)
+    assert np.diff(result.clips[0]["frame_indices"]).tolist() == [4] * 7  # stride 2 at 12 fps -> 4 at 24 fps
+
+
+def test_recognize_rejects_bad_video(clip_and_weights, tmp_path):
+    from omnisense.commands.recognize import load_recognizer
+    from video import MediaFileError
+    from video.recognition.inference import InputSpec, recognize
+
+    _, weights = clip_and_weights
+    net, names, _, _ = load_recognizer(weights=weights)
+    (tmp_path / "bad.mp4").write_bytes(b"nope" * 10)
+    with pytest.raises(MediaFileError):
+        recognize(net, tmp_path / "bad.mp4", names, InputSpec())
+
+
+def test_bench_decoding_rows(clip_and_weights):
+    from omnisense.bench.video import bench_decoding
+
+    video, _ = clip_and_weights
+    rows = bench_decoding(video, clip_len=4, interval=2, clips=2)
+    assert [r["name"] for r in rows] == ["decord", "pyav"] and all(r["clips_per_s"] > 0 for r in rows)
+
+
+def test_bench_video_runs_small_models(clip_and_weights):
+    from omnisense.bench import video as bench
+
+    video, _ = clip_and_weights
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--input", str(video), "--frames", "8", "--size", "64", "--repeat", "1",
+                              "--decode-clips", "1", "--clip-len", "4", "--models", "uniformer_tiny", "vivit_tiny"])
+    args.device = "cpu"
+    report = bench.run(args)
+    assert {r["name"] for r in report.rows} == {"decord", "pyav", "uniformer_tiny", "vivit_tiny"}
