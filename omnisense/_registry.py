@@ -46,13 +46,14 @@ GENERATORS: dict[str, str] = {
 }
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
-# (flat, str -> Tensor) to ours, and the variant whose keys it must fill.
-CONVERTERS: dict[str, tuple[str, str]] = {
-    "uniformer": ("video.models.uniformer:convert_official", "uniformer_small_k400"),
-    "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch"),
-    "ast": ("video.models.ast:convert_official_ast", "ast_base"),
-    "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo"),
-    "flatformer-mmdet3d": ("perception3d.models.flatformer:convert_mmdet3d_flatformer", "flatformer_waymo"),
+# (flat, str -> Tensor) to ours, the variant whose keys it must fill, and the task the weights serve.
+CONVERTERS: dict[str, tuple[str, str, str]] = {
+    "uniformer": ("video.models.uniformer:convert_official", "uniformer_small_k400", "recognition"),
+    "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch", "registration"),
+    "ast": ("video.models.ast:convert_official_ast", "ast_base", "audio_classification"),
+    "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo", "detection"),
+    "flatformer-mmdet3d": ("perception3d.models.flatformer:convert_mmdet3d_flatformer", "flatformer_waymo",
+                           "detection"),
 }
 
 # `omnisense demo`: (section name, "module:function"), run in this order; each function has the

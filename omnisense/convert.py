@@ -2,16 +2,20 @@
 
 A converter is a pure function in the model's file that renames (and, where the layouts differ, reshapes)
 an official state dict into ours. This module reads the official file without unpickling code, runs the
-converter, checks the result against the variant's own state dict, and writes safetensors + JSON.
+converter, checks the result against the variant's own state dict, and writes safetensors + `WeightsMeta`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from torch import nn
 
 from omnisense import _registry
 from omnisense._errors import OmnisenseError, WeightsError
-from omnisense.weights import KeyReport, compare_state, read_foreign_checkpoint, save_weights, sha256_file
+from omnisense.weights import (KeyReport, WeightsMeta, compare_state, read_foreign_checkpoint, save_weights,
+                               sha256_file)
 
 
 class ConversionReport(KeyReport):
@@ -22,6 +26,19 @@ class ConversionReport(KeyReport):
         return text + (f"\nwritten: {self.output}" if self.output else "")
 
 
+def _input_spec(task: str, model: nn.Module) -> dict[str, Any]:
+    """What the converted model's own configuration says about its input; the rest is the spec's defaults."""
+    if task == "detection":
+        return {"point_range": list(model.geometry.point_range)}
+    if task == "audio_classification":
+        from video.audio.frontend import AST_AUDIOSET_MEAN, AST_AUDIOSET_STD
+
+        return {"num_mel_bins": int(getattr(model, "input_fdim", 128)),
+                "target_frames": int(getattr(model, "input_tdim", 1024)),
+                "mean": AST_AUDIOSET_MEAN, "std": AST_AUDIOSET_STD}
+    return {}
+
+
 def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None = None,
             allow_partial: bool = False) -> ConversionReport:
     from omnisense.models import build_model
@@ -29,7 +46,7 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
     if family not in _registry.CONVERTERS:
         known = ", ".join(sorted(_registry.CONVERTERS)) or "none yet"
         raise OmnisenseError(f"no converter named {family!r}; converters: {known}")
-    target, default_variant = _registry.CONVERTERS[family]
+    target, default_variant, task = _registry.CONVERTERS[family]
     variant = variant or default_variant
     official = read_foreign_checkpoint(checkpoint)
     try:
@@ -44,8 +61,13 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
         raise WeightsError(checkpoint, f"does not fill {variant} (use --allow-partial to write anyway):\n"
                            + report.summary())
     state = {k: v for k, v in ours.items() if k in model.state_dict()}
-    report.output = save_weights(output, state, {
-        "variant": variant, "converted_from": checkpoint.name, "source_sha256": sha256_file(checkpoint),
-        "converter": family, "missing": report.missing, "unexpected": report.unexpected,
-    })
+    meta = WeightsMeta(
+        task=task, model={"variant": variant, "kwargs": {}}, input=_input_spec(task, model),
+        classes=list(getattr(model, "class_names", []) or []),
+        licence="the official checkpoint's licence (see its repository)",
+        source={"checkpoint": checkpoint.name, "sha256": sha256_file(checkpoint), "converter": family},
+        recipe=f"omnisense convert {family} {checkpoint.name} --output {Path(output).name}"
+               + (f" --variant {variant}" if variant != default_variant else ""),
+        notes={"missing": report.missing, "unexpected": report.unexpected})
+    report.output = save_weights(output, state, meta)
     return report

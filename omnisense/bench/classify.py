@@ -46,16 +46,17 @@ def run(args: argparse.Namespace):
     import torch.nn.functional as F
 
     from omnisense.bench._common import BenchReport, base_context, measure
-    from perception3d.models.gpsformer import VARIANTS, count_flops
+    from omnisense.models import VARIANTS
+    from perception3d.models.gpsformer import count_flops
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
     names = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in names if m not in VARIANTS or "partseg" in m]
+    choices = [v for v in VARIANTS if v.startswith("gpsformer") and "partseg" not in v]
+    unknown = [m for m in names if m not in choices]
     if unknown:
-        raise ValueError(f"unknown classification variants {unknown}; choose from "
-                         f"{[v for v in VARIANTS if 'partseg' not in v]}")
+        raise ValueError(f"unknown classification variants {unknown}; choose from {choices}")
     g = torch.Generator().manual_seed(0)
     rows: list[dict] = []
     for n in (int(p) for p in args.points.split(",")):

@@ -42,10 +42,9 @@ def _frame(path: Path | None):
 def run(args: argparse.Namespace):
     import torch
 
-    from omnisense.weights import SHIPPED_DIR, load_model_weights, load_weights
     from omnisense.bench._common import BenchReport, base_context, measure, resolve_device
+    from omnisense.models import VARIANTS, list_models, load_model
     from perception3d.detection.inference import prepare_points
-    from omnisense.models import VARIANTS
 
     device = resolve_device(getattr(args, "device", "auto") or "auto")
     points, source = _frame(args.input)
@@ -53,12 +52,11 @@ def run(args: argparse.Namespace):
     rows, notes = [], []
     base = None
     for name in variants:
-        model = VARIANTS[name]().to(device).eval()
-        shipped = SHIPPED_DIR / f"{name}_simkitti.safetensors"
-        weights = "random init"
-        if shipped.exists():
-            load_model_weights(model, load_weights(shipped)[0])
-            weights = shipped.name
+        shipped = f"{name}_simkitti"
+        if shipped in list_models():
+            model, weights = load_model(shipped, device=device)[0], shipped
+        else:
+            model, weights = VARIANTS[name]().to(device).eval(), "random init"
         pts, counts = prepare_points(points, model.geometry.point_range)
         x = torch.from_numpy(pts).to(device)
         bi = torch.zeros(len(x), dtype=torch.long, device=device)

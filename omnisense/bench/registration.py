@@ -27,7 +27,8 @@ OUTDOOR = ("autzen",)  # not in the default set: the issue's benchmark is the fo
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=int, default=10, help="pairs per scan (default 10)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", type=Path, help="RoITr weights (default: the shipped roitr_small_cgal)")
+    parser.add_argument("--weights", default="roitr_small_cgal",
+                        help="RoITr weights: shipped name or .safetensors file (default: roitr_small_cgal)")
     parser.add_argument("--num-points", type=int, default=2048, help="points per cloud after the voxel grid")
     parser.add_argument("--scans", nargs="+", choices=SCANS + OUTDOOR, default=list(SCANS),
                         help="scans (default: the object and corridor scans; 'autzen' is a real outdoor lidar tile)")
@@ -76,8 +77,8 @@ def run(args: argparse.Namespace):
     import torch
     from tqdm import tqdm
 
-    from omnisense.commands.register import load_roitr
     from omnisense.bench._common import BenchReport, base_context
+    from omnisense.models import load_model
     from scipy.spatial import cKDTree
 
     from perception3d.registration import metrics
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace):
     from perception3d.registration.pairs import make_pair, overlapping_crops, rotate_pair
     from perception3d.registration.pipeline import auto_voxel_size, register_roitr
 
-    model = load_roitr(args.weights, device=args.device)
+    model, _ = load_model(args.weights or "roitr_small_cgal", device=args.device, task="registration")
     methods = [*(f"roitr+{e}" for e in args.estimators), "fpfh+ransac"]
     suffix = "+icp" if args.refine == "icp" else ""
     paths = scan_paths(args.scans)
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace):
     main, fpfh = methods[0] + suffix, "fpfh+ransac" + suffix
     speed = overall[fpfh]["s_per_pair"] / overall[main]["s_per_pair"]
     context = {**base_context(args.device), "pairs_per_scan": args.pairs, "seed": args.seed, "rotated": args.rotated,
-               "points_per_cloud": args.num_points, "weights": str(args.weights or "shipped roitr_small_cgal"),
+               "points_per_cloud": args.num_points, "weights": str(args.weights or "roitr_small_cgal"),
                "roitr_speedup_vs_fpfh": round(speed, 3)}
     seen = [s for s in args.scans if s == "corridor"]  # the corridor scan is one of the training clouds
     notes = [

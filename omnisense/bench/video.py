@@ -81,11 +81,11 @@ def _build(name: str, frames: int, size: int):
         from torchvision.models.video import mvit_v2_s
 
         return mvit_v2_s(weights=None)  # fixed 16x224 input (its position embeddings and pooling are sized for it)
-    from video.models import uniformer, vivit
+    from omnisense.models import build_model
 
     if name.startswith("uniformer"):
-        return getattr(uniformer, name)(num_classes=400)
-    return getattr(vivit, name)(num_classes=400, num_frames=frames, img_size=size)
+        return build_model(name, num_classes=400)
+    return build_model(name, num_classes=400, num_frames=frames, img_size=size)
 
 
 def run(args: argparse.Namespace):

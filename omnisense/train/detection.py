@@ -29,7 +29,7 @@ class DetectionTask(L.LightningModule):
     """CenterPoint-style training of a named detector variant.
 
     Args:
-        variant: a detector in `perception3d.models.VARIANTS` (flatformer_small, dsvt_pillar_small, ...).
+        variant: a detector in `omnisense.models.VARIANTS` (flatformer_small, dsvt_pillar_small, ...).
         lr: peak learning rate of the one-cycle schedule (DSVT: 3e-3; FlatFormer's cyclic policy peaks at 1e-3).
         weight_decay: AdamW weight decay (0.05 in both papers; not on biases and norms).
         div_factor: initial lr = lr / div_factor (DSVT: 100); the final lr is lr / div_factor / 100.
@@ -44,16 +44,14 @@ class DetectionTask(L.LightningModule):
                  div_factor: float = 100.0, pct_start: float = 0.1, loss_weights: dict[str, float] | None = None,
                  max_objs: int = 500, gaussian_overlap: float = 0.1, init_weights: str | None = None):
         super().__init__()
-        from perception3d.models import VARIANTS
+        from omnisense.models import build_model
 
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}")
         self.save_hyperparameters()
-        self.model = VARIANTS[variant]()
+        self.model = build_model(variant)
         if init_weights:
-            from omnisense.weights import load_model_weights
+            from omnisense.weights import load_model_weights, read_weights
 
-            load_model_weights(self.model, init_weights)
+            load_model_weights(self.model, read_weights(init_weights)[0], source=init_weights)
         self.variant = variant
         self.lr, self.weight_decay, self.div_factor, self.pct_start = lr, weight_decay, div_factor, pct_start
         self.loss_weights = LossWeights(**(loss_weights or {}))

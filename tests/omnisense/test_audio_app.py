@@ -9,13 +9,20 @@ import torch
 import yaml
 
 from omnisense._errors import WeightsError
-from omnisense.commands.classify_audio import AudioClassifier, _write_video_with_audio
 from omnisense.cli import main
+from omnisense.demo.audio import _write_video_with_audio
+from omnisense.models import load_model
 from omnisense.train.audio import AudioClassificationData, export_weights
 from video import MediaFileError
 from video.audio.datasets import synth_clip
+from video.audio.inference import AudioClassifier
 
 SHIPPED_EVENTS = Path(__file__).resolve().parents[2] / "omnisense" / "shipped" / "audio_cnn_small_audio_events.safetensors"
+
+
+def _classifier(weights) -> AudioClassifier:
+    model, meta = load_model(weights, task="audio_classification")
+    return AudioClassifier(model, meta.transforms(), meta.classes)
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "audio"
 
 
@@ -53,7 +60,7 @@ def tone_files(tmp_path_factory):
 
 @pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
 def test_classifier_hears_a_tone_in_files_and_video(tone_files):
-    classifier = AudioClassifier(SHIPPED_EVENTS)
+    classifier = _classifier(SHIPPED_EVENTS)
     for name in ("tone.wav", "tone_44k_stereo.flac", "tone.mp4"):
         result = classifier.classify_file(tone_files / name, topk=3)
         assert result["top"][0]["label"] == "tone", (name, result["top"])
@@ -72,12 +79,13 @@ def test_cli_writes_json_and_reports_bad_files(tone_files, tmp_path, capsys):
     assert "broken.wav" in capsys.readouterr().err
 
 
-def test_classifier_rejects_weights_without_audio_metadata(tmp_path):
-    from omnisense import save_weights
-
-    path = save_weights(tmp_path / "w.safetensors", {"x": torch.zeros(2)}, {"variant": "something"})
-    with pytest.raises(WeightsError, match="model"):
-        AudioClassifier(path)
+def test_classify_audio_refuses_weights_of_another_task(tmp_path, capsys):
+    wave = tmp_path / "a.wav"
+    sf.write(wave, np.zeros(1600, np.float32), 16_000)
+    assert main(["classify-audio", str(wave), "--weights", "gpsformer_elite_shapes"]) == 2
+    assert "holds classification weights" in capsys.readouterr().err
+    with pytest.raises(WeightsError, match="not audio_classification weights"):
+        _classifier("gpsformer_elite_shapes")
 
 
 def test_export_evaluates_and_round_trips(tmp_path):
@@ -93,8 +101,8 @@ def test_export_evaluates_and_round_trips(tmp_path):
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 3}, ckpt)
     result = export_weights(tmp_path / "config.yaml", ckpt, tmp_path / "out.safetensors")
     assert 0.0 <= result["metrics"]["test/acc1"] <= 1.0 and result["metrics"]["test/files"] == 16
-    classifier = AudioClassifier(result["path"])
-    assert classifier.categories[0] == "background" and classifier.spec["target_frames"] == 100
+    classifier = _classifier(Path(result["path"]))
+    assert classifier.classes[0] == "background" and classifier.spec.target_frames == 100
     with pytest.raises(MediaFileError):
         classifier.classify_file(tmp_path / "missing.ogg")
 
@@ -105,8 +113,8 @@ def test_shipped_events_model_ranks_the_events_of_mixtures(tmp_path):
     from video.audio.datasets import make_audio_events
 
     make_audio_events(tmp_path, seed=5, size="tiny")
-    classifier = AudioClassifier(SHIPPED_EVENTS)
-    value = mixtures_map(classifier.model, tmp_path, classifier.categories, classifier.spec)
+    classifier = _classifier(SHIPPED_EVENTS)
+    value = mixtures_map(classifier.model, tmp_path, classifier.classes, classifier.spec.to_dict())
     # Chance: with 2-3 of the 7 foreground classes present per clip, random scores give a mAP of about 0.4.
     assert value > 0.65, value
 
@@ -114,7 +122,7 @@ def test_shipped_events_model_ranks_the_events_of_mixtures(tmp_path):
 def test_convert_an_official_style_ast_checkpoint(tmp_path):
     """`omnisense convert ast`: official key names (`module.v.*`, `module.mlp_head.*`) into our AST, every key used."""
     from omnisense.convert import convert
-    from omnisense.weights import load_weights
+    from omnisense.weights import read_weights
     from video.models.ast import ast_micro
 
     torch.manual_seed(0)
@@ -133,7 +141,8 @@ def test_convert_an_official_style_ast_checkpoint(tmp_path):
     torch.save(official, tmp_path / "ast_official.pth")
     report = convert("ast", tmp_path / "ast_official.pth", tmp_path / "ast.safetensors", variant="ast_micro")
     assert report.ok, report.summary()
-    state, meta = load_weights(tmp_path / "ast.safetensors")
+    state, meta = read_weights(tmp_path / "ast.safetensors")
+    assert meta.task == "audio_classification" and meta.transforms().target_frames == ast_micro().input_tdim
     target = ast_micro()
     target.load_state_dict(state)
     x = torch.randn(1, 100, 128)
@@ -148,6 +157,6 @@ def test_convert_an_official_style_ast_checkpoint(tmp_path):
 ])
 def test_classifier_handles_awkward_inputs(tmp_path, name, samples, rate, channels):
     sf.write(tmp_path / name, samples.astype(np.float32), rate)
-    result = AudioClassifier(SHIPPED_EVENTS).classify_file(tmp_path / name, topk=2)
+    result = _classifier(SHIPPED_EVENTS).classify_file(tmp_path / name, topk=2)
     assert result["clips"] == 1 and len(result["top"]) == 2
     assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)

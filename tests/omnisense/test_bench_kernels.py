@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from omnisense.bench import kernels as bench
+from omnisense.bench import _kernels as bench
 from perception3d import PointCloudFileError
 
 
@@ -59,7 +59,9 @@ def test_padded_windows_cover_every_token_once():
 def test_small_run(tmp_path):
     np.save(tmp_path / "scan.npy", bench.synthetic_sweep(3000, seed=3))
     args = argparse.Namespace(device="cpu", input=tmp_path / "scan.npy", points=0, seed=0, repeat=1, threads=None, dtype="float32")
-    report = bench.run(args)
+    from omnisense.bench import kernels
+
+    report = kernels.run(args)
     names = [row["layer"] for row in report.rows]
     assert any(n.startswith("ours: flattened-window") for n in names)
     assert any(n.startswith("baseline: padded windows 12") for n in names)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from omnisense import save_weights
+from omnisense import WeightsMeta, save_weights
 from omnisense.commands import classify as app
 from perception3d import PointCloudFileError, PointCloudValueError
 from perception3d.classification.inference import prepare_cloud
@@ -26,9 +26,12 @@ def weights(tmp_path_factory):
     torch.manual_seed(0)
     model = GPSFormer(**TINY)
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    meta = {"model": {"class_path": "perception3d.models.gpsformer.GPSFormer", "init_args": TINY},
-            "classes": ["a", "b", "c"], "num_points": 64}
-    return save_weights(path, model.state_dict(), meta)
+    return save_weights(path, model.state_dict(), _meta(TINY, ["a", "b", "c"]))
+
+
+def _meta(init_args: dict, classes: list[str]) -> WeightsMeta:
+    return WeightsMeta(task="classification", classes=classes, input={"num_points": 64},
+                       model={"class_path": "perception3d.models.gpsformer.GPSFormer", "init_args": init_args})
 
 
 def _sphere(n=300, seed=0):
@@ -102,22 +105,18 @@ def test_prepare_cloud_normalises():
     np.testing.assert_allclose(np.linalg.norm(prepared.xyz - prepared.xyz.mean(0), axis=1).max(), 1.0, rtol=1e-5)
 
 
-def test_weights_without_model_or_classes_are_refused(tmp_path):
+def test_weights_that_do_not_fit_are_refused(tmp_path):
     from omnisense import WeightsError
 
     state = GPSFormer(**TINY).state_dict()
-    path = save_weights(tmp_path / "bad.safetensors", state, {"classes": ["a"], "num_points": 64})
-    with pytest.raises(WeightsError, match="names no model"):
-        app.load_classifier(path)
-    path = save_weights(tmp_path / "bad2.safetensors", state, {"model": {"class_path": "x"}})
-    with pytest.raises(WeightsError, match="lacks classes, num_points"):
-        app.load_classifier(path)
-    other = dict(TINY, num_classes=5)
-    path = save_weights(tmp_path / "bad3.safetensors", state, {
-        "model": {"class_path": "perception3d.models.gpsformer.GPSFormer", "init_args": other},
-        "classes": list("abcde"), "num_points": 64})
+    cloud = write_points(tmp_path / "c.ply", _sphere())
+    path = save_weights(tmp_path / "bad.safetensors", state, _meta(dict(TINY, num_classes=5), list("abcde")))
     with pytest.raises(WeightsError, match="mis-shaped"):
-        app.load_classifier(path)
+        app.classify_file(cloud, weights=path)
+    path = save_weights(tmp_path / "bad2.safetensors", state,
+                        WeightsMeta(task="registration", model={"variant": "roitr_tiny"}))
+    with pytest.raises(WeightsError, match="holds registration weights"):
+        app.classify_file(cloud, weights=path)
 
 
 def test_run_writes_json(tmp_path, weights, capsys):
@@ -145,7 +144,7 @@ def test_shapes_datamodule_tiny():
 
 
 def test_shipped_weights_on_real_meshes(sample_data):
-    from omnisense import shipped_weights
+    from omnisense.weights import shipped_weights
 
     shipped_weights(app.DEFAULT_WEIGHTS)  # the shipped weights are part of the repo: missing ones fail here
     meshes = sample_data("cgal") / "meshes"

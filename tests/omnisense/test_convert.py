@@ -7,66 +7,55 @@ import torch
 
 from omnisense import WeightsError, _registry
 from omnisense.convert import convert
-from omnisense.weights import load_model_weights, load_weights
-from omnisense.train.debug import TinyMLP
+from omnisense.models import load_model
+from video.models.audio_cnn import audio_cnn_tiny
 
 
 def _official_to_ours(official: dict) -> dict:
-    """A converter as a model file would write one: the 'official' layout names layers fc1/fc2."""
-    renames = {"fc1.": "net.0.", "fc2.": "net.3."}
+    """A converter as a model file would write one: the 'official' layout prefixes every key with 'net.'."""
     out = {}
     for key, value in official.items():
-        for old, new in renames.items():
-            if key.startswith(old):
-                out[new + key[len(old):]] = value
-                break
-        else:
+        if not key.startswith("net."):
             raise KeyError(f"unknown official key {key}")
+        out[key[len("net."):]] = value
     return out
-
-
-def _variants():
-    return {"debug_mlp": lambda **kw: TinyMLP(**kw)}
 
 
 @pytest.fixture
 def debug_converter(monkeypatch):
-    import fusion.models
-
-    monkeypatch.setitem(_registry.CONVERTERS, "debug", (f"{__name__}:_official_to_ours", "debug_mlp"))
-    monkeypatch.setattr(fusion.models, "VARIANTS", {**fusion.models.VARIANTS, **_variants()})
+    monkeypatch.setitem(_registry.CONVERTERS, "debug",
+                        (f"{__name__}:_official_to_ours", "audio_cnn_tiny", "audio_classification"))
 
 
-def _official_state(model: TinyMLP) -> dict:
-    ours = model.state_dict()
-    return {"fc1.weight": ours["net.0.weight"], "fc1.bias": ours["net.0.bias"],
-            "fc2.weight": ours["net.3.weight"], "fc2.bias": ours["net.3.bias"]}
+def _official_state(model) -> dict:
+    return {"net." + k: v for k, v in model.state_dict().items()}
 
 
 def test_convert_maps_every_key_and_the_weights_load(debug_converter, tmp_path):
-    source = TinyMLP()
+    torch.manual_seed(0)
+    source = audio_cnn_tiny().eval()
     torch.save({"model": _official_state(source), "epoch": 7}, tmp_path / "official.pth")
     report = convert("debug", tmp_path / "official.pth", tmp_path / "ours")
-    assert report.ok and report.matched == 4
-    state, meta = load_weights(tmp_path / "ours.safetensors")
-    assert meta["variant"] == "debug_mlp" and meta["converted_from"] == "official.pth"
-    target = TinyMLP()
-    load_model_weights(target, state)
-    x = torch.randn(3, 16)
+    assert report.ok and report.matched == len(source.state_dict())
+    target, meta = load_model(tmp_path / "ours.safetensors")
+    assert meta.model == {"variant": "audio_cnn_tiny", "kwargs": {}} and meta.task == "audio_classification"
+    assert meta.source["checkpoint"] == "official.pth" and len(meta.source["sha256"]) == 64
+    x = torch.randn(2, 100, 128)
     assert torch.equal(source(x), target(x))
 
 
 def test_convert_names_missing_and_mis_shaped_tensors(debug_converter, tmp_path):
-    official = _official_state(TinyMLP())
-    official.pop("fc1.bias")
-    official["fc2.weight"] = torch.zeros(7, 64)
+    official = _official_state(audio_cnn_tiny())
+    first, last = sorted(official)[0], sorted(k for k in official if k.endswith("weight"))[-1]
+    official.pop(first)
+    official[last] = torch.zeros(7, 3)
     torch.save(official, tmp_path / "official.pth")
     with pytest.raises(WeightsError) as info:
         convert("debug", tmp_path / "official.pth", tmp_path / "ours")
-    assert "net.0.bias" in str(info.value) and "net.3.weight" in str(info.value)
+    assert first[len("net."):] in str(info.value) and last[len("net."):] in str(info.value)
     assert not (tmp_path / "ours.safetensors").exists()
     partial = convert("debug", tmp_path / "official.pth", tmp_path / "ours", allow_partial=True)
-    assert partial.missing == ["net.0.bias"] and partial.mis_shaped[0][0] == "net.3.weight"
+    assert partial.missing == [first[len("net."):]] and partial.mis_shaped[0][0] == last[len("net."):]
 
 
 def test_convert_rejects_a_checkpoint_of_another_model(debug_converter, tmp_path):

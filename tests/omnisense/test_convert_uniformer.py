@@ -7,7 +7,7 @@ import torch
 
 from omnisense import WeightsError
 from omnisense.convert import convert
-from omnisense.weights import load_weights
+from omnisense.weights import read_weights
 from video.models.uniformer import uniformer_tiny
 
 
@@ -25,9 +25,9 @@ def test_convert_official_uniformer(tmp_path, layout):
     torch.save(ckpt, tmp_path / "official.pth")
     report = convert("uniformer", tmp_path / "official.pth", tmp_path / "ours.safetensors", variant="uniformer_tiny")
     assert report.ok
-    ours, meta = load_weights(tmp_path / "ours.safetensors")
+    ours, meta = read_weights(tmp_path / "ours.safetensors")
     torch.testing.assert_close(ours["blocks3.0.attn.qkv.weight"], state["blocks3.0.attn.qkv.weight"])
-    assert meta["variant"] == "uniformer_tiny"
+    assert meta.model["variant"] == "uniformer_tiny" and meta.task == "recognition"
 
 
 def test_convert_names_missing_tensors(tmp_path):

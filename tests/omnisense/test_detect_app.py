@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from omnisense._errors import WeightsError
-from omnisense.weights import save_weights
+from omnisense.weights import WeightsMeta, save_weights
 from perception3d import PointCloudFileError, PointCloudValueError
 from perception3d.detection.inference import prepare_points
 from perception3d.detection.simulator import LidarConfig, simulate_frame
@@ -17,7 +17,9 @@ from omnisense.models import VARIANTS
 def weights(tmp_path_factory):
     torch.manual_seed(0)
     model = VARIANTS["flatformer_tiny"]()
-    return save_weights(tmp_path_factory.mktemp("w") / "ff_tiny", model.state_dict(), {"variant": "flatformer_tiny"})
+    meta = WeightsMeta(task="detection", model={"variant": "flatformer_tiny"}, classes=list(model.class_names),
+                       input={"point_range": list(model.geometry.point_range)})
+    return save_weights(tmp_path_factory.mktemp("w") / "ff_tiny", model.state_dict(), meta)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +67,8 @@ def test_bad_inputs(scan, weights, tmp_path):
     np.full((10, 4), 1000.0, np.float32).tofile(far)
     with pytest.raises(PointCloudValueError, match="range"):
         detect.run(_args(far, weights, tmp_path))
-    with pytest.raises(WeightsError):
-        detect.run(_args(scan[0], weights, tmp_path, model="dsvt-pillar"))
+    with pytest.raises(WeightsError, match="holds registration weights"):
+        detect.run(_args(scan[0], "roitr_small_cgal", tmp_path))
 
 
 def test_prepare_points_counts_what_it_filters():

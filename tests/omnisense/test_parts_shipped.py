@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from omnisense import load_model_weights, load_weights, shipped_weights
-from omnisense.models import build_from_meta
+from omnisense.models import load_model
 from omnisense.train.parts import category_argmax
 from perception3d.classification import PARTS_OF, make_part_split, part_miou
 
@@ -14,14 +13,12 @@ NAME = "gpsformer_partseg_small_parts"
 
 
 def test_shipped_partseg_weights_segment_new_shapes():
-    state, meta = load_weights(shipped_weights(NAME))  # missing weights fail here
-    model = build_from_meta(meta)
-    assert load_model_weights(model, state).ok
-    model.eval()
+    model, meta = load_model(NAME, task="part_segmentation")  # missing weights fail here
+    spec = meta.transforms()
     torch.manual_seed(0)
     # A seed the training and test splits never used: 2 shapes of each category.
-    points, parts, categories = make_part_split(424242, 2, meta["num_points"])
-    category_parts = [list(p) for p in meta["category_parts"]]
+    points, parts, categories = make_part_split(424242, 2, spec.num_points)
+    category_parts = [list(p) for p in spec.category_parts]
     with torch.no_grad():
         c = torch.from_numpy(categories)
         pred = category_argmax(model(torch.from_numpy(points), c), c, category_parts).numpy()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from omnisense.weights import save_weights
+from omnisense.models import load_model
+from omnisense.weights import WeightsMeta, save_weights
 from video.io import write_video
 from omnisense.models import VARIANTS
 from video.recognition import CLASSES, render_clip
@@ -21,8 +22,9 @@ def clip_and_weights(tmp_path_factory):
     video = write_video(root / "clip.mp4", render_clip("rise", "arrow", np.random.default_rng(0)), 12.0)
     torch.manual_seed(0)
     net = VARIANTS["uniformer_tiny"](num_classes=len(CLASSES))
-    meta = {"variant": "uniformer_tiny", "model_kwargs": {"num_classes": len(CLASSES)}, "class_names": list(CLASSES),
-            "input": {"clip_len": 8, "frame_interval": 2, "fps": 12.0, "short_side": 72, "crop_size": 64}}
+    meta = WeightsMeta(task="recognition", model={"variant": "uniformer_tiny", "kwargs": {"num_classes": len(CLASSES)}},
+                       classes=list(CLASSES),
+                       input={"clip_len": 8, "frame_interval": 2, "fps": 12.0, "short_side": 72, "crop_size": 64})
     weights = save_weights(root / "w.safetensors", net.state_dict(), meta)
     return video, weights
 
@@ -43,26 +45,24 @@ def test_recognize_writes_topk_json(clip_and_weights, tmp_path):
 
 
 def test_recognize_scales_the_stride_to_the_frame_rate(clip_and_weights, tmp_path):
-    from omnisense.commands.recognize import load_recognizer
     from video.recognition.inference import recognize
 
     video, weights = clip_and_weights
-    net, names, spec, _ = load_recognizer(weights=weights)
+    net, meta = load_model(weights)
     fast = write_video(tmp_path / "fast.mp4", render_clip("rise", "arrow", np.random.default_rng(0), num_frames=48), 24.0)
-    result = recognize(net, fast, names, spec)
+    result = recognize(net, fast, meta.classes, meta.transforms())
     assert np.diff(result.clips[0]["frame_indices"]).tolist() == [4] * 7  # stride 2 at 12 fps -> 4 at 24 fps
 
 
 def test_recognize_rejects_bad_video(clip_and_weights, tmp_path):
-    from omnisense.commands.recognize import load_recognizer
     from video import MediaFileError
     from video.recognition.inference import InputSpec, recognize
 
     _, weights = clip_and_weights
-    net, names, _, _ = load_recognizer(weights=weights)
+    net, meta = load_model(weights)
     (tmp_path / "bad.mp4").write_bytes(b"nope" * 10)
     with pytest.raises(MediaFileError):
-        recognize(net, tmp_path / "bad.mp4", names, InputSpec())
+        recognize(net, tmp_path / "bad.mp4", meta.classes, InputSpec())
 
 
 def test_bench_decoding_rows(clip_and_weights):

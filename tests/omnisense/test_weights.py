@@ -1,7 +1,9 @@
-"""Weights: safetensors + JSON round trip, checksum, foreign checkpoints without unpickling, key reports."""
+"""Weights: the metadata record, safetensors + JSON round trip, checksum, foreign checkpoints without unpickling,
+key reports, `load_model`, and the schema of every shipped file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 
@@ -9,48 +11,73 @@ import pytest
 import torch
 from torch import nn
 
-from omnisense import WeightsError
-from omnisense.weights import export_checkpoint, load_model_weights, load_weights, read_foreign_checkpoint, save_weights
+from omnisense import OmnisenseError, WeightsError
+from omnisense.models import instantiate, list_models, load_model
 from omnisense.train.debug import TinyMLP
+from omnisense.weights import (FORMAT, SHIPPED_DIR, TASKS, WeightsMeta, export_checkpoint, load_model_weights,
+                               read_foreign_checkpoint, read_meta, read_weights, save_weights, sha256_file)
+
+SHIPPED = sorted(p.stem for p in SHIPPED_DIR.glob("*.safetensors"))
 
 
 class _NotATensor:
     """Anything a pickle could smuggle in."""
 
 
+def _meta(**changes) -> WeightsMeta:
+    base = WeightsMeta(task="classification", model={"variant": "gpsformer_tiny", "kwargs": {"num_classes": 2}},
+                       classes=["a", "b"], input={"num_points": 64})
+    return dataclasses.replace(base, **changes)
+
+
 def test_round_trip_keeps_tensors_and_metadata(tmp_path):
     model = TinyMLP()
-    path = save_weights(tmp_path / "tiny", model.state_dict(), {"variant": "tiny", "categories": ["a", "b"]})
+    path = save_weights(tmp_path / "tiny", model.state_dict(), _meta(metrics={"acc1": 0.5}))
     assert path.suffix == ".safetensors" and path.with_suffix(".json").exists()
-    state, meta = load_weights(path)
-    assert meta["variant"] == "tiny" and meta["categories"] == ["a", "b"] and len(meta["sha256"]) == 64
+    state, meta = read_weights(path)
+    assert meta.classes == ["a", "b"] and meta.metrics == {"acc1": 0.5} and meta.name == "tiny"
+    assert meta.sha256 == sha256_file(path) and meta.format == FORMAT and meta.num_tensors == len(state)
     for name, tensor in model.state_dict().items():
         assert torch.equal(state[name], tensor)
 
 
 def test_existing_weights_are_never_overwritten(tmp_path):
-    path = save_weights(tmp_path / "w", TinyMLP().state_dict())
+    path = save_weights(tmp_path / "w", TinyMLP().state_dict(), _meta())
     before = path.read_bytes()
     with pytest.raises(WeightsError, match="exists already"):
-        save_weights(path, TinyMLP(hidden=8).state_dict())
+        save_weights(path, TinyMLP(hidden=8).state_dict(), _meta())
     assert path.read_bytes() == before
 
 
 def test_corrupt_file_is_caught_by_its_checksum(tmp_path):
-    path = save_weights(tmp_path / "w", TinyMLP().state_dict())
+    path = save_weights(tmp_path / "w", TinyMLP().state_dict(), _meta())
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="sha256 does not match"):
-        load_weights(path)
+        read_weights(path)
 
 
-def test_truncated_file_without_metadata_is_a_clear_error(tmp_path):
-    path = save_weights(tmp_path / "w", TinyMLP().state_dict())
+def test_weights_without_metadata_are_refused_by_name(tmp_path):
+    path = save_weights(tmp_path / "w", TinyMLP().state_dict(), _meta())
     path.with_suffix(".json").unlink()
-    path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(WeightsError, match="not a readable safetensors file"):
-        load_weights(path)
+    with pytest.raises(WeightsError, match="no metadata beside it"):
+        read_weights(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "blue"}, "unknown metadata key"),
+    ({"format": "omnisense-weights/1"}, "is not 'omnisense-weights/2'"),
+    ({"task": "juggling"}, "unknown task"),
+    ({"model": {"init_args": {}}}, "'model' must name a variant"),
+], ids=["unknown-key", "old-format", "unknown-task", "no-model"])
+def test_bad_metadata_is_an_error_naming_the_file(tmp_path, change, message):
+    path = save_weights(tmp_path / "w", TinyMLP().state_dict(), _meta())
+    meta_file = path.with_suffix(".json")
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), **change}))
+    with pytest.raises(WeightsError, match=message) as info:
+        read_weights(path)
+    assert str(meta_file) in str(info.value)
 
 
 def test_foreign_checkpoint_is_unwrapped(tmp_path):
@@ -91,41 +118,74 @@ def test_export_checkpoint_takes_the_model_and_the_config(tmp_path, repo):
                        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
                        "--trainer.enable_progress_bar", "false"])
     ckpt = tmp_path / "debug-tiny/version_0/checkpoints/last.ckpt"
-    out = export_checkpoint(ckpt, tmp_path / "exported", meta={"variant": "tiny", "metrics": {"acc1": 0.5}})
-    state, meta = load_weights(out)
-    model = TinyMLP()
-    assert load_model_weights(model, out).ok
-    assert meta["trained_steps"] == 3 and meta["config"]["model"]["init_args"]["model"]["class_path"].endswith("TinyMLP")
-    assert json.loads(out.with_suffix(".json").read_text())["metrics"] == {"acc1": 0.5}
+    out = export_checkpoint(ckpt, tmp_path / "exported", _meta(metrics={"acc1": 0.5}))
+    state, meta = read_weights(out)
+    assert load_model_weights(TinyMLP(), state).ok
+    assert meta.notes["trained_steps"] == 3 and meta.metrics == {"acc1": 0.5}
+    assert meta.config["model"]["init_args"]["model"]["class_path"].endswith("TinyMLP")
 
 
 def test_missing_weights_file_names_it(tmp_path):
     with pytest.raises(WeightsError, match="no such weights file"):
-        load_weights(tmp_path / "nope.safetensors")
+        read_weights(tmp_path / "nope.safetensors")
+    with pytest.raises(WeightsError, match="no shipped weights named 'nope'"):
+        read_weights("nope")
+    bad = tmp_path / "x.pth"
+    bad.write_bytes(b"x")
     with pytest.raises(WeightsError, match="convert foreign checkpoints"):
-        bad = tmp_path / "x.pth"
-        bad.write_bytes(b"x")
-        load_weights(bad)
-
-
-def test_every_shipped_weights_file_verifies_and_builds():
-    from omnisense.models import build_from_meta
-    from omnisense.weights import SHIPPED_DIR
-
-    for path in sorted(SHIPPED_DIR.glob("*.safetensors")):
-        state, meta = load_weights(path)  # checks the sha256
-        model = build_from_meta(meta)
-        assert isinstance(model, nn.Module)
-        assert load_model_weights(model, state).ok, path.name
+        read_weights(bad)
 
 
 def test_weights_metadata_cannot_name_arbitrary_callables():
-    from omnisense import OmnisenseError
-    from omnisense.models import build_from_meta
-
     with pytest.raises(OmnisenseError, match="refusing to build"):
-        build_from_meta({"model": {"class_path": "os.system", "init_args": {"command": "true"}}})
+        instantiate({"class_path": "os.system", "init_args": {"command": "true"}})
     with pytest.raises(OmnisenseError, match="not a model class"):
-        build_from_meta({"model": {"class_path": "fusion._io.write_text_atomic", "init_args": {}}})
-    model = build_from_meta({"model": {"class_path": "omnisense.train.debug.TinyMLP", "init_args": {"hidden": 8}}})
-    assert model.net[0].out_features == 8
+        instantiate({"class_path": "fusion._io.write_text_atomic", "init_args": {}})
+    with pytest.raises(OmnisenseError, match="refusing to build"):
+        instantiate({"class_path": "omnisense.train.debug.TinyMLP", "init_args": {}})
+    model = instantiate({"class_path": "video.models.audio_cnn.AudioCNN", "init_args": {"num_classes": 3}})
+    assert isinstance(model, nn.Module)
+
+
+def test_load_model_refuses_weights_of_another_task():
+    with pytest.raises(WeightsError, match="holds registration weights"):
+        load_model("roitr_small_cgal", task="detection")
+
+
+def test_list_models_names_every_shipped_file():
+    assert list_models() == SHIPPED and len(SHIPPED) >= 11
+
+
+# ---- the schema of every shipped file ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_metadata_follows_the_schema(name):
+    path = SHIPPED_DIR / f"{name}.safetensors"
+    record = json.loads(path.with_suffix(".json").read_text())
+    meta = read_meta(path)  # strict: no unknown key, a known task, a model spec
+    assert meta.to_dict() == record  # nothing dropped or added on the way in
+    assert meta.name == name and meta.file == path.name and meta.format == FORMAT
+    assert meta.sha256 == sha256_file(path)
+    state, _ = read_weights(path)
+    assert meta.num_tensors == len(state) and meta.num_parameters == sum(t.numel() for t in state.values())
+    assert meta.task in TASKS and meta.licence and meta.source and meta.recipe and meta.metrics
+    if meta.task != "registration":
+        assert meta.classes and all(isinstance(c, str) and c for c in meta.classes)
+        assert len(set(meta.classes)) == len(meta.classes)
+    spec = meta.transforms()
+    assert type(spec).__name__ == TASKS[meta.task].rpartition(":")[2]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_file_loads_through_load_model(name):
+    model, meta = load_model(name)
+    assert isinstance(model, nn.Module) and not model.training
+    state, _ = read_weights(name)
+    own = model.state_dict()
+    assert set(own) == set(state) and all(torch.equal(own[k], state[k]) for k in state)
+    if meta.task == "detection":  # the recorded input range is the detector's own
+        assert tuple(meta.transforms().point_range) == tuple(model.geometry.point_range)
+        assert tuple(model.class_names) == tuple(meta.classes)
+    num_classes = getattr(model, "num_classes", None)
+    if isinstance(num_classes, int) and meta.task != "part_segmentation":
+        assert num_classes == len(meta.classes)
