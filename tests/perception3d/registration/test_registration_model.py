@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from omnisense.models import VARIANTS
 from perception3d.models.roitr import convert_official, roitr_3dmatch, roitr_tiny
 from perception3d.ops.geometry import random_rotation
 from perception3d.registration.losses import coarse_circle_loss, fine_nll_loss
@@ -17,10 +16,6 @@ def _cloud(n: int, seed: int) -> torch.Tensor:
     u = torch.randn(n, 3, generator=g, dtype=torch.float64)
     u = u / u.norm(dim=1, keepdim=True)
     return u * torch.tensor([1.0, 0.7, 0.5], dtype=torch.float64) * (1 + 0.2 * torch.sin(3 * u[:, :1]))
-
-
-def test_variants_registered():
-    assert {"roitr_3dmatch", "roitr_small", "roitr_tiny"} <= set(VARIANTS)
 
 
 @pytest.mark.parametrize(("descriptor_norm", "shape_features"), [(True, False), (False, False), (True, True)])
