@@ -29,6 +29,7 @@ BENCHES: dict[str, str] = {
     "detect": "omnisense.bench.detect",
     "classify": "omnisense.bench.classify",
     "video": "omnisense.bench.video",
+    "startup": "omnisense.bench.startup",
 }
 
 # `omnisense data make <name> --seed S --out DIR [--size tiny|small|full]`:

@@ -22,6 +22,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from omnisense._io import write_text_atomic
+
 
 # `omnisense fit ...` hands its own arguments to LightningCLI on purpose; Lightning warns whenever they differ
 # from sys.argv (e.g. under pytest or the demo), which says nothing useful here.
@@ -89,4 +91,4 @@ class WeightsDigest(L.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "step": trainer.global_step,
                   "digest": weights_digest(pl_module)}
-        (self.dirpath / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+        write_text_atomic(self.dirpath / f"rank{trainer.global_rank}.json", json.dumps(record))

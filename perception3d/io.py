@@ -16,9 +16,7 @@ Every bad input raises `PointCloudFileError(path, reason)`; arrays given in memo
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -26,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from perception3d._errors import PointCloudFileError, PointCloudValueError
+from perception3d._io import atomic_write
 
 POINT_EXTENSIONS = (".ply", ".pcd", ".xyz", ".txt", ".pts", ".npy", ".bin", ".las", ".laz", ".off", ".obj")
 MESH_EXTENSIONS = (".off", ".obj", ".ply")
@@ -652,21 +651,6 @@ def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- writing
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_points(path: str | Path, points: PointCloudData | np.ndarray, *, normals: np.ndarray | None = None,
                  colors: np.ndarray | None = None, intensity: np.ndarray | None = None,
                  binary: bool = True) -> Path:
@@ -693,7 +677,7 @@ def write_points(path: str | Path, points: PointCloudData | np.ndarray, *, norma
               ".pts": lambda p: _write_text(p, points), ".npy": lambda p: _write_npy(p, points),
               ".bin": lambda p: _write_kitti_bin(p, points), ".las": lambda p: _write_las(p, points),
               ".laz": lambda p: _write_las(p, points)}[ext]
-    return _atomic(path, writer)
+    return atomic_write(path, writer)
 
 
 def _write_ply(path: Path, pc: PointCloudData, binary: bool) -> None:

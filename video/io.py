@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from video._errors import MediaFileError, VideoValueError
+from video._io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -331,11 +331,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, codec: str 
     if h % 2 or w % 2:
         raise VideoValueError(f"height and width must be even for 4:2:0 video, got {h}x{w}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
+
+    def encode(tmp: Path) -> None:
+        # the container format follows the target's extension; a path without one is written as MP4
+        with av.open(str(tmp), mode="w", format=None if path.suffix else "mp4") as container:
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             if codec == "libx264":
@@ -345,8 +344,5 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, codec: str 
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, encode)

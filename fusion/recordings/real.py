@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion._io import write_json_atomic
+from fusion._io import atomic_write, write_json_atomic
 
 __all__ = ["make_vtest_recording", "make_vtest_views"]
 
@@ -25,17 +25,21 @@ def _write(path: Path, frames: list[np.ndarray], times: list[float]) -> None:
     import av
 
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=10)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"crf": "23", "preset": "veryfast", "x264-params": "bframes=0"}
-        for img, t in zip(frames, times):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts, f.time_base = int(round(t * 1000)), fractions.Fraction(1, 1000)
-            for p in s.encode(f):
+
+    def encode(tmp: Path) -> None:
+        with av.open(str(tmp), "w", format="mp4") as c:
+            s = c.add_stream("libx264", rate=10)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            s.options = {"crf": "23", "preset": "veryfast", "x264-params": "bframes=0"}
+            for img, t in zip(frames, times):
+                f = av.VideoFrame.from_ndarray(img, format="rgb24")
+                f.pts, f.time_base = int(round(t * 1000)), fractions.Fraction(1, 1000)
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode():
                 c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+
+    atomic_write(path, encode)
 
 
 def make_vtest_views(out: Path, *, source: Path, seconds: float = 30.0) -> Path:

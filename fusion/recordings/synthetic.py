@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from fusion._io import write_json_atomic
+from fusion._io import atomic_write, write_json_atomic
 
 __all__ = ["CLASSES", "make_multiview_recordings", "make_recording"]
 
@@ -410,33 +410,34 @@ def _write_mp4(path: Path, frames: list[np.ndarray], pts: list[float], audio: np
     """H.264 video with the given presentation times (s) and an AAC 16 kHz mono track starting at sensor time 0."""
     import av
 
-    tmp = path.with_suffix(".tmp.mp4")
-    with av.open(str(tmp), "w") as c:
-        v = c.add_stream("libx264", rate=30)
-        v.width = v.height = IMG
-        v.pix_fmt = "yuv420p"
-        v.time_base = fractions.Fraction(1, 1000)
-        v.options = {"crf": "20", "preset": "veryfast", "x264-params": "bframes=0"}  # VFR pts: no reordering
-        a = c.add_stream("aac", rate=SR)
-        a.layout = "mono"
-        last = -1
-        for img, t in zip(frames, pts):
-            ms = max(int(round(t * 1000)), last + 1)  # strictly increasing pts (a repeat gets its own stamp)
-            last = ms
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts, f.time_base = ms, fractions.Fraction(1, 1000)  # not v.time_base: the muxer changes it
-            for p in v.encode(f):
+    def encode(tmp: Path) -> None:
+        with av.open(str(tmp), "w", format="mp4") as c:
+            v = c.add_stream("libx264", rate=30)
+            v.width = v.height = IMG
+            v.pix_fmt = "yuv420p"
+            v.time_base = fractions.Fraction(1, 1000)
+            v.options = {"crf": "20", "preset": "veryfast", "x264-params": "bframes=0"}  # VFR pts: no reordering
+            a = c.add_stream("aac", rate=SR)
+            a.layout = "mono"
+            last = -1
+            for img, t in zip(frames, pts):
+                ms = max(int(round(t * 1000)), last + 1)  # strictly increasing pts (a repeat gets its own stamp)
+                last = ms
+                f = av.VideoFrame.from_ndarray(img, format="rgb24")
+                f.pts, f.time_base = ms, fractions.Fraction(1, 1000)  # not v.time_base: the muxer changes it
+                for p in v.encode(f):
+                    c.mux(p)
+            for p in v.encode():
                 c.mux(p)
-        for p in v.encode():
-            c.mux(p)
-        for s in range(0, len(audio), 1024):
-            fr = av.AudioFrame.from_ndarray(audio[None, s:s + 1024], format="flt", layout="mono")
-            fr.sample_rate, fr.pts, fr.time_base = SR, s, fractions.Fraction(1, SR)
-            for p in a.encode(fr):
+            for s in range(0, len(audio), 1024):
+                fr = av.AudioFrame.from_ndarray(audio[None, s:s + 1024], format="flt", layout="mono")
+                fr.sample_rate, fr.pts, fr.time_base = SR, s, fractions.Fraction(1, SR)
+                for p in a.encode(fr):
+                    c.mux(p)
+            for p in a.encode():
                 c.mux(p)
-        for p in a.encode():
-            c.mux(p)
-    tmp.replace(path)
+
+    atomic_write(path, encode)
 
 
 def make_recording(out: Path, *, seed: int, duration: float = 12.0, n_cameras: int = 4) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnisense._io import atomic_write
+
 
 def _write_video_with_audio(path: Path, waveform, sr: int, seconds: float) -> Path:
     """A small mp4 (grey frames) whose AAC track is `waveform` (mono, `sr` Hz): a video input for the demo."""
@@ -11,24 +13,27 @@ def _write_video_with_audio(path: Path, waveform, sr: int, seconds: float) -> Pa
     import numpy as np
 
     samples = waveform[: int(seconds * sr)].numpy().astype(np.float32)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        audio = container.add_stream("aac", rate=sr)
-        audio.layout = "mono"
-        for i in range(max(1, int(len(samples) / sr * 10))):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 + 10 * i % 200, np.uint8), format="rgb24")
-            for packet in video.encode(frame):
+
+    def encode(tmp: Path) -> None:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            video = container.add_stream("mpeg4", rate=10)
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+            audio = container.add_stream("aac", rate=sr)
+            audio.layout = "mono"
+            for i in range(max(1, int(len(samples) / sr * 10))):
+                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 + 10 * i % 200, np.uint8), format="rgb24")
+                for packet in video.encode(frame):
+                    container.mux(packet)
+            for packet in video.encode():
                 container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        frame = av.AudioFrame.from_ndarray(samples[None], format="fltp", layout="mono")
-        frame.sample_rate = sr
-        for packet in audio.encode(frame):
-            container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
-    return path
+            frame = av.AudioFrame.from_ndarray(samples[None], format="fltp", layout="mono")
+            frame.sample_rate = sr
+            for packet in audio.encode(frame):
+                container.mux(packet)
+            for packet in audio.encode(None):
+                container.mux(packet)
+
+    return atomic_write(path, encode)
 
 
 
@@ -78,8 +83,10 @@ def demo(ctx):
         ax.axis("off")
     fig.tight_layout()
     picture = ctx.out / "audio_fbanks.png"
-    fig.savefig(picture, dpi=80)
-    plt.close(fig)
+    try:
+        atomic_write(picture, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    finally:
+        plt.close(fig)
 
     source = chosen[0]
     wave, sr = load_audio(source.path)

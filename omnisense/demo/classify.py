@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnisense._io import atomic_write
+
 DEMO_MESHES: tuple[tuple[str, str], ...] = (
     ("cube.off", "box"), ("cylinder.off", "cylinder"), ("ellipsoid.off", "ellipsoid"), ("sphere.off", "ellipsoid"),
     ("pyramid.off", "pyramid"), ("torus_quad.off", "torus"),
@@ -41,8 +43,10 @@ def demo(ctx):
         ax.set_axis_off()
     fig.tight_layout()
     image = ctx.out / "classify_meshes.png"
-    fig.savefig(image, dpi=80)
-    plt.close(fig)
+    try:
+        atomic_write(image, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    finally:
+        plt.close(fig)
     primitives = [r for r in rows if r[1] != "-"]
     hits = sum(r[1] == r[2] for r in primitives)
     table = "\n".join(f"| {n} | {e} | {c1} ({p1:.2f}) | {c2} ({p2:.2f}) |" for n, e, c1, p1, c2, p2 in rows)

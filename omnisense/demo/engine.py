@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnisense._io import atomic_write
+
 
 def demo(ctx):
     """The engine's demo part: train the debug MLP with the same engine as every model, then test it."""
@@ -55,7 +57,7 @@ def plot_training_curve(metrics_csv: Path, out: Path) -> Path:
         ax2.set_ylim(0, 1)
     ax.set_title("debug MLP on generated blobs")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    try:
+        return atomic_write(out, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

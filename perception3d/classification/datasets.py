@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from perception3d._errors import PointCloudFileError, PointCloudValueError
+from perception3d._io import write_bytes_atomic, write_text_atomic
 from perception3d.classification.parts import PART_CATEGORIES, PART_NAMES, make_part_split
 from perception3d.classification.shapes import CLASSES, make_split
 
@@ -85,10 +84,7 @@ class ShapeSet:
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_shapes(out: Path, *, seed: int = 0, size: str = "small") -> dict[str, Any]:
@@ -106,7 +102,7 @@ def write_shapes(out: Path, *, seed: int = 0, size: str = "small") -> dict[str, 
     for split, per_class, split_seed in (("train", per_train, seed), ("test", per_test, seed + 1_000_003)):
         points, labels = make_split(split_seed, per_class, num_points)
         _write_npz(out / f"{split}.npz", points=points, labels=labels)
-    (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    write_text_atomic(out / "classes.txt", "\n".join(CLASSES) + "\n")
     return {"classes": len(CLASSES), "train_samples": per_train * len(CLASSES),
             "test_samples": per_test * len(CLASSES), "points": num_points}
 
@@ -141,7 +137,7 @@ def write_parts(out: Path, *, seed: int = 0, size: str = "small") -> dict[str, A
     for split, per_category, split_seed in (("train", per_train, seed), ("test", per_test, seed + 1_000_003)):
         points, parts, categories = make_part_split(split_seed, per_category, num_points)
         _write_npz(out / f"{split}.npz", points=points, parts=parts, categories=categories)
-    (out / "parts.json").write_text(json.dumps({"categories": list(PART_CATEGORIES), "parts": list(PART_NAMES)}, indent=1))
+    write_text_atomic(out / "parts.json", json.dumps({"categories": list(PART_CATEGORIES), "parts": list(PART_NAMES)}, indent=1))
     return {"categories": len(PART_CATEGORIES), "parts": len(PART_NAMES), "train_samples": per_train * len(PART_CATEGORIES),
             "test_samples": per_test * len(PART_CATEGORIES), "points": num_points}
 

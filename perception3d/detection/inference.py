@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from perception3d._errors import PointCloudValueError
+from perception3d._io import atomic_write
 from perception3d.detection.boxes import boxes_to_corners_bev
 
 __all__ = ["ScanSpec", "prepare_points", "detect_points", "boxes_to_json", "plot_bev"]
@@ -172,8 +173,7 @@ def plot_bev(path: str | Path, points: np.ndarray, det: dict[str, torch.Tensor],
     ax.set_xlabel("x (m, forward)")
     ax.set_ylabel("y (m, left)")
     ax.set_title(title or f"{len(det['boxes'])} detections")
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
+    finally:
+        plt.close(fig)

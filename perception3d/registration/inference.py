@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from perception3d._errors import PointCloudValueError
+from perception3d._io import write_bytes_atomic
 
 __all__ = ["Registration", "RegistrationSpec", "plot_registration", "register"]
 
@@ -110,7 +111,6 @@ def plot_registration(source: np.ndarray, target: np.ndarray, transform: np.ndar
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from perception3d.io import _atomic
     from perception3d.registration.metrics import transform_points
 
     rng = np.random.default_rng(0)
@@ -139,4 +139,4 @@ def plot_registration(source: np.ndarray, target: np.ndarray, transform: np.ndar
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return _atomic(Path(path), lambda tmp: tmp.write_bytes(buf.getvalue()))
+    return write_bytes_atomic(path, buf.getvalue())

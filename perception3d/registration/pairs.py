@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from perception3d._errors import PointCloudFileError
+from perception3d._io import atomic_write
 
 
 def uniform_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -142,17 +143,21 @@ def read_pair_list(path: str | Path) -> list[PairEntry]:
 def write_pair_list(path: str | Path, entries: list[PairEntry]) -> None:
     """Write a pair list readable by `read_pair_list` (paths relative to the CSV's folder when inside it)."""
     path = Path(path)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["source", "target", *(f"t{i}{j}" for i in range(4) for j in range(4))])
-        for e in entries:
-            names = []
-            for p in (e.source, e.target):
-                try:
-                    names.append(str(Path(p).relative_to(path.parent)))
-                except ValueError:
-                    names.append(str(p))
-            w.writerow([*names, *(repr(float(v)) for v in np.asarray(e.transform).reshape(-1))])
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["source", "target", *(f"t{i}{j}" for i in range(4) for j in range(4))])
+            for e in entries:
+                names = []
+                for p in (e.source, e.target):
+                    try:
+                        names.append(str(Path(p).relative_to(path.parent)))
+                    except ValueError:
+                        names.append(str(p))
+                w.writerow([*names, *(repr(float(v)) for v in np.asarray(e.transform).reshape(-1))])
+
+    atomic_write(path, write)
 
 
 @dataclass(frozen=True)

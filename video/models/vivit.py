@@ -54,6 +54,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from video._io import atomic_write
 from video.models.uniformer import _linspace, inflate_kernel
 
 log = logging.getLogger(__name__)
@@ -310,10 +311,7 @@ class SpatialFeatureCache:
         if path is not None:
             from safetensors.torch import save_file
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file({"tokens": value}, str(tmp))
-            tmp.replace(path)
+            atomic_write(path, lambda tmp: save_file({"tokens": value}, str(tmp)))
 
     def __len__(self) -> int:
         return len(self._mem)

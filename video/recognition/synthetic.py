@@ -26,11 +26,14 @@ Layout written by `make_actions(out, seed=, size=)` (Kinetics-style: a folder pe
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from video._io import write_bytes_atomic, write_text_atomic
 
 CLASSES = ("slide_left", "slide_right", "rise", "fall", "rotate_cw", "rotate_ccw", "approach", "leave", "bounce", "stay")
 SHAPES = ("circle", "square", "triangle", "ell", "arrow")
@@ -183,20 +186,15 @@ def make_actions(out: Path, *, seed: int = 0, size: str = "small", num_frames: i
         _write_csv(out / f"{split}.csv", rows)
         _write_npz(out / "attributes" / f"{split}.npz", {k: np.asarray(v) for k, v in attrs.items()})
         summary[f"{split}_clips"] = len(rows)
-    (out / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
+    write_text_atomic(out / "classes.txt", "".join(c + "\n" for c in CLASSES))
     summary["path"] = str(out)
     return summary
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_attributes(root: str | Path, split: str) -> dict[str, np.ndarray]:
@@ -209,12 +207,4 @@ def load_attributes(root: str | Path, split: str) -> dict[str, np.ndarray]:
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str, str]]) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write("path,label,shape\n")
-        f.writelines(f"{p},{label},{shape}\n" for p, label, shape in rows)
-    os.replace(tmp, path)
+    write_text_atomic(path, "path,label,shape\n" + "".join(f"{p},{label},{shape}\n" for p, label, shape in rows))
