@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 
 def demo(ctx):
     """The fusion part of `omnisense demo`: a generated multi-view recording fused by the shipped MultiTSF."""
     import numpy as np
 
-    from omnisense.demo import DemoSection
+    from fusion.inference import fuse_recording, plot_timeline
     from fusion.metrics import frame_map
     from fusion.recordings import make_recording
+    from omnisense.demo import DemoSection
+    from omnisense.models import load_model
 
-    model, meta = load_fusion_model()
+    model, meta = load_model("multitsf_small_synthetic", device=ctx.device, task="fusion")
     rec_dir = ctx.out / "recording"
     manifest = make_recording(rec_dir, seed=10_000 + ctx.seed, duration=12.0)
-    result = fuse_recording(rec_dir, model=model, meta=meta)
+    result = fuse_recording(model, rec_dir, spec=meta.transforms(), classes=meta.classes)
     picture = plot_timeline(result, ctx.out / "timeline.png")
     classes, times = result["classes"], np.asarray(result["times"])
     truth = np.zeros((len(times), len(classes)))
@@ -30,7 +30,7 @@ def demo(ctx):
     md = (f"A synthetic room recorded by {len(cams)} cameras ({cam_text}), "
           "each with its microphone, and a 10 Hz lidar on its own clock, written as mp4 files with AAC audio and "
           "`.npy` sweeps, then read back, aligned on a 2.5 Hz grid and fused by the shipped MultiTSF "
-          f"(`{Path(meta['path']).name}`, trained on the synthetic recordings).\n\n"
+          f"(`{meta.path.name}`, trained on the synthetic recordings).\n\n"
           f"- sequence labels predicted: **{', '.join(result['sequence_labels']) or 'none'}**; "
           f"true: {', '.join(true_labels)}\n- frame mAP on this one recording: {fm:.1f}\n"
           f"- reproduce: `omnisense fuse {rec_dir} --plot timeline.png`\n")

@@ -21,8 +21,7 @@ import lightning.pytorch as pl
 from perception3d.registration import metrics
 from perception3d.registration.losses import coarse_circle_loss, fine_nll_loss
 from perception3d.registration.pairs import PairConfig, PairEntry, make_pair, read_pair_list, write_pair_list
-from perception3d.registration.pipeline import (CANONICAL_VOXEL, auto_voxel_size, lgr_transform, oriented_normals,
-                                               voxel_downsample)
+from perception3d.registration.pipeline import CANONICAL_VOXEL, auto_voxel_size, lgr_transform, prepare
 
 # Held out for `omnisense bench registration` and the demo.
 HELD_OUT = ("kitten", "bunny00", "hippo1", "hippo2")
@@ -159,14 +158,13 @@ def make_registration_pairs(out: Path, *, seed: int, size: str, sources: dict[st
 
 def _canonical_item(src: np.ndarray, tgt: np.ndarray, transform: np.ndarray, voxel: float, num_points: int,
                     rng: np.random.Generator) -> dict:
-    scale = CANONICAL_VOXEL / voxel
+    """A training / validation pair as `register_roitr` feeds the network (`prepare`: voxel grid, subsample drawn
+    from `rng`, canonical scale, normals), with the true transform and the target's extent in canonical units."""
     item = {}
     for side, pts in (("src", src), ("tgt", tgt)):
-        pts = voxel_downsample(pts, voxel)
-        if len(pts) > num_points:
-            pts = pts[rng.choice(len(pts), num_points, replace=False)]
-        p = torch.as_tensor(pts * scale, dtype=torch.float32)
-        item[f"{side}_points"], item[f"{side}_normals"] = p, oriented_normals(p)
+        p = prepare(pts, voxel, max_points=num_points, rng=rng)
+        item[f"{side}_points"], item[f"{side}_normals"] = p.points, p.normals
+    scale = p.scale
     t = torch.as_tensor(transform, dtype=torch.float32).clone()
     t[:3, 3] *= scale
     item["transform"] = t

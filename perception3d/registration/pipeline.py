@@ -127,11 +127,15 @@ class Prepared:
 
 
 def prepare(points: np.ndarray, voxel_size: float, *, max_points: int | None = None,
-            seed: int = 0, device: str | torch.device = "cpu") -> Prepared:
-    """Voxelise, optionally subsample to `max_points` (seeded), scale to canonical units, estimate normals."""
+            seed: int = 0, rng: np.random.Generator | None = None, device: str | torch.device = "cpu") -> Prepared:
+    """Voxelise, optionally subsample to `max_points` (seeded), scale to canonical units, estimate normals.
+
+    The subsample draws from `rng` when given (a training set's per-item generator), else from a generator seeded
+    with `seed`; the kept points stay in voxel order.
+    """
     pts = voxel_downsample(points, voxel_size)
     if max_points is not None and len(pts) > max_points:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed) if rng is None else rng
         pts = pts[np.sort(rng.choice(len(pts), max_points, replace=False))]
     scale = CANONICAL_VOXEL / voxel_size
     t = torch.as_tensor(pts * scale, dtype=torch.float32, device=device)

@@ -124,18 +124,19 @@ def test_fuse_app_end_to_end(tmp_path):
     import argparse
     import json
 
-    from omnisense.weights import save_weights
-    from omnisense.commands import fuse
+    from fusion.inference import FusionSpec, fuse_recording
     from fusion.recordings import CLASSES, make_recording
-    from omnisense.train.multiview import AUDIO_FRAMES, AUDIO_MELS
+    from omnisense.commands import fuse
+    from omnisense.models import load_model
+    from omnisense.weights import WeightsMeta, save_weights
 
     make_recording(tmp_path / "rec", seed=2, duration=5.0, n_cameras=2)
-    model = multitsf_small()
-    meta = {"variant": "multitsf_small", "classes": CLASSES, "grid_rate_hz": 2.5, "window_steps": 8,
-            "frame_size": 64, "audio": {"rate": 16000, "frames": AUDIO_FRAMES, "mels": AUDIO_MELS,
-                                        "fbank_mean": -8.0, "fbank_std": 4.0}}
+    model = multitsf_small(num_classes=len(CLASSES))
+    spec = FusionSpec(window_steps=8, fbank_mean=-8.0, fbank_std=4.0)
+    meta = WeightsMeta(task="fusion", model={"variant": "multitsf_small", "kwargs": {"num_classes": len(CLASSES)}},
+                       classes=list(CLASSES), input=spec.to_dict())
     weights = save_weights(tmp_path / "w.safetensors", model.state_dict(), meta)
-    args = argparse.Namespace(recording=tmp_path / "rec", weights=weights, output=tmp_path / "out.json",
+    args = argparse.Namespace(recording=tmp_path / "rec", weights=str(weights), output=tmp_path / "out.json",
                               plot=tmp_path / "timeline.png")
     assert fuse.run(args) == 0
     result = json.loads((tmp_path / "out.json").read_text())
@@ -144,9 +145,37 @@ def test_fuse_app_end_to_end(tmp_path):
     assert set(result["sequence_scores"]) == set(CLASSES) and result["lidar"]
     assert result["coverage"]["video"] > 0.7 and result["coverage"]["audio"] > 0.7
     assert (tmp_path / "timeline.png").stat().st_size > 1000
-    # the same numbers through the library function and the loaded model
-    again = fuse.fuse_recording(tmp_path / "rec", weights)
+    # the same numbers through the library function and the loaded model, whose spec round-trips
+    loaded, meta = load_model(weights, task="fusion")
+    assert meta.transforms() == spec
+    again = fuse_recording(loaded, tmp_path / "rec", spec=meta.transforms(), classes=meta.classes)
     assert again["frame_scores"] == result["frame_scores"]
+
+
+def test_fusion_spec_round_trip_and_unknown_keys():
+    from fusion.inference import FusionSpec
+
+    spec = FusionSpec(fbank_mean=-3.5, fbank_std=3.0)
+    assert FusionSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(TypeError):
+        FusionSpec.from_dict({**spec.to_dict(), "audio": {}})
+    with pytest.raises(ValueError):
+        FusionSpec.from_dict({**spec.to_dict(), "fbank_std": 0.0})
+
+
+def test_training_and_inference_share_one_preparation():
+    """The training recipe's spec is the shipped weights' spec, fbank statistics aside: one preparation."""
+    import dataclasses
+
+    from fusion import inference
+    from omnisense.models import load_model
+    from omnisense.train import multiview
+
+    _, meta = load_model("multitsf_small_synthetic", task="fusion")
+    shipped = meta.transforms()
+    assert dataclasses.replace(shipped, fbank_mean=0.0, fbank_std=1.0) == multiview.SPEC
+    assert multiview.model_inputs is inference.model_inputs
+    assert multiview.prepare_recording is inference.prepare_recording
 
 
 def test_sensor_dropout_keeps_a_view_and_single_view_samples():
@@ -177,20 +206,21 @@ def test_shipped_weights_recognise_unseen_recordings(tmp_path):
     """The shipped MultiTSF loads by name (strict) and beats chance by a wide margin on recordings it never saw."""
     import numpy as np
 
-    from omnisense.commands.fuse import fuse_recording, load_fusion_model
+    from fusion.inference import fuse_recording
     from fusion.metrics import frame_map
     from fusion.recordings import make_recording
+    from omnisense.models import load_model
 
-    model, meta = load_fusion_model()
+    model, meta = load_model("multitsf_small_synthetic", task="fusion")
     scores, truth = [], []
     for seed in (20_000, 20_001):
         manifest = make_recording(tmp_path / str(seed), seed=seed, duration=12.0)
-        result = fuse_recording(tmp_path / str(seed), model=model, meta=meta)
+        result = fuse_recording(model, tmp_path / str(seed), spec=meta.transforms(), classes=meta.classes)
         times = np.asarray(result["times"])
-        y = np.zeros((len(times), len(meta["classes"])))
+        y = np.zeros((len(times), len(meta.classes)))
         for tr in manifest["tricks"]:
             for lab in tr["labels"]:
-                y[(times >= tr["start"]) & (times <= tr["end"]), meta["classes"].index(lab)] = 1
+                y[(times >= tr["start"]) & (times <= tr["end"]), meta.classes.index(lab)] = 1
         scores.append(np.asarray(result["frame_scores"]))
         truth.append(y)
     fm = frame_map(np.concatenate(scores)[None], np.concatenate(truth)[None])
@@ -200,12 +230,14 @@ def test_shipped_weights_recognise_unseen_recordings(tmp_path):
 
 def test_fuse_runs_on_real_footage(sample_data, tmp_path):
     """Real video end to end: three re-timed crops of vtest.avi (see fusion.recordings.real) through `fuse`."""
-    from omnisense.commands.fuse import fuse_recording
+    from fusion.inference import fuse_recording
     from fusion.recordings.real import make_vtest_views
+    from omnisense.models import load_model
 
     src = sample_data("opencv-samples") / "examples" / "data" / "vtest.avi"
     manifest = make_vtest_views(tmp_path, source=src, seconds=8.0)
-    result = fuse_recording(manifest)
+    model, meta = load_model("multitsf_small_synthetic", task="fusion")
+    result = fuse_recording(model, manifest, spec=meta.transforms(), classes=meta.classes)
     assert [s["name"] for s in result["sensors"]] == ["left", "centre", "right"]
     assert len(result["times"]) == len(result["frame_scores"]) >= 19
     assert result["coverage"]["video"] > 0.9 and result["coverage"]["audio"] == 0.0
