@@ -29,15 +29,6 @@ RULES: dict[str, tuple[str, ...]] = {
     "omnisense/train": ("omnisense.commands",),
 }
 
-# Offences that exist today in files another change owns; each entry says why and goes when that change lands
-# (the test fails on a stale entry, so the allowance cannot outlive the offence).
-KNOWN: dict[tuple[str, str], str] = {
-    ("omnisense/commands/fuse.py", "omnisense.train.multiview"):
-        "`fuse` takes frames_to_tensor / prepare_recording from the training module; they belong in the fusion "
-        "library (fusion/inference.py), which the fuse/multiview change moves",
-}
-
-
 def _module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -84,22 +75,11 @@ def offences(folder: str, forbidden: tuple[str, ...], root: Path = REPO) -> set[
     return found
 
 
-def _known(file: str, name: str) -> tuple[str, str] | None:
-    """The KNOWN entry that allows `file` to import `name` (the module or anything from it), if any."""
-    return next((key for key in KNOWN if key[0] == file and (name == key[1] or name.startswith(key[1] + "."))), None)
-
-
 @pytest.mark.parametrize("folder", sorted(RULES))
 def test_layering(folder):
     found = offences(folder, RULES[folder])
-    new = sorted(f"{file}:{line} imports {name}" for file, name, line in found if _known(file, name) is None)
-    assert not new, f"{folder} may not import {', '.join(RULES[folder])}:\n" + "\n".join(new)
-
-
-def test_known_offences_still_exist():
-    found = {_known(file, name) for folder, forbidden in RULES.items() for file, name, _ in offences(folder, forbidden)}
-    stale = sorted(set(KNOWN) - found)
-    assert not stale, f"fixed, so remove from KNOWN: {stale}"
+    lines = sorted(f"{file}:{line} imports {name}" for file, name, line in found)
+    assert not lines, f"{folder} may not import {', '.join(RULES[folder])}:\n" + "\n".join(lines)
 
 
 def test_the_checker_sees_an_offence(tmp_path):

@@ -355,9 +355,9 @@ class RegistrationTask(pl.LightningModule):
         super().__init__()
         self.model = model
         if init_weights:
-            from omnisense.weights import load_model_weights
+            from omnisense.weights import load_model_weights, read_weights
 
-            load_model_weights(self.model, init_weights)
+            load_model_weights(self.model, read_weights(init_weights)[0], source=init_weights)
         self.lr, self.weight_decay, self.lr_decay = lr, weight_decay, lr_decay
         self.coarse_weight, self.fine_weight = coarse_weight, fine_weight
         self.positive_overlap, self.positive_radius = positive_overlap, positive_radius
