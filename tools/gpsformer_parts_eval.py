@@ -4,7 +4,10 @@
         --out docs/gpsformer_parts_eval.json [--export omnisense/shipped/gpsformer_partseg_small_parts]
 
 Reports instance and class mIoU (perception3d.classification.part_miou, ShapeNetPart's convention) on the test
-split as stored, and on single-view partial scans of it; with --export writes the weights pair.
+split as stored, and on single-view partial scans of it; with --export writes the weights pair through
+`omnisense.weights.export_checkpoint`: a `WeightsMeta` whose `model` is `--variant` with the run's part and category
+counts (checked to be the trained architecture), `classes` the object categories and `input` a `CloudSpec`
+(num_points, category_parts).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import numpy as np
 import torch
 import yaml
 
-from omnisense import export_checkpoint
-from omnisense.weights import checkpoint_state
+from omnisense.weights import WeightsMeta, checkpoint_state, export_checkpoint
+
+LICENCE = "trained by omnisense on its own generated data; Apache-2.0 like the code"
+INPUT_NOTE = "xyz [B, num_points, 3] centred and scaled to the unit sphere, z up; category [B]"
 
 
 def load_partseg_run(run_dir: Path):
@@ -72,7 +77,12 @@ def main() -> None:
     parser.add_argument("--root", required=True, type=Path)
     parser.add_argument("--run", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--export", type=Path, default=None)
+    parser.add_argument("--export", type=Path, default=None, help="write the weights pair <export>.safetensors + .json")
+    parser.add_argument("--variant", default="gpsformer_partseg_small", help="the trained architecture's variant")
+    parser.add_argument("--recipe", default="omnisense data make parts --size small --seed 0; omnisense fit --config "
+                        "configs/partseg/gpsformer_small_parts.yaml; python tools/gpsformer_parts_eval.py --export",
+                        help="recorded in the export's metadata")
+    parser.add_argument("--overwrite", action="store_true", help="replace an exported file that exists")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from perception3d.classification import PART_CATEGORIES, part_miou, read_parts
@@ -98,18 +108,23 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     if args.export:
-        meta = {"name": args.export.name, "variant": "gpsformer_partseg_small",
-                "model_kwargs": {"num_parts": init_args["num_parts"], "num_categories": init_args["num_categories"]},
-                "model": {"class_path": "perception3d.models.gpsformer.GPSFormerPartSeg", "init_args": init_args},
-                "categories": list(task.get("category_names") or PART_CATEGORIES),
-                "category_parts": category_parts, "num_points": num_points,
-                "input": "xyz [B, num_points, 3] centred and scaled to the unit sphere, z up; category [B]",
-                "dataset": f"procedural parts ({args.root.name}), seed 0",
-                "metrics": {"test_instance_miou": result["test"]["instance_miou"],
-                            "test_class_miou": result["test"]["class_miou"],
-                            "partial_scan_instance_miou": result["partial_scan"]["instance_miou"],
-                            "partial_scan_class_miou": result["partial_scan"]["class_miou"]}}
-        path = export_checkpoint(args.run / "checkpoints" / "last.ckpt", args.export, meta=meta, overwrite=True)
+        from omnisense.models import build_model
+
+        kwargs = {"num_parts": init_args["num_parts"], "num_categories": init_args["num_categories"]}
+        # The named variant must be the trained architecture, since load_model builds it from the name.
+        assert {k: tuple(v.shape) for k, v in build_model(args.variant, **kwargs).state_dict().items()} == \
+            {k: tuple(v.shape) for k, v in model.state_dict().items()}, args.variant
+        meta = WeightsMeta(
+            task="part_segmentation", model={"variant": args.variant, "kwargs": kwargs},
+            classes=list(task.get("category_names") or PART_CATEGORIES),
+            input={"num_points": num_points, "category_parts": category_parts},
+            metrics={"test_instance_miou": result["test"]["instance_miou"],
+                     "test_class_miou": result["test"]["class_miou"],
+                     "partial_scan_instance_miou": result["partial_scan"]["instance_miou"],
+                     "partial_scan_class_miou": result["partial_scan"]["class_miou"]},
+            source={"dataset": f"procedural parts ({args.root.name}), seed 0"}, licence=LICENCE, recipe=args.recipe,
+            notes={"input": INPUT_NOTE})
+        path = export_checkpoint(args.run / "checkpoints" / "last.ckpt", args.export, meta, overwrite=args.overwrite)
         print("exported", path)
 
 

@@ -5,7 +5,9 @@
         --run gpsformer_elite_shapes=runs/gpsformer-elite-shapes/version_1 [--export omnisense/shipped]
 
 Writes OA / mAcc (single pass and voting) and the robustness table as JSON; with --export, writes
-`<name>.safetensors` + `<name>.json` (architecture, classes, num_points, metrics) through omnisense.export_checkpoint.
+`<name>.safetensors` + `<name>.json` through `omnisense.weights.export_checkpoint`: a `WeightsMeta` whose `model` is
+the named variant (`<name>` less `_shapes`, `gpsformer_paper` -> `gpsformer`) with its `num_classes`, checked to be
+the trained architecture, `classes`, `input` (a `CloudSpec`: num_points) and the test metrics.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from pathlib import Path
 
 import torch
 
-from omnisense import export_checkpoint
+from omnisense.models import build_model
 from omnisense.train.shapes import evaluate_run, load_run
+from omnisense.weights import WeightsMeta, export_checkpoint
 
+LICENCE = "trained by omnisense on its own generated data; Apache-2.0 like the code"
+INPUT_NOTE = "xyz [B, num_points, 3], centred and scaled to the unit sphere, z up"
 CLASSES_NOTE = ("classes of the procedural shape set (omnisense data make shapes): parametric shapes, "
                 "not real object categories")
 
@@ -30,7 +35,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--votes", type=int, default=5)
     parser.add_argument("--robustness-samples", type=int, default=None)
-    parser.add_argument("--export", type=Path, default=None)
+    parser.add_argument("--export", type=Path, default=None, help="folder for <name>.safetensors + .json")
+    parser.add_argument("--overwrite", action="store_true", help="replace exported files that exist")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -44,24 +50,24 @@ def main() -> None:
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "robustness"}))
         if args.export:
             model, init_args, classes, num_points = load_run(run_dir)
-            from perception3d.models import VARIANTS
-
-            variant_model = VARIANTS[name.removesuffix("_shapes").replace("gpsformer_paper", "gpsformer")](
-                num_classes=init_args["num_classes"])
-            # The named variant must be the trained architecture, since loaders build it from the name.
-            assert {k: tuple(v.shape) for k, v in variant_model.state_dict().items()} == \
+            variant = name.removesuffix("_shapes").replace("gpsformer_paper", "gpsformer")
+            kwargs = {"num_classes": init_args["num_classes"]}
+            # The named variant must be the trained architecture, since load_model builds it from the name.
+            assert {k: tuple(v.shape) for k, v in build_model(variant, **kwargs).state_dict().items()} == \
                 {k: tuple(v.shape) for k, v in model.state_dict().items()}, name
             r = results[name]
-            variant = name.removesuffix("_shapes").replace("gpsformer_paper", "gpsformer")
-            meta = {"name": name, "variant": variant, "model_kwargs": {"num_classes": init_args["num_classes"]},
-                    "model": {"class_path": "perception3d.models.gpsformer.GPSFormer", "init_args": init_args},
-                    "classes": classes, "classes_note": CLASSES_NOTE, "num_points": num_points,
-                    "input": "xyz [B, num_points, 3], centred and scaled to the unit sphere, z up",
-                    "dataset": f"procedural shapes ({args.root.name}), seed 0",
-                    "metrics": {"test_oa": r["single"]["oa"], "test_macc": r["single"]["macc"],
-                                **{f"test_{k}_{m}": v for k in r if k.startswith("vote") for m, v in r[k].items()}}}
-            path = export_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt", args.export / name, meta=meta,
-                                     overwrite=True)
+            size = args.root.name.partition("-")[2] if args.root.name.startswith("shapes-") else "small"
+            meta = WeightsMeta(
+                task="classification", model={"variant": variant, "kwargs": kwargs}, classes=list(classes),
+                input={"num_points": num_points},
+                metrics={"test_oa": r["single"]["oa"], "test_macc": r["single"]["macc"],
+                         **{f"test_{k}_{m}": v for k in r if k.startswith("vote") for m, v in r[k].items()}},
+                source={"dataset": f"procedural shapes ({args.root.name}), seed 0"}, licence=LICENCE,
+                recipe=(f"omnisense data make shapes --size {size} --seed 0; omnisense fit --config "
+                        f"configs/classification/{name}.yaml; python tools/gpsformer_shapes_eval.py --export"),
+                notes={"classes_note": CLASSES_NOTE, "input": INPUT_NOTE})
+            path = export_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt", args.export / name, meta,
+                                     overwrite=args.overwrite)
             print("exported", path)
 
 

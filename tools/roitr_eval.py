@@ -5,8 +5,10 @@
 
 Validation: every pair of `val.csv` (the scans' and meshes' pairs, then one per simulated sweep), registered as
 `omnisense register` does (coarse-to-fine matching, LGR with its hypotheses verified by the point descriptors);
-RR (RRE < 5 degrees and RTE < 5% of the target's extent), median RRE and RTE, IR and FMR (inliers within 0.1 canonical m), per group. The export writes
-`<out>.safetensors` + `.json` with the variant, its keyword arguments and these figures (omnisense.export_checkpoint).
+RR (RRE < 5 degrees and RTE < 5% of the target's extent), median RRE and RTE, IR and FMR (inliers within 0.1
+canonical m), per group. The export writes `<out>.safetensors` + `.json` through `omnisense.weights.export_checkpoint`:
+a `WeightsMeta` with the variant and its keyword arguments, the `RegistrationSpec` (num_points) the figures were
+measured with, and these figures as `metrics.val`.
 """
 
 from __future__ import annotations
@@ -17,20 +19,23 @@ from pathlib import Path
 
 VARIANT = "roitr_small"
 MODEL_KWARGS = {"shape_features": True}  # the shipped roitr_small_cgal (see perception3d.models.roitr)
+NUM_POINTS = 2048  # points per cloud, as `omnisense register` prepares them (RegistrationSpec)
+LICENCE = ("trained by omnisense on its own generated data; Apache-2.0 like the code and the real scans of Debian "
+           "libcgal-demo and liboctomap-dev")
 
 
 def load_checkpoint_model(ckpt: Path):
     """The `roitr_small` (shape_features) model of a RegistrationTask checkpoint, in eval mode."""
+    from omnisense.models import build_model
     from omnisense.weights import checkpoint_state
-    from omnisense.models import VARIANTS
 
-    model = VARIANTS[VARIANT](**MODEL_KWARGS)
+    model = build_model(VARIANT, **MODEL_KWARGS)
     state, checkpoint = checkpoint_state(ckpt)
     model.load_state_dict(state)
     return model.eval(), int(checkpoint.get("global_step", -1))
 
 
-def evaluate(model, csv: Path, num_points: int = 2048) -> dict:
+def evaluate(model, csv: Path, num_points: int = NUM_POINTS) -> dict:
     """RR / RRE / RTE / IR / FMR on the pairs of `csv`, overall and for the scans and meshes vs the sweeps."""
     from omnisense.train.registration import PairListDataset, evaluate_pair, summarise_pairs
 
@@ -47,18 +52,21 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--root", type=Path, required=True, help="the registration-pairs folder (val.csv)")
     parser.add_argument("--export", type=Path, help="write the weights here (.safetensors + .json)")
-    parser.add_argument("--recipe", default="tools/train_roitr_small.sh", help="recorded in the export's metadata")
+    parser.add_argument("--recipe", default="bash tools/train_roitr_small.sh", help="recorded in the export's metadata")
+    parser.add_argument("--overwrite", action="store_true", help="replace an exported file that exists")
     args = parser.parse_args()
     model, step = load_checkpoint_model(args.checkpoint)
     result = evaluate(model, args.root / "val.csv")
     print(json.dumps({"checkpoint": str(args.checkpoint), "step": step, "val": result}, indent=2))
     if args.export:
-        from omnisense import export_checkpoint
+        from omnisense.weights import WeightsMeta, export_checkpoint
 
-        meta = {"variant": VARIANT, "model_kwargs": MODEL_KWARGS, "task": "registration", "trained_steps": step,
-                "data": f"omnisense data make registration-pairs --size small ({args.root})", "recipe": args.recipe,
-                "metrics": {"val": result}}
-        print(export_checkpoint(args.checkpoint, args.export, meta=meta, overwrite=True))
+        meta = WeightsMeta(
+            task="registration", model={"variant": VARIANT, "kwargs": MODEL_KWARGS}, input={"num_points": NUM_POINTS},
+            metrics={"val": result}, licence=LICENCE, recipe=args.recipe,
+            source={"dataset": f"omnisense data make registration-pairs --size small --out {args.root} "
+                               "(kitten, bunny, hippo held out)"})
+        print(export_checkpoint(args.checkpoint, args.export, meta, overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

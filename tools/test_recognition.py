@@ -14,17 +14,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
+    import argparse
     import tempfile
 
     from omnisense.engine import run_lightning_cli
 
-    config, ckpt, root, out = (argv or sys.argv[1:])[:4]
-    results = run_lightning_cli(["test", "--config", config, "--ckpt_path", ckpt, "--data.init_args.root", root,
-                                 "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", help="the run's recipe (configs/recognition/<name>.yaml)")
+    ap.add_argument("ckpt", help="the run's Lightning checkpoint")
+    ap.add_argument("root", help="the dataset folder (data.init_args.root)")
+    ap.add_argument("out", type=Path, help="JSON to write the test/ metrics to (tools/export_recognition.py --metrics)")
+    args = ap.parse_args(argv)
+    results = run_lightning_cli(["test", "--config", args.config, "--ckpt_path", args.ckpt,
+                                 "--data.init_args.root", args.root, "--trainer.logger", "false",
+                                 "--trainer.enable_progress_bar", "false",
                                  "--trainer.default_root_dir", tempfile.mkdtemp(prefix="omnisense-test-")],
                                 return_results=True)
     metrics = {k: v for k, v in results[0].items() if k.startswith("test/")}
-    Path(out).write_text(json.dumps(metrics, indent=2))
+    args.out.write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -58,5 +58,5 @@ if [ ! -f "$RUNS/stage2.safetensors" ]; then
 fi
 stage 2 stage3 configs/registration/roitr_small_cgal_stage3.yaml - --model.init_args.init_weights "$RUNS/stage2.safetensors"
 "$PY" tools/roitr_eval.py "$RUNS/stage3/checkpoints/last.ckpt" --root "$DATA" \
-    --export "$RUNS/roitr_small_cgal.safetensors"
+    --export "$RUNS/roitr_small_cgal.safetensors" --overwrite
 echo "[roitr] weights: $RUNS/roitr_small_cgal.safetensors (compare: omnisense bench registration --weights ...)"

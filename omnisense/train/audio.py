@@ -256,11 +256,11 @@ def mixtures_map(model, root: str | Path, class_names: list[str], spec: dict[str
 
 
 def export_weights(config: str | Path, ckpt: str | Path, out: str | Path, *, root: str | None = None,
-                   overwrite: bool = False) -> dict[str, Any]:
+                   licence: str = "trained by omnisense", overwrite: bool = False) -> dict[str, Any]:
     """Evaluate a trained checkpoint on its held-out splits and write it as a weights pair with its metadata.
 
     The metadata holds the model spec, the categories, the input spec (sample rate, mel bins, clip length,
-    normalisation statistics of the training split) and the measured val/test metrics.
+    normalisation statistics of the training split), the measured val/test metrics and `licence`.
     """
     import yaml
 
@@ -285,6 +285,6 @@ def export_weights(config: str | Path, ckpt: str | Path, out: str | Path, *, roo
         metrics["mixtures/mAP"] = mixtures_map(model, data.root, data.class_names, data.input_spec())
     meta = WeightsMeta(task="audio_classification", model=spec, classes=list(data.class_names),
                        input=data.input_spec(), metrics=metrics, source={"dataset": data.dataset},
-                       licence="trained by omnisense", recipe=str(config))
+                       licence=licence, recipe=str(config))
     path = export_checkpoint(ckpt, out, meta, overwrite=overwrite)
     return {"path": str(path), "metrics": metrics}
