@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 SHOWN_BOXES = 30  # boxes drawn per model in the demo's pictures
 

@@ -11,6 +11,7 @@ def demo(ctx):
     """The engine's demo part: train the debug MLP with the same engine as every model, then test it."""
     from omnisense.demo import DemoSection
     from omnisense.engine import run_lightning_cli
+    from omnisense.train.debug import make_blobs
 
     root = ctx.out / "blobs"
     make_blobs(root, seed=ctx.seed)
