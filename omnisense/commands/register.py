@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     source, target = read_cloud(args.source), read_cloud(args.target)
     model, spec = None, RegistrationSpec()
     if args.method == "roitr":
-        model, meta = load_model(args.weights)
+        model, meta = load_model(args.weights, task="registration")
         spec = meta.transforms()
     result = register(source, target, model=model, method=args.method, refine=args.refine, pose=args.pose,
                       voxel_size=args.voxel_size, spec=spec)

@@ -270,3 +270,9 @@ def test_shipped_descriptors_invariant_to_rotation_in_float32():
         out_b = model(b, oriented_normals(b), b, oriented_normals(b))
     torch.testing.assert_close(out_b.src_point_feats, out_a.src_point_feats, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(out_b.src_node_feats, out_a.src_node_feats, atol=1e-3, rtol=0)
+
+
+def test_register_refuses_weights_of_another_task(pair, capsys):
+    src, tgt, _ = pair
+    assert main(["register", str(src), str(tgt), "--weights", "gpsformer_elite_shapes"]) == 2
+    assert "holds classification weights" in capsys.readouterr().err
