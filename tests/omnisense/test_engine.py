@@ -130,3 +130,18 @@ def test_weights_digest_tells_different_weights_apart():
     assert weights_digest(a) != weights_digest(b)
     b.load_state_dict(a.state_dict())
     assert weights_digest(a) == weights_digest(b)
+
+
+def test_every_demo_part_resolves():
+    from omnisense import _registry
+
+    for name, target in _registry.DEMO_PARTS:
+        assert callable(_registry.resolve(target)), name
+
+
+def test_engine_demo_part(tmp_path):
+    from omnisense.demo import DemoContext
+    from omnisense.demo.engine import demo
+
+    section = demo(DemoContext(out=tmp_path))
+    assert "Test accuracy" in section.markdown and all(p.exists() for p in section.images)
