@@ -144,7 +144,7 @@ class WeightsMeta:
         spec_class = getattr(importlib.import_module(module), name)
         try:
             return spec_class.from_dict(self.input)
-        except (TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise WeightsError(self.path or Path("<metadata>"), f"its input spec does not fit {name}: {err}") from None
 
 

@@ -41,6 +41,9 @@ class CloudSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CloudSpec":
+        unknown = sorted(set(d) - {"num_points", "category_parts"})
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}")
         parts = d.get("category_parts")
         return cls(num_points=int(d["num_points"]),
                    category_parts=None if parts is None else tuple(tuple(int(i) for i in p) for p in parts))

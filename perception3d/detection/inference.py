@@ -38,6 +38,9 @@ class ScanSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScanSpec":
+        unknown = sorted(set(d) - {"point_range"})
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}")
         point_range = tuple(float(v) for v in d["point_range"])
         if len(point_range) != 6:
             raise ValueError(f"point_range needs 6 numbers, got {len(point_range)}")

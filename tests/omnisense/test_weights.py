@@ -80,6 +80,16 @@ def test_bad_metadata_is_an_error_naming_the_file(tmp_path, change, message):
     assert str(meta_file) in str(info.value)
 
 
+@pytest.mark.parametrize("task, bad_input", [("detection", {}), ("classification", {"num_points": 64, "colour": 1}),
+                                              ("detection", {"point_range": [0, 1]})],
+                         ids=["missing-field", "unknown-field", "wrong-length"])
+def test_an_input_spec_that_does_not_fit_is_an_error_naming_the_file(tmp_path, task, bad_input):
+    path = save_weights(tmp_path / "w", TinyMLP().state_dict(), _meta(task=task, input=bad_input))
+    with pytest.raises(WeightsError, match="its input spec does not fit") as info:
+        read_meta(path).transforms()
+    assert str(path) in str(info.value)
+
+
 def test_foreign_checkpoint_is_unwrapped(tmp_path):
     state = TinyMLP().state_dict()
     path = tmp_path / "official.pth"

@@ -29,8 +29,7 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
-        fields = cls.__dataclass_fields__
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in fields})
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
 @dataclass
