@@ -52,3 +52,17 @@ def sample_data():
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def tool():
+    """`tool("vivit_recipe")`: a script of tools/ as a module (tools are scripts, not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

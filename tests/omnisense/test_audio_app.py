@@ -24,17 +24,6 @@ def _classifier(weights) -> AudioClassifier:
     model, meta = load_model(weights, task="audio_classification")
     return AudioClassifier(model, meta.transforms(), meta.classes)
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "audio"
-EXPORT_TOOL = Path(__file__).resolve().parents[2] / "tools" / "export_audio_weights.py"
-
-
-def _export_tool():
-    """tools/export_audio_weights.py as a module (tools are scripts, not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("export_audio_weights", EXPORT_TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +88,7 @@ def test_classify_audio_refuses_weights_of_another_task(tmp_path, capsys):
         _classifier("gpsformer_elite_shapes")
 
 
-def test_export_evaluates_and_round_trips(tmp_path):
+def test_export_evaluates_and_round_trips(tmp_path, tool):
     config = yaml.safe_load((CONFIGS / "audio_cnn_small_audio_events.yaml").read_text())
     config["data"]["init_args"].update(root=None, tiny=True)
     config["model"]["init_args"]["model"]["init_args"].update(widths=[8, 16], blocks_per_stage=1)
@@ -110,7 +99,7 @@ def test_export_evaluates_and_round_trips(tmp_path):
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir()
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 3}, ckpt)
-    result = _export_tool().export_weights(tmp_path / "config.yaml", ckpt, tmp_path / "out.safetensors")
+    result = tool("export_audio_weights").export_weights(tmp_path / "config.yaml", ckpt, tmp_path / "out.safetensors")
     assert 0.0 <= result["metrics"]["test/acc1"] <= 1.0 and result["metrics"]["test/files"] == 16
     classifier = _classifier(Path(result["path"]))
     assert classifier.classes[0] == "background" and classifier.spec.target_frames == 100
@@ -119,12 +108,12 @@ def test_export_evaluates_and_round_trips(tmp_path):
 
 
 @pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
-def test_shipped_events_model_ranks_the_events_of_mixtures(tmp_path):
+def test_shipped_events_model_ranks_the_events_of_mixtures(tmp_path, tool):
     from video.audio.datasets import make_audio_events
 
     make_audio_events(tmp_path, seed=5, size="tiny")
     classifier = _classifier(SHIPPED_EVENTS)
-    value = _export_tool().mixtures_map(classifier.model, tmp_path, classifier.classes, classifier.spec.to_dict())
+    value = tool("export_audio_weights").mixtures_map(classifier.model, tmp_path, classifier.classes, classifier.spec.to_dict())
     # Chance: with 2-3 of the 7 foreground classes present per clip, random scores give a mAP of about 0.4.
     assert value > 0.65, value
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,18 +10,8 @@ import torch
 from video.recognition.synthetic import SHAPES, render_clip
 from video.transforms import resize_short_side, to_clip
 
-TOOL = Path(__file__).resolve().parents[3] / "tools" / "vivit_recipe.py"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("vivit_recipe", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_frame_targets_point_at_the_object():
-    tool = _tool()
+def test_frame_targets_point_at_the_object(tool):
+    tool = tool("vivit_recipe")
     drawn = {}
     frames = render_clip("slide_right", "square", np.random.default_rng(4), attributes=drawn, occlusion_prob=0.0)
     data = {"frames": resize_short_side(to_clip(frames), tool.STORE)[None], "shape": torch.tensor([SHAPES.index("square")]),
