@@ -10,15 +10,16 @@ import torch
 from video.recognition.synthetic import SHAPES, render_clip
 from video.transforms import resize_short_side, to_clip
 
+
 def test_frame_targets_point_at_the_object(tool):
-    tool = tool("vivit_recipe")
+    recipe = tool("vivit_recipe")
     drawn = {}
     frames = render_clip("slide_right", "square", np.random.default_rng(4), attributes=drawn, occlusion_prob=0.0)
-    data = {"frames": resize_short_side(to_clip(frames), tool.STORE)[None], "shape": torch.tensor([SHAPES.index("square")]),
+    data = {"frames": resize_short_side(to_clip(frames), recipe.STORE)[None], "shape": torch.tensor([SHAPES.index("square")]),
             "colour": torch.as_tensor(drawn["colour"])[None]}
     for key in ("cx", "cy", "radius", "angle"):
         data[key] = torch.as_tensor(drawn[key])[None]
-    images, targets = tool.frame_batch(data, 32, 16, np.random.default_rng(0))
+    images, targets = recipe.frame_batch(data, 32, 16, np.random.default_rng(0))
     assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8
     for image, pose in zip(images, targets["pose"]):
         cx, cy, log_r = float(pose[0]), float(pose[1]), float(pose[2])
