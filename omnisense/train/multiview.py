@@ -36,12 +36,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from fusion.inference import (MODALITIES, FusionSpec, frames_to_tensor, model_inputs, normalize_fbank,
-                              prepare_recording, read_for)
+from fusion.inference import (LIDAR_RATE, MODALITIES, FusionSpec, frames_to_tensor, model_inputs,
+                              normalize_fbank, prepare_recording, read_for)
 from fusion.metrics import frame_map, map_class, map_sample
 from fusion.multitsf import MultiTSF, build_frame_encoder, multitsf_loss
 from omnisense._errors import FileProblem
-from omnisense._io import write_bytes_atomic
+from omnisense._io import atomic_write, write_bytes_atomic
 
 # The training recipe's input spec; the fbank statistics are the train split's (`cached_spec`).
 # max_points 128 of the ~250 points per sweep and lidar_stride 4 (the 10 Hz lidar enters at 2.5 Hz): the CPU
@@ -66,29 +66,25 @@ def prepare_split(root: Path, split: str, spec: FusionSpec = SPEC) -> dict[str, 
         rec = read_for(spec, e.recording)
         duration = float(rec.meta.get("duration", rec.span[1]))
         items.append(prepare_recording(rec, make_grid(0.0, duration, spec.grid_rate_hz), spec,
-                                       max_sweeps=int(duration * 10 / spec.lidar_stride) + 8, seed=n))
+                                       max_sweeps=int(duration * LIDAR_RATE / spec.lidar_stride) + 8, seed=n))
     return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
 
 def ensure_raw(root: Path, cache: Path, spec: FusionSpec = SPEC) -> None:
     """Write `cache/raw_<split>.npz` for train/val/test once (normalising fbanks with train statistics)."""
     cache.mkdir(parents=True, exist_ok=True)
-    stats = None
+    normed = cached_spec(cache, spec) if (cache / "raw_train.npz").exists() else None
     for split in ("train", "val", "test"):
         path = cache / f"raw_{split}.npz"
         if path.exists():
-            if split == "train":
-                with np.load(path) as z:
-                    stats = (float(z["fbank_mean"]), float(z["fbank_std"]))
             continue
         data = prepare_split(root, split, spec)
-        if stats is None:
+        if normed is None:  # the train split, prepared first
             sel = data["fbank"][data["audio_valid"]]
-            stats = (float(sel.mean()), float(sel.std() + 1e-6))
-        normed = dataclasses.replace(spec, fbank_mean=stats[0], fbank_std=stats[1])
+            normed = dataclasses.replace(spec, fbank_mean=float(sel.mean()), fbank_std=float(sel.std() + 1e-6))
         data["fbank"] = normalize_fbank(data["fbank"], normed).astype(np.float16)
-        np.savez(str(path) + ".tmp.npz", fbank_mean=stats[0], fbank_std=stats[1], **data)
-        Path(str(path) + ".tmp.npz").replace(path)
+        atomic_write(path, lambda tmp: np.savez(tmp, fbank_mean=normed.fbank_mean, fbank_std=normed.fbank_std,
+                                                **data))
 
 
 def cached_spec(cache: Path, spec: FusionSpec = SPEC) -> FusionSpec:
@@ -214,18 +210,19 @@ def ensure_features(root: str | Path, *, encoder: str = "vit_hybrid64", encoder_
         clf = train_frame_encoder(train, val, encoder=encoder, epochs=encoder_epochs, log=log)
         info = {"encoder": encoder, "classes": int(train["labels"].shape[-1]), "seconds": round(time.time() - start, 1)}
         save_cached_tensors(weights, clf.state_dict(), info)
+    clf = None
     for split in ("train", "val", "test"):
         out = cache / f"features_{split}.npz"
         if out.exists():
             continue
         raw = load_npz(cache / f"raw_{split}.npz")
-        state, info = read_cached_tensors(weights)  # caches written before the info header: the defaults
-        clf = FrameClassifier(info.get("encoder", encoder), int(info.get("classes", raw["labels"].shape[-1])))
-        clf.load_state_dict(state)
+        if clf is None:  # the frozen encoder, read once for the splits still to encode
+            state, info = read_cached_tensors(weights)  # caches written before the info header: the defaults
+            clf = FrameClassifier(info.get("encoder", encoder), int(info.get("classes", raw["labels"].shape[-1])))
+            clf.load_state_dict(state)
         feats = encode_split(clf.encoder, raw)
         keep = {k: v for k, v in raw.items() if k != "frames"}
-        np.savez(str(out) + ".tmp.npz", video=feats, **keep)
-        Path(str(out) + ".tmp.npz").replace(out)
+        atomic_write(out, lambda tmp: np.savez(tmp, video=feats, **keep))
     return cache
 
 
