@@ -200,25 +200,21 @@ def read_meta(name_or_path: str | Path) -> WeightsMeta:
 
 
 def read_weights(name_or_path: str | Path, *, verify: bool = True) -> tuple[dict[str, Tensor], WeightsMeta]:
-    """Read a weights pair (or shipped name); checks the sha256 recorded in its JSON. Returns (state_dict, meta)."""
+    """Read a weights pair (or shipped name); checks the sha256 recorded in its JSON. Returns (state_dict, meta).
+
+    The file is read once: its bytes are hashed and then parsed.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     meta = read_meta(name_or_path)
     path = meta.path
-    if verify and sha256_file(path) != meta.sha256:
+    data = path.read_bytes()
+    if verify and hashlib.sha256(data).hexdigest() != meta.sha256:
         raise WeightsError(path, f"sha256 does not match {_meta_path(path).name}: the file is corrupt or was changed")
-    return read_tensors(path), meta
-
-
-def read_tensors(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a `.safetensors` file, or a WeightsError naming it."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.exists():
-        raise WeightsError(path, "no such weights file")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        return load(data), meta
+    except (SafetensorError, ValueError) as exc:
         raise WeightsError(path, f"not a readable safetensors file ({exc})") from None
 
 
