@@ -111,9 +111,9 @@ SOURCES: dict[str, Source] = {
                               "osfs/OS-1-128_v2.3.0_1024x10_lb_n3.osf",
                               "pcaps/OS-0-32-U1_v2.2.0_1024x10.pcap", "pcaps/OS-0-32-U1_v2.2.0_1024x10.json",
                               "pcaps/OS-2-128-U1_v2.3.0_1024x10.pcap", "pcaps/OS-2-128-U1_v2.3.0_1024x10.json",
-                              "pcaps/VLI-16-one-packet.pcap", "bags/512x10_raw.bag"),
+                              "bags/512x10_raw.bag"),
                              "real Ouster lidar captures: OS-1-128 driving (3 sweeps of 128 x 1024, pcap and OSF, "
-                             "with KITTI poses), OS-0-32 and OS-2-128 pcaps; one Velodyne VLP-16 packet; a ROS 1 bag",
+                             "with KITTI poses), OS-0-32 and OS-2-128 pcaps; a ROS 1 bag of raw Ouster packets",
                              "BSD-3-Clause"),
 }
 
