@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (the same seed writes the same data)")
     p.add_argument("--out", type=Path, help="output folder (default: <cache>/generated/<name>-<size>-seed<S>)")
     p.add_argument("--size", default="small", choices=["tiny", "small", "full"], help="dataset size")
+    p = data_sub.add_parser("inspect", help="what a log holds: ROS 1/2 bag, MCAP, Ouster/Velodyne .pcap, .osf")
+    p.add_argument("file", type=Path, help="a .bag, ROS 2 bag folder, .mcap, .pcap or .osf")
+    p.add_argument("--json", action="store_true", help="print the listing as JSON")
 
     p = sub.add_parser("convert", help="convert an official checkpoint to omnisense weights (safetensors + JSON)")
     p.add_argument("family", help="converter name (see `omnisense models`)")
@@ -118,6 +121,9 @@ def _run_data(args: argparse.Namespace) -> int:
         for name in names:
             path = _data.fetch(name)
             print(f"{name}: {path}")
+        return 0
+    if args.data_command == "inspect":
+        _data.print_inspection(args.file, as_json=args.json)
         return 0
     summary = _data.make(args.name, out=args.out, seed=args.seed, size=args.size)
     print(json.dumps(summary, indent=2, default=str))

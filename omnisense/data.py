@@ -305,6 +305,26 @@ def print_listing() -> None:
                 sorted(_registry.GENERATORS.items()))
 
 
+def print_inspection(path: Path, *, as_json: bool = False) -> None:
+    """`omnisense data inspect FILE`: the topics or sweeps of a log (`fusion.logs.inspect_log`)."""
+    from fusion.logs import inspect_log
+
+    info = inspect_log(path)
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    from omnisense._console import print_table
+
+    head = {k: v for k, v in info.items() if k not in ("topics", "points")}
+    print(", ".join(f"{k}: {round(v, 6) if isinstance(v, float) else v}" for k, v in head.items()))
+    if "points" in info:  # a lidar capture: its sweeps
+        print(f"points per sweep: {', '.join(str(n) for n in info['points'])}")
+        return
+    print_table(f"{info['file']}: {len(info['topics'])} topics", ("topic", "type", "count", "rate Hz", "frame", "first message"),
+                ((t["topic"], t["type"], str(t["count"]), str(t["rate_hz"] or "-"), t.get("frame_id", ""),
+                  t.get("info", "")) for t in info["topics"]))
+
+
 def make_vtest_views(out: Path, *, seed: int = 0, size: str = "small") -> dict[str, Any]:
     """The `vtest-views` generator: three re-timed crops of OpenCV's vtest.avi (sample data "opencv-samples")."""
     from fusion.recordings.real import make_vtest_recording
