@@ -498,8 +498,24 @@ def inspect_log(path: str | Path) -> dict[str, Any]:
             row["info"] = "raw Ouster packets (read as sweeps with ouster-sdk)"
         rows.append(row)
     names = {"ros1": "ROS 1 bag", "ros2": "ROS 2 bag", "mcap": "MCAP"}
-    return {"file": str(path), "format": names[kind], "messages": sum(t.count for t in topics),
-            "start": reader.start_ns * 1e-9, "end": reader.end_ns * 1e-9, "duration_s": span, "topics": rows}
+    out = {"file": str(path), "format": names[kind], "messages": sum(t.count for t in topics),
+           "start": reader.start_ns * 1e-9, "end": reader.end_ns * 1e-9, "duration_s": span}
+    if any(t.msgtype == OUSTER_PACKETS for t in topics):
+        out.update(_ouster_packets(path))
+    return {**out, "topics": rows}
+
+
+def _ouster_packets(path: Path) -> dict[str, Any]:
+    """The sensor behind a bag's raw Ouster packets, when ouster-sdk is there to decode them."""
+    from perception3d._errors import PointCloudFileError
+    from perception3d.sensors import capture_info
+
+    try:
+        info = capture_info(path, vendor="ouster")
+    except PointCloudFileError as exc:
+        return {"lidar": f"not decoded: {exc.reason}"}
+    return {"lidar": info["sensor"], "beams": info["beams"], "columns": info["columns"], "sweeps": info["sweeps"],
+            "points_per_sweep": info["points"]}
 
 
 def _describe(value: Any) -> str:

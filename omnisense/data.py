@@ -313,16 +313,18 @@ def print_inspection(path: Path, *, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps(info, indent=2, default=str))
         return
-    from omnisense._console import print_table
-
-    head = {k: v for k, v in info.items() if k not in ("topics", "points")}
-    print(", ".join(f"{k}: {round(v, 6) if isinstance(v, float) else v}" for k, v in head.items()))
+    for key, value in info.items():
+        if key not in ("topics", "points"):
+            print(f"{key}: {round(value, 6) if isinstance(value, float) else value}")
     if "points" in info:  # a lidar capture: its sweeps
         print(f"points per sweep: {', '.join(str(n) for n in info['points'])}")
         return
-    print_table(f"{info['file']}: {len(info['topics'])} topics", ("topic", "type", "count", "rate Hz", "frame", "first message"),
-                ((t["topic"], t["type"], str(t["count"]), str(t["rate_hz"] or "-"), t.get("frame_id", ""),
-                  t.get("info", "")) for t in info["topics"]))
+    rows = [("topic", "type", "count", "rate Hz", "frame", "first message")]
+    rows += [(t["topic"], t["type"], str(t["count"]), str(t["rate_hz"] or "-"), t.get("frame_id", ""), t.get("info", ""))
+             for t in info["topics"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:  # plain columns: a listing that reads the same in a terminal, a pipe or a log file
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 def make_vtest_views(out: Path, *, seed: int = 0, size: str = "small") -> dict[str, Any]:

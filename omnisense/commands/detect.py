@@ -18,7 +18,10 @@ SHIPPED = {"flatformer": "flatformer_small_simkitti", "dsvt-pillar": "dsvt_pilla
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scan", type=Path, help="lidar scan: .bin (KITTI, N x 4 float32) .npy .pcd .ply .las .laz")
+    parser.add_argument("scan", type=Path, help="lidar scan: .bin (KITTI, N x 4 float32) .npy .pcd .ply .las .laz, or a "
+                                                "capture / log: .pcap .osf .bag .mcap, ROS 2 bag folder")
+    parser.add_argument("--frame", type=int, default=0, help="which sweep of a capture or log, from 0 (default 0)")
+    parser.add_argument("--topic", help="the lidar topic of a log with several")
     parser.add_argument("--model", choices=sorted(SHIPPED), default="flatformer",
                         help="which shipped detector (default: flatformer)")
     parser.add_argument("--weights", help="shipped name or .safetensors file (overrides --model)")
@@ -31,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from omnisense._io import write_json_atomic
     from omnisense.models import load_model
     from perception3d.detection import boxes_to_json, detect_points
-    from perception3d.detection.data import read_scan
+    from fusion.logs import read_scan
     from perception3d.detection.inference import plot_bev
 
-    points = read_scan(args.scan)
+    points = read_scan(args.scan, frame=args.frame, topic=args.topic)
     model, meta = load_model(args.weights or SHIPPED[args.model], device=args.device, task="detection")
     spec = meta.transforms()
     det, counts = detect_points(model, points, args.device, spec=spec)

@@ -18,6 +18,9 @@ DEFAULT_WEIGHTS = "roitr_small_cgal"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="SOURCE cloud: .ply .pcd .xyz .npy .bin (KITTI) .las .laz")
     parser.add_argument("target", type=Path, help="TARGET cloud, same formats")
+    parser.add_argument("--frames", type=int, nargs=2, default=(0, 0), metavar=("S", "T"),
+                        help="the sweeps of SOURCE and TARGET when they are captures or logs (.pcap .osf .bag .mcap)")
+    parser.add_argument("--topic", help="the lidar topic of a log with several")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
                         help=f"shipped name or .safetensors file (default: {DEFAULT_WEIGHTS})")
     parser.add_argument("--method", choices=["roitr", "fpfh"], default="roitr")
@@ -30,13 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", type=Path, help="PNG of both clouds before and after")
 
 
-def read_cloud(path: Path):
-    """float64 [N, 3] absolute coordinates of a cloud file (LAS origins added back), checked for registration."""
+def read_cloud(path: Path, frame: int = 0, topic: str | None = None):
+    """float64 [N, 3] absolute coordinates of a cloud file (LAS origins added back), or of sweep `frame` of a
+    capture or log, checked for registration."""
     import numpy as np
 
+    from fusion.logs import is_log, read_sweep
     from perception3d.io import read_points
     from perception3d.registration.pipeline import check_points
 
+    if is_log(path):
+        return check_points(read_sweep(path, frame, topic=topic).xyz.astype(np.float64), f"{path} sweep {frame}")
     data = read_points(path)
     return check_points(data.xyz.astype(np.float64) + data.origin, str(path))
 
@@ -46,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from omnisense.models import load_model
     from perception3d.registration import RegistrationSpec, plot_registration, register
 
-    source, target = read_cloud(args.source), read_cloud(args.target)
+    source, target = (read_cloud(p, k, args.topic) for p, k in zip((args.source, args.target), args.frames))
     model, spec = None, RegistrationSpec()
     if args.method == "roitr":
         model, meta = load_model(args.weights, task="registration")
         spec = meta.transforms()
     result = register(source, target, model=model, method=args.method, refine=args.refine, pose=args.pose,
                       voxel_size=args.voxel_size, spec=spec)
-    record = {**result.to_dict(), "source": str(args.source), "target": str(args.target),
+    record = {**result.to_dict(), "source": str(args.source), "target": str(args.target), "frames": list(args.frames),
               **({"weights": str(args.weights)} if model is not None else {})}
     write_json_atomic(args.output, record)
     print(f"{result.method}: fitness {result.fitness:.3f}, inlier RMSE {result.inlier_rmse:.4g}, "
