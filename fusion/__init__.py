@@ -1,4 +1,4 @@
-"""fusion: the shared transformer fusion core, MultiTSF, sensor streams and recordings, and fusion inference.
+"""fusion: the shared transformer fusion core, MultiTSF, sensor streams, recordings and robot logs, and fusion inference.
 
 The public names below load on first use, so that importing the error types does not import torch.
 """
@@ -19,6 +19,9 @@ _LAZY = {
     "read_recording": "fusion.streams",
     "FusionSpec": "fusion.inference",
     "fuse_recording": "fusion.inference",
+    "inspect_log": "fusion.logs",
+    "read_log": "fusion.logs",
+    "read_sweep": "fusion.logs",
 }
 
 __all__ = ["FileProblem", "FusionError", *_LAZY]

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from fusion.logs import read_scan
     from perception3d.detection.inference import plot_bev
 
-    points = read_scan(args.scan, frame=args.frame, topic=args.topic)
+    points = read_scan(args.scan, frame=getattr(args, "frame", 0), topic=getattr(args, "topic", None))
     model, meta = load_model(args.weights or SHIPPED[args.model], device=args.device, task="detection")
     spec = meta.transforms()
     det, counts = detect_points(model, points, args.device, spec=spec)
