@@ -168,9 +168,10 @@ class _Reader:
 
                 self._any = AnyReader([self.path], default_typestore=_typestore())
                 self._any.open()
-                if self.kind == "ros2":
+                if self.kind == "ros2":  # a bag with its own audio definitions keeps them
                     self._any.typestore.register({k: v for k, v in _typestore().FIELDDEFS.items()
-                                                  if k.startswith("audio_common_msgs/")})
+                                                  if k.startswith("audio_common_msgs/")
+                                                  and k not in self._any.typestore.FIELDDEFS})
                 counts: dict[tuple[str, str], int] = {}
                 for c in self._any.connections:
                     counts[(c.topic, c.msgtype)] = counts.get((c.topic, c.msgtype), 0) + c.msgcount
@@ -193,15 +194,19 @@ class _Reader:
         if summary is None:
             raise FileProblem(self.path, "MCAP file has no summary (unfinished recording?)")
         stats = summary.statistics
-        self.store = _typestore()
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+        # the types as the file defines them (its ROS distribution's), like AnyReader does for bags
+        types: dict = {}
+        for schema in summary.schemas.values():
+            if schema.encoding in ("ros2msg", "ros1msg"):
+                types.update(get_types_from_msg(schema.data.decode(), _ros2_name(schema.name)))
+        self.store = get_typestore(Stores.EMPTY)
+        self.store.register(types)
         self.topics = []
         for cid, channel in summary.channels.items():
             schema = summary.schemas.get(channel.schema_id)
             msgtype = _ros2_name(schema.name) if schema else channel.topic
-            if schema is not None and schema.encoding in ("ros2msg", "ros1msg") and msgtype not in self.store.FIELDDEFS:
-                from rosbags.typesys import get_types_from_msg
-
-                self.store.register(get_types_from_msg(schema.data.decode(), msgtype))
             self.topics.append(_Topic(channel.topic, msgtype, stats.channel_message_counts.get(cid, 0) if stats else 0,
                                       channel.message_encoding))
         self.start_ns = stats.message_start_time if stats else 0
