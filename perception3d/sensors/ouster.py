@@ -46,12 +46,13 @@ def _intensity_field(core, frame) -> np.ndarray:
     return np.zeros((frame.h, frame.w), np.float32)
 
 
-def read_ouster(path: str | Path, *, meta: str | Path | None = None) -> Iterator[Sweep]:
+def read_ouster(path: str | Path, *, meta: str | Path | None = None, only: int | None = None) -> Iterator[Sweep]:
     """The complete sweeps of an Ouster capture, one sensor (the first) of it.
 
     Args:
         path: `.pcap`, `.osf`, or a ROS bag of Ouster packets.
         meta: the metadata JSON of a pcap, when ouster-sdk cannot find it beside the pcap.
+        only: yield only the sweep of this index (the others are counted, not converted to points).
     """
     path = Path(path)
     core, open_source = _sdk(path)
@@ -63,10 +64,10 @@ def read_ouster(path: str | Path, *, meta: str | Path | None = None) -> Iterator
     except Exception as exc:  # ouster-sdk wraps everything in SourceURLException; its last line says why
         reason = str(exc).strip().splitlines()[-1].removeprefix("more details: ")
         raise PointCloudFileError(path, f"ouster-sdk cannot read it: {reason}") from None
-    return _sweeps(path, core, source)
+    return _sweeps(path, core, source, only)
 
 
-def _sweeps(path: Path, core, source) -> Iterator[Sweep]:
+def _sweeps(path: Path, core, source, only: int | None) -> Iterator[Sweep]:
     info = source.sensor_info[0]
     lut = core.XYZLut(info)
     sensor = f"Ouster {info.prod_line} {info.sn} {info.fw_rev} {info.config.lidar_mode}"
@@ -79,6 +80,11 @@ def _sweeps(path: Path, core, source) -> Iterator[Sweep]:
             if frame is None:
                 continue
             if not frame.complete():  # the capture's first or last revolution, cut by the recording
+                continue
+            if only is not None and index != only:
+                index += 1
+                if index > only:
+                    break
                 continue
             columns_ok = (np.asarray(frame.status) & 1).astype(bool)
             column_time = np.asarray(frame.timestamp, dtype=np.int64)

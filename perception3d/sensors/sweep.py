@@ -80,7 +80,8 @@ def _vendor(path: Path, vendor: str) -> str:
     raise PointCloudFileError(path, f"not a lidar capture ({suffix!r}; reads .pcap, .osf)")
 
 
-def read_sweeps(path: str | Path, *, vendor: str = "auto", meta: str | Path | None = None) -> Iterator[Sweep]:
+def read_sweeps(path: str | Path, *, vendor: str = "auto", meta: str | Path | None = None,
+                only: int | None = None) -> Iterator[Sweep]:
     """The sweeps of a capture, in order.
 
     Args:
@@ -88,28 +89,26 @@ def read_sweeps(path: str | Path, *, vendor: str = "auto", meta: str | Path | No
             `.pcap`.
         vendor: "auto" (an Ouster pcap is one with metadata beside it), "ouster" or "velodyne".
         meta: the Ouster metadata JSON, when it is not beside the pcap.
+        only: yield only the sweep of this index (an Ouster capture skips converting the others).
     """
     path = Path(path)
     which = "ouster" if meta is not None else _vendor(path, vendor)
     if which == "ouster":
         from perception3d.sensors.ouster import read_ouster
 
-        return read_ouster(path, meta=meta)
+        return read_ouster(path, meta=meta, only=only)
     from perception3d.sensors.velodyne import read_velodyne
 
-    return read_velodyne(path)
+    return (s for s in read_velodyne(path) if only is None or s.index == only)
 
 
 def read_sweep(path: str | Path, index: int = 0, **kwargs) -> Sweep:
     """Sweep `index` (from 0) of a capture; see `read_sweeps`."""
     if index < 0:
         raise PointCloudFileError(path, f"sweep index {index} is negative")
-    count = 0
-    for sweep in read_sweeps(path, **kwargs):
-        if sweep.index == index:
-            return sweep
-        count += 1
-    raise PointCloudFileError(path, f"has {count} sweeps; there is no sweep {index}")
+    for sweep in read_sweeps(path, only=index, **kwargs):
+        return sweep
+    raise PointCloudFileError(path, f"has {capture_info(path, **kwargs)['sweeps']} sweeps; there is no sweep {index}")
 
 
 def capture_info(path: str | Path, **kwargs) -> dict[str, Any]:
