@@ -34,7 +34,8 @@ LOG_SUFFIXES = (".bag", ".mcap", ".db3")
 POINTCLOUD = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 IMU = "sensor_msgs/msg/Imu"
-OUSTER_PACKETS = "ouster_ros/msg/PacketMsg"
+# the Ouster ROS 1 and ROS 2 drivers' raw packets, which ouster-sdk decodes into sweeps
+OUSTER_PACKETS = ("ouster_ros/msg/PacketMsg", "ouster_sensor_msgs/msg/PacketMsg")
 
 # audio_common's messages (ROS 1 and ROS 2 alike), which the stock type stores lack
 AUDIO_MSGS = {
@@ -383,10 +384,11 @@ def _audio(data: bytes, info: Any) -> AudioChunk:
     return chunk
 
 
-def read_log(path: str | Path, *, topics: list[str] | None = None) -> Iterator[LogMessage]:
+def read_log(path: str | Path, *, topics: list[str] | None = None, first_only: bool = False) -> Iterator[LogMessage]:
     """The messages of a ROS 1 bag, ROS 2 bag or MCAP file (of `topics`, else all), decoded, in log-time order.
 
     Audio is decoded to samples when an `audio_common_msgs/msg/AudioInfo` message came before it in the log.
+    `first_only`: the first message of each topic only (the rest are skipped undecoded).
     """
     path, kind = _check(path)
     if kind == "capture":
@@ -397,6 +399,8 @@ def read_log(path: str | Path, *, topics: list[str] | None = None) -> Iterator[L
         for topic, msgtype, log_time, msg in reader.messages(topics):
             index = counts.get(topic, 0)
             counts[topic] = index + 1
+            if first_only and index:
+                continue
             if msgtype == "audio_common_msgs/msg/AudioInfo":
                 audio_info = msg
             try:
@@ -416,7 +420,7 @@ def sweep_topics(path: str | Path) -> list[str]:
     if kind == "capture":
         return []
     with _Reader(path, kind) as reader:
-        return [t.topic for t in reader.topics if t.msgtype in (POINTCLOUD, OUSTER_PACKETS)]
+        return [t.topic for t in reader.topics if t.msgtype in (POINTCLOUD, *OUSTER_PACKETS)]
 
 
 def read_sweep(path: str | Path, frame: int = 0, *, topic: str | None = None):
@@ -436,7 +440,7 @@ def read_sweep(path: str | Path, frame: int = 0, *, topic: str | None = None):
         except PointCloudFileError as exc:
             raise FileProblem(path, exc.reason) from None
     with _Reader(path, kind) as reader:
-        clouds = [t for t in reader.topics if t.msgtype in (POINTCLOUD, OUSTER_PACKETS)]
+        clouds = [t for t in reader.topics if t.msgtype in (POINTCLOUD, *OUSTER_PACKETS)]
         listing = ", ".join(f"{t.topic} ({t.msgtype})" for t in clouds) or "none"
         if topic is None:
             if len({t.topic for t in clouds}) != 1:
@@ -445,7 +449,7 @@ def read_sweep(path: str | Path, frame: int = 0, *, topic: str | None = None):
         chosen = [t for t in clouds if t.topic == topic]
         if not chosen:
             raise FileProblem(path, f"{topic!r} is not a lidar topic; lidar topics: {listing}")
-        if chosen[0].msgtype == OUSTER_PACKETS:
+        if chosen[0].msgtype in OUSTER_PACKETS:
             try:
                 return read_capture_sweep(path, frame, vendor="ouster")
             except PointCloudFileError as exc:
@@ -486,7 +490,7 @@ def inspect_log(path: str | Path) -> dict[str, Any]:
     firsts: dict[str, LogMessage] = {}
     if topics:
         wanted = [t.topic for t in topics if t.msgtype in (POINTCLOUD, IMU, *IMAGE_TYPES) or "audio" in t.msgtype.lower()]
-        for msg in read_log(path, topics=wanted) if wanted else []:
+        for msg in read_log(path, topics=wanted, first_only=True) if wanted else []:
             firsts.setdefault(msg.topic, msg)
             if len(firsts) == len(wanted):
                 break
@@ -499,13 +503,13 @@ def inspect_log(path: str | Path) -> dict[str, Any]:
             row["frame_id"] = first.frame_id
             row["first_stamp"] = first.stamp
             row["info"] = _describe(first.value)
-        elif t.msgtype == OUSTER_PACKETS:
+        elif t.msgtype in OUSTER_PACKETS:
             row["info"] = "raw Ouster packets (read as sweeps with ouster-sdk)"
         rows.append(row)
     names = {"ros1": "ROS 1 bag", "ros2": "ROS 2 bag", "mcap": "MCAP"}
     out = {"file": str(path), "format": names[kind], "messages": sum(t.count for t in topics),
            "start": reader.start_ns * 1e-9, "end": reader.end_ns * 1e-9, "duration_s": span}
-    if any(t.msgtype == OUSTER_PACKETS for t in topics):
+    if any(t.msgtype in OUSTER_PACKETS for t in topics):
         out.update(_ouster_packets(path))
     return {**out, "topics": rows}
 
