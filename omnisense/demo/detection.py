@@ -93,5 +93,5 @@ def _real_sweep(ctx):
     return (f"- **a real sweep** (Ouster OS-1-128, 128 beams, {len(sweep)} points, sample data `ouster-samples`, "
             f"`omnisense detect {OUSTER_SWEEP.split('/')[-1]} --frame 1`): {meta.describe_model()} used "
             f"{counts['used']} points and gives {len(det['boxes'])} boxes, the best scored {best:.2f}. The detectors "
-            "learnt only simulated sweeps: on this real sensor their scores stay low, so these boxes are not to be "
-            "trusted."), png
+            "learnt only simulated sweeps and no labels ship with this capture: the picture shows the gap between "
+            "simulated and real sweeps (boxes piled along walls), not a detection result."), png
