@@ -1,4 +1,4 @@
-"""ROS 1 bags, ROS 2 bags and MCAP files written here (rosbags' and mcap's writers) from real Ouster sweeps, a real
+"""ROS 1 bags, ROS 2 bags (sqlite3 and MCAP storage) and MCAP files written here (rosbags' and mcap's writers) from real Ouster sweeps, a real
 video frame, IMU samples and PCM audio, read back through fusion.logs and `omnisense data inspect` with stamps and
 values intact; and the lidar captures of the Ouster sample data through the same entry points."""
 
@@ -154,8 +154,25 @@ def write_mcap(path, messages, store):
         writer.finish()
 
 
+def write_ros2_mcap(path, messages, store):
+    """A ROS 2 bag with MCAP storage (Iron's default): rosbags writes sqlite3 only, so its metadata is re-pointed
+    at an MCAP file of the same messages."""
+    import yaml
+
+    write_ros2(path, messages, store)
+    meta = yaml.safe_load((path / "metadata.yaml").read_text())
+    info = meta["rosbag2_bagfile_information"]
+    (path / info["relative_file_paths"][0]).unlink()
+    name = f"{path.name}_0.mcap"
+    write_mcap(path / name, messages, store)
+    info["storage_identifier"] = "mcap"
+    info["relative_file_paths"] = [name]
+    info["files"][0]["path"] = name
+    (path / "metadata.yaml").write_text(yaml.safe_dump(meta))
+
+
 WRITERS = {"ros1": (write_ros1, "drive.bag", True), "ros2": (write_ros2, "drive_ros2", False),
-           "mcap": (write_mcap, "drive.mcap", False)}
+           "ros2-mcap": (write_ros2_mcap, "drive_ros2_mcap", False), "mcap": (write_mcap, "drive.mcap", False)}
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +225,7 @@ def test_round_trip_values_and_stamps(log, sweeps, video_frame):
 def test_inspect_lists_topics(log):
     kind, path, written, _ = log
     info = inspect_log(path)
-    assert info["format"] == {"ros1": "ROS 1 bag", "ros2": "ROS 2 bag", "mcap": "MCAP"}[kind]
+    assert info["format"] == {"ros1": "ROS 1 bag", "ros2": "ROS 2 bag", "ros2-mcap": "ROS 2 bag", "mcap": "MCAP"}[kind]
     assert info["messages"] == len(written)
     topics = {row["topic"]: row for row in info["topics"]}
     assert topics["/ouster/points"]["count"] == 3 and topics["/ouster/imu"]["count"] == 4
