@@ -72,6 +72,7 @@ def test_converter_info():
     assert info["input"]["mean"] == [0.5, 0.5, 0.5]
 
 
+@pytest.mark.slow
 def test_converter_fills_the_released_layout():
     """Scenic's B/16x2 FE names and shapes (built here from our model's shapes, flax layouts) fill
     `vivit_base_fe_k400`, under the "params/" tree, optimiser moments beside it ignored."""
