@@ -2,8 +2,9 @@
 
 Paper: Nguyen, Kawanishi, John, Komamizu, Ide, "MultiTSF: Transformer-based Sensor Fusion for Human-Centric
 Multi-view and Multi-modal Action Recognition", arXiv 2504.02279, and "MultiSensor-Home", arXiv 2504.02287
-(IEEE FG 2025). Official code: github.com/thanhhff/MultiTSF (model `CNN2D_Transformer`; no weights released that
-we use: everything here is trained by our own recipe). Facts: ../shared/reference/video_audio_fusion.md, 3.2.
+(IEEE FG 2025). Official code: github.com/thanhhff/MultiTSF (model `CNN2D_Transformer`; the shipped weights here
+are trained by our own recipe; a checkpoint of the official code loads through `convert_official`, see the end of
+this docstring). Facts: ../shared/reference/video_audio_fusion.md, 3.2.
 
 The released model, and what we keep or change (each change says why):
 

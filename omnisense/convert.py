@@ -95,9 +95,10 @@ def read_flax_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a Flax checkpoint (`flax.training.checkpoints.save_checkpoint`: `flax.serialization.to_bytes` of the
     train state, msgpack) without JAX into a flat "a/b/c" -> numpy array dict.
 
-    flax writes arrays as msgpack extension type 1 holding msgpack (shape, dtype name, raw bytes), complex
-    scalars as type 2/3 and splits arrays over 2**30 bytes into chunked maps ("__msgpack_chunked_array__");
-    lists and tuples are maps with the keys "0", "1", ...
+    flax writes arrays as msgpack extension type 1 holding msgpack (shape, dtype name, raw bytes), numpy scalars
+    as type 3 (the same, 0-d), Python complex numbers as type 2, and splits arrays over 2**30 bytes into chunked
+    maps ("__msgpack_chunked_array__"); lists and tuples are maps with the keys "0", "1", ... Only arrays are
+    kept (optimiser state included: a converter picks the model's tree).
     """
     import numpy as np
 

@@ -3,7 +3,8 @@
 Paper: Hao Yu, Zheng Qin, Ji Hou, Mahdi Saleh, Dongsheng Li, Benjamin Busam, Slobodan Ilic,
 "Rotation-Invariant Transformer for Point Cloud Matching", CVPR 2023, arXiv:2303.08231.
 Official code: https://github.com/haoyu94/RoITr (MIT). Its 3DMatch checkpoint (`weights/model_3dmatch.pth`)
-loads through `convert_official`; no official weights are shipped here.
+loads through `convert_official`, which turns on the official neighbourhoods (`exclude_self`, see RoITr); no
+official weights are shipped here.
 
 Pipeline (one pair at a time, as in the official code whose batch size is 1):
 1. PPF-based local attention encoder (Point Transformer v1 layout, attention-based down-sampling) on both clouds.
