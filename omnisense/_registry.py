@@ -51,6 +51,8 @@ GENERATORS: dict[str, str] = {
 CONVERTERS: dict[str, tuple[str, str, str]] = {
     "uniformer": ("video.models.uniformer:convert_official", "uniformer_small_k400", "recognition"),
     "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch", "registration"),
+    "multitsf": ("fusion.multitsf:convert_official", "multitsf_paper", "fusion"),
+    "vivit-scenic": ("video.models.vivit:convert_scenic", "vivit_base_fe_k400", "recognition"),
     "ast": ("video.models.ast:convert_official_ast", "ast_base", "audio_classification"),
     "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo", "detection"),
     "flatformer-mmdet3d": ("perception3d.models.flatformer:convert_mmdet3d_flatformer", "flatformer_waymo",
