@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=Path("boxes.json"))
     parser.add_argument("--plot", type=Path, help="bird's-eye-view PNG of the points and boxes")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--view", type=Path, help="interactive 3D view (self-contained HTML) of the sweep and boxes")
+    parser.add_argument("--save-boxes", type=Path, help="the boxes as a line-set PLY (MeshLab, CloudCompare)")
+    parser.add_argument("--view-threshold", type=float, default=0.0,
+                        help="boxes of --view and --save-boxes: those scoring at least this (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,4 +57,10 @@ def run(args: argparse.Namespace) -> int:
         plot_bev(args.plot, points, det, meta.classes, extent=max(abs(v) for v in (r[0], r[1], r[3], r[4])),
                  title=f"{args.scan.name}: {len(boxes)} boxes ({meta.describe_model()})")
         print(f"plot -> {args.plot}")
+    if args.view:
+        from perception3d.detection.view import write_detection_view
+        print(f"view -> {write_detection_view(args.view, points, det, meta.classes, score_threshold=args.view_threshold, title=args.scan.name)}")
+    if args.save_boxes:
+        from perception3d.detection.view import write_boxes_ply
+        print(f"boxes -> {write_boxes_ply(args.save_boxes, det, meta.classes, score_threshold=args.view_threshold)}")
     return 0

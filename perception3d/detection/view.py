@@ -124,29 +124,26 @@ def write_detection_view(path: str | Path, points: np.ndarray, det: dict, class_
 
 
 def write_boxes_ply(path: str | Path, det: dict, class_names, *, score_threshold: float = 0.0) -> Path:
-    """The boxes with `score >= score_threshold` as a line-set PLY (vertices and coloured edges: 12 per box and a
-    heading tick), which MeshLab and CloudCompare open. Written by open3d, atomically."""
-    import open3d as o3d
-
-    from perception3d._io import atomic_write
+    """The boxes with `score >= score_threshold` as a line-set PLY (ASCII: a `vertex` element and an `edge`
+    element with a colour per edge, 12 edges per box and a heading tick), which MeshLab and CloudCompare open.
+    No boxes make a valid file with no edges. Written atomically."""
+    from perception3d._io import write_text_atomic
 
     boxes, scores, labels = (np.asarray(det[k].cpu() if torch.is_tensor(det[k]) else det[k])
                              for k in ("boxes", "scores", "labels"))
     keep = scores >= score_threshold
     boxes, labels = boxes[keep].reshape(-1, 7), labels[keep].astype(int)
     a, b = box_segments(boxes)
-    vertices = np.concatenate([a, b]) if len(a) else np.zeros((0, 3))
-    lines = np.stack([np.arange(len(a)), np.arange(len(a)) + len(a)], 1) if len(a) else np.zeros((0, 2), int)
     per_box = len(EDGES) + 1
-    colors = [_rgb(class_color(class_names[k], k)) for k in labels for _ in range(per_box)]
-    lineset = o3d.geometry.LineSet(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector2iVector(lines))
-    lineset.colors = o3d.utility.Vector3dVector(np.asarray(colors, dtype=np.float64).reshape(-1, 3))
-
-    def write(tmp: Path) -> None:
-        if not o3d.io.write_line_set(str(tmp), lineset, write_ascii=True):
-            raise OSError(f"open3d could not write {path}")
-
-    return atomic_write(path, write)
+    rgb = [[int(color[i:i + 2], 16) for i in (1, 3, 5)]
+           for color in (class_color(class_names[k], k) for k in labels) for _ in range(per_box)]
+    lines = ["ply", "format ascii 1.0", "comment omnisense detections: box wireframes, a heading tick each",
+             f"element vertex {2 * len(a)}", "property float x", "property float y", "property float z",
+             f"element edge {len(a)}", "property int vertex1", "property int vertex2",
+             "property uchar red", "property uchar green", "property uchar blue", "end_header"]
+    lines += [f"{x:.4f} {y:.4f} {z:.4f}" for x, y, z in np.concatenate([a, b]).tolist()]
+    lines += [f"{i} {i + len(a)} {r} {g} {bl}" for i, (r, g, bl) in enumerate(rgb)]
+    return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _rgb(color: str) -> list[float]:
