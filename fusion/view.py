@@ -115,7 +115,11 @@ def write_recording_view(path: str | Path, recording: str | Path, result: dict[s
                          max_points: int = MAX_VIEW_POINTS) -> Path:
     """Write the recording view (see `recording_figure`) as one HTML file with plotly.js embedded, atomically."""
     fig = recording_figure(recording, result, max_points=max_points)
-    html = fig.to_html(include_plotlyjs=True, full_html=True, config={"responsive": True, "displaylogo": False})
+    html = fig.to_html(include_plotlyjs=True, full_html=True, default_height="100vh",
+                       config={"responsive": True, "displaylogo": False})
+    # phones: the page's own width, and no margin around the full-height plot
+    html = html.replace("<head>", "<head><meta name='viewport' content='width=device-width, initial-scale=1'>"
+                        "<style>body{margin:0}</style>", 1)
     return write_text_atomic(path, html)
 
 

@@ -104,7 +104,7 @@ h1{font-size:1.7em;margin:.4em 0}h2{font-size:1.35em;border-bottom:1px solid var
  margin-top:2em}
 img,video{max-width:100%;height:auto;display:block;margin:.8em 0;border:1px solid var(--line);border-radius:4px}
 table{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%;margin:.8em 0;font-size:.92em}
-th,td{border:1px solid var(--line);padding:.3em .6em;text-align:left;vertical-align:top}
+th,td{border:1px solid var(--line);padding:.3em .6em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:var(--code)}
 code{background:var(--code);padding:.1em .3em;border-radius:3px;font-size:.9em}
 pre{background:var(--code);padding:.8em;border-radius:6px;overflow-x:auto}pre code{padding:0;background:none}
