@@ -22,7 +22,8 @@ from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
-         "--hide-scrollbars", "--mute-audio", "--no-first-run", "--disable-extensions", "--allow-file-access-from-files"]
+         "--hide-scrollbars", "--mute-audio", "--no-first-run", "--disable-extensions",
+         "--allow-file-access-from-files"]
 MARK = "omnisense-probe"
 
 # first in <head>: record every error the page raises from then on
@@ -134,7 +135,8 @@ SHOTS = [
     ("detection/view_dsvt_pillar_small_simkitti.html", "view_detection.png", (1200, 800)),
     ("fusion/view.html", "view_fusion.png", (1200, 800)),
 ]
-STILLS = [("video/bikes_overlay.mp4", "overlay_recognition.png", 0.3), ("fusion/overlay.mp4", "overlay_fusion.png", 0.6)]
+STILLS = [("video/bikes_overlay.mp4", "overlay_recognition.png", 0.05),  # inside the first clip
+          ("fusion/overlay.mp4", "overlay_fusion.png", 0.6)]
 
 
 def main(argv: list[str] | None = None) -> int:

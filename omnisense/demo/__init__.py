@@ -104,10 +104,12 @@ h1{font-size:1.7em;margin:.4em 0}h2{font-size:1.35em;border-bottom:1px solid var
  margin-top:2em}
 img,video{max-width:100%;height:auto;display:block;margin:.8em 0;border:1px solid var(--line);border-radius:4px}
 table{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%;margin:.8em 0;font-size:.92em}
-th,td{border:1px solid var(--line);padding:.3em .6em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border:1px solid var(--line);padding:.3em .6em;text-align:left;vertical-align:top}
+th{white-space:nowrap}td:last-child{overflow-wrap:anywhere}
 th{background:var(--code)}
 code{background:var(--code);padding:.1em .3em;border-radius:3px;font-size:.9em}
-pre{background:var(--code);padding:.8em;border-radius:6px;overflow-x:auto}pre code{padding:0;background:none}
+pre{background:var(--code);padding:.8em;border-radius:6px;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}
+pre code{padding:0;background:none}
 a{color:#0969da}@media (prefers-color-scheme:dark){a{color:#4493f8}}
 .meta{color:var(--muted);font-size:.9em}
 @media (max-width:600px){body{font-size:15px;padding:.6em .7em 2em}h1{font-size:1.4em}h2{font-size:1.15em}

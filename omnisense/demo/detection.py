@@ -53,8 +53,9 @@ def demo(ctx):
                   (f"boxes (PLY), {meta.describe_model()}",
                    write_boxes_ply(ctx.out / f"boxes_{model_name}.ply", det, model.class_names, score_threshold=low))]
         cli_model = "flatformer" if model_name.startswith("flatformer") else "dsvt-pillar"
-        commands.append(f"omnisense detect detection/sweep.npy --model {cli_model} --plot detection/bev.png "
-                        f"--view detection/view.html --save-boxes detection/boxes.ply --view-threshold {low:.3f}")
+        commands.append(f"omnisense detect detection/sweep.npy --model {cli_model} --output detection/{cli_model}.json "
+                        f"--plot detection/{cli_model}.png --view detection/{cli_model}.html "
+                        f"--save-boxes detection/{cli_model}.ply --view-threshold {low:.3f}")
         metrics = meta.metrics
         lines.append(f"- **{meta.describe_model()}** ({counts['used']} of {counts['input']} points in range): "
                      f"{len(det['boxes'])} boxes; ground truth with >= 5 points found at the KITTI 3D IoU "

@@ -42,7 +42,8 @@ def demo(ctx):
                                                title=f"kitten scan, {r.method}: RRE {rre:.1f} deg")
                 links.append((f"3D view, {r.method}", view))
                 if method == "roitr":
-                    links.append(("aligned clouds (PLY)", write_aligned_ply(ctx.out / "aligned.ply", source, t, target)))
+                    aligned = write_aligned_ply(ctx.out / "aligned.ply", source, t, target)
+                    links.append(("aligned clouds (PLY)", aligned))
     markdown = ("The CGAL kitten scan (real, 5,210 points) against a copy of itself under a uniform random "
                 "rotation, cropped to two partial views with noise and thinning.\n\n"
                 "| method | RRE (deg) | RTE (% of extent) | correspondences | time (s) | registered |\n"
@@ -50,6 +51,8 @@ def demo(ctx):
     summary = "; ".join(f"{row.split('|')[1].strip()} {'ok' if row.rstrip('| ').endswith('yes') else 'failed'}"
                         for row in rows)
     command = ("omnisense register registration/source.xyz registration/target.xyz --refine icp "
-               "--view registration/view.html --save-aligned registration/aligned.ply --plot registration/kitten.png")
+               "--output registration/result.json --view registration/view.html "
+               "--save-aligned registration/aligned.ply "
+               "--plot registration/kitten.png")
     return DemoSection("3D registration (RoITr, FPFH + RANSAC)", markdown, images, f"kitten: {summary}", links=links,
                        command=command)
