@@ -57,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
         plot_bev(args.plot, points, det, meta.classes, extent=max(abs(v) for v in (r[0], r[1], r[3], r[4])),
                  title=f"{args.scan.name}: {len(boxes)} boxes ({meta.describe_model()})")
         print(f"plot -> {args.plot}")
-    if args.view:
+    threshold = getattr(args, "view_threshold", 0.0)
+    if getattr(args, "view", None):
         from perception3d.detection.view import write_detection_view
-        print(f"view -> {write_detection_view(args.view, points, det, meta.classes, score_threshold=args.view_threshold, title=args.scan.name)}")
-    if args.save_boxes:
+        view = write_detection_view(args.view, points, det, meta.classes, score_threshold=threshold, title=args.scan.name)
+        print(f"view -> {view}")
+    if getattr(args, "save_boxes", None):
         from perception3d.detection.view import write_boxes_ply
-        print(f"boxes -> {write_boxes_ply(args.save_boxes, det, meta.classes, score_threshold=args.view_threshold)}")
+        print(f"boxes -> {write_boxes_ply(args.save_boxes, det, meta.classes, score_threshold=threshold)}")
     return 0

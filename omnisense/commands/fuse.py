@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_timeline(result, args.plot)
         print(f"timeline -> {args.plot}")
-    if args.view:
+    if getattr(args, "view", None):
         from fusion.view import write_recording_view
         print(f"view -> {write_recording_view(args.view, args.recording, result)}")
-    if args.overlay:
+    if getattr(args, "overlay", None):
         from fusion.view import write_fusion_overlay
         print(f"overlay -> {write_fusion_overlay(args.overlay, args.recording, result)}")
     return 0

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for row in result.topk:
         print(f"  {row['prob']:6.3f}  {row['class']}")
     print(f"written: {args.output}")
-    if args.overlay:
+    if getattr(args, "overlay", None):
         from video.overlay import write_recognition_overlay
         print(f"overlay: {write_recognition_overlay(args.overlay, args.video, result)}")
     return 0

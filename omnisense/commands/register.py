@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
         plot_registration(source, target, result.transform, args.plot,
                           f"{args.source.name} -> {args.target.name} ({result.method})")
         print(f"plot: {args.plot}")
-    if args.view:
+    if getattr(args, "view", None):
         from perception3d.registration.view import write_registration_view
         print(f"view: {write_registration_view(args.view, source, target, result.transform, title=result.method)}")
-    if args.save_aligned:
+    if getattr(args, "save_aligned", None):
         from perception3d.registration.view import write_aligned_ply
         print(f"aligned: {write_aligned_ply(args.save_aligned, source, result.transform, target)}")
     return 0
