@@ -4,8 +4,8 @@
     write_fusion_overlay("overlay.mp4", "recording/", result)        # the views side by side, scores as bars
 
 The view shows the room (the manifest's `room` [x, y, z] size when it has one, else the box around the lidar points
-and the cameras), the lidar points of every sweep coloured by their time on the common clock, and the cameras at
-their positions where the manifest gives them. The overlay plays the views side by side on the first view's frame
+and the cameras), the lidar points of every sweep coloured by their time on the common clock (a slider shows one
+second's sweeps at a time), and the cameras at their positions where the manifest gives them. The overlay plays the views side by side on the first view's frame
 times, each view showing its frame nearest in true time, with the fused frame scores as a bar chart beside them.
 plotly, PIL and PyAV are imported inside the functions.
 """
@@ -46,8 +46,8 @@ def _manifest(recording: str | Path) -> tuple[dict[str, Any], Path]:
 
 def recording_figure(recording: str | Path, result: dict[str, Any] | None = None, *,
                      max_points: int = MAX_VIEW_POINTS):
-    """The plotly figure of a recording: 3 traces (room, lidar points over time, cameras); a recording without a
-    lidar or without camera positions has fewer.
+    """The plotly figure of a recording: 3 traces (room, lidar points over time, cameras; a recording without a
+    lidar or without camera positions has fewer) and a slider that shows the sweeps of one time window at a time.
 
     Args:
         recording: a folder with `recording.json`, the manifest, or a folder of videos with a `lidar/` folder.
@@ -87,12 +87,30 @@ def recording_figure(recording: str | Path, result: dict[str, Any] | None = None
             out += [corners[a, axis], corners[b, axis], None]
     fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name="room", line={"color": "#555", "width": 3},
                                hoverinfo="skip"))
+    def lidar(keep):
+        """The lidar trace (trace 1) with the points `keep`, one colour scale for every time window."""
+        p = xyz[keep].astype(np.float32)
+        return go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name="lidar points",
+                            marker={"size": 1.5, "color": t[keep].astype(np.float32), "colorscale": "Plasma",
+                                    "cmin": float(t.min()), "cmax": float(t.max()),
+                                    "colorbar": {"title": "time (s)", "len": 0.6}, "opacity": 0.7},
+                            hovertemplate="%{marker.color:.1f} s<extra></extra>")
+
+    sliders, frames = [], []
     if len(xyz):
-        fig.add_trace(go.Scatter3d(x=xyz[:, 0].astype(np.float32), y=xyz[:, 1].astype(np.float32),
-                                   z=xyz[:, 2].astype(np.float32), mode="markers", name="lidar points",
-                                   marker={"size": 1.5, "color": t.astype(np.float32), "colorscale": "Plasma",
-                                           "colorbar": {"title": "time (s)", "len": 0.6}, "opacity": 0.7},
-                                   text=[f"{v:.1f} s" for v in t], hoverinfo="text"))
+        fig.add_trace(lidar(slice(None)))
+        # a slider over time: all sweeps, or those of one window (1 s, or wider to keep at most 30 steps)
+        span = float(t.max() - t.min())
+        if span > 0:
+            width = max(1.0, float(np.ceil(span / 30)))
+            edges = np.arange(np.floor(t.min()), t.max() + width, width)
+            frames.append(go.Frame(name="all", data=[lidar(slice(None))], traces=[1]))
+            for a, b in zip(edges[:-1], edges[1:]):
+                frames.append(go.Frame(name=f"{a:g} to {b:g} s", data=[lidar((t >= a) & (t < b))], traces=[1]))
+            sliders = [{"active": 0, "currentvalue": {"prefix": "lidar sweeps: "}, "pad": {"t": 10},
+                        "steps": [{"label": f.name, "method": "animate",
+                                   "args": [[f.name], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
+                                                       "transition": {"duration": 0}}]} for f in frames]}]
     if cams:
         pos = np.asarray([p for _, p in cams], dtype=float)
         fig.add_trace(go.Scatter3d(x=pos[:, 0], y=pos[:, 1], z=pos[:, 2], mode="markers+text", name="cameras",
@@ -107,7 +125,9 @@ def recording_figure(recording: str | Path, result: dict[str, Any] | None = None
                                      f"<br><sup>{count}; {len(cams)} camera positions known</sup>"},
                       scene={"aspectmode": "data", "xaxis": {"title": "x (m)"}, "yaxis": {"title": "y (m)"},
                              "zaxis": {"title": "z (m)"}},
-                      legend={"itemsizing": "constant", "x": 0.02, "y": 0.98}, margin={"l": 0, "r": 0, "b": 0, "t": 70})
+                      legend={"itemsizing": "constant", "x": 0.02, "y": 0.98},
+                      margin={"l": 0, "r": 0, "b": 60 if sliders else 0, "t": 70}, sliders=sliders)
+    fig.frames = frames
     return fig
 
 
@@ -115,7 +135,7 @@ def write_recording_view(path: str | Path, recording: str | Path, result: dict[s
                          max_points: int = MAX_VIEW_POINTS) -> Path:
     """Write the recording view (see `recording_figure`) as one HTML file with plotly.js embedded, atomically."""
     fig = recording_figure(recording, result, max_points=max_points)
-    html = fig.to_html(include_plotlyjs=True, full_html=True, default_height="100vh",
+    html = fig.to_html(include_plotlyjs=True, full_html=True, default_height="100vh", auto_play=False,
                        config={"responsive": True, "displaylogo": False})
     # phones: the page's own width, and no margin around the full-height plot
     html = html.replace("<head>", "<head><meta name='viewport' content='width=device-width, initial-scale=1'>"

@@ -45,7 +45,7 @@ def line_segments(starts: np.ndarray, ends: np.ndarray) -> tuple[list, list, lis
 
 def write_html(fig, path: str | Path) -> Path:
     """Write a plotly figure as one HTML file with plotly.js embedded (no network at view time), atomically."""
-    html = fig.to_html(include_plotlyjs=True, full_html=True, default_height="100vh",
+    html = fig.to_html(include_plotlyjs=True, full_html=True, default_height="100vh", auto_play=False,
                        config={"responsive": True, "displaylogo": False})
     # phones: the page's own width, and no margin around the full-height plot
     html = html.replace("<head>", "<head><meta name='viewport' content='width=device-width, initial-scale=1'>"

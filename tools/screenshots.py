@@ -91,20 +91,36 @@ def probe(html: str | Path, *, wait_ms: int = 3000, timeout: float = 90.0) -> di
     return result
 
 
+_CHROME: list[int] = []  # pixels the headless window keeps for itself below the page
+
+
+def _window_chrome(timeout: float = 60.0) -> int:
+    """How much shorter than `--window-size` the page's viewport is (new headless chromium counts its window frame
+    in the size: a full-height page would stop short of a screenshot's bottom)."""
+    if not _CHROME:
+        with tempfile.TemporaryDirectory() as tmp:
+            page = Path(tmp) / "h.html"
+            page.write_text("<html><body><script>document.write('H='+window.innerHeight)</script></body></html>")
+            done = _run(["--window-size=800,800", "--dump-dom", page.as_uri()], timeout)
+            found = re.search(r"H=(\d+)", done.stdout)
+            _CHROME.append(800 - int(found.group(1)) if found else 0)
+    return _CHROME[0]
+
+
 def screenshot(html: str | Path, png: str | Path, *, size: tuple[int, int] = (1200, 800), wait_ms: int = 4000,
                colors: int = 256, timeout: float = 90.0) -> Path:
-    """A viewport screenshot of `html`, written as a palette PNG (small enough to commit)."""
+    """A screenshot of `html` with a `size` viewport, written as a palette PNG (small enough to commit)."""
     from PIL import Image
 
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "shot.png"
-        done = _run([f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={wait_ms}",
+        done = _run([f"--window-size={size[0]},{size[1] + _window_chrome()}", f"--virtual-time-budget={wait_ms}",
                      f"--screenshot={raw}", Path(html).resolve().as_uri()], timeout)
         if not raw.exists():
             raise RuntimeError(f"{html}: no screenshot (chromium exit {done.returncode}): {done.stderr[-500:]}")
-        image = Image.open(raw).convert("RGB")
+        image = Image.open(raw).convert("RGB").crop((0, 0, size[0], size[1]))
         image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
     return png
 
@@ -130,7 +146,7 @@ def video_still(video: str | Path, png: str | Path, *, fraction: float = 0.5, wi
 # demo output -> docs/images: (file under the demo folder, picture name, viewport)
 SHOTS = [
     ("report.html", "report.png", (1200, 800)),
-    ("report.html", "report_phone.png", (390, 800)),
+    ("report.html", "report_phone.png", (500, 900)),  # chromium's narrowest window
     ("registration/view_roitr.html", "view_registration.png", (1200, 800)),
     ("detection/view_dsvt_pillar_small_simkitti.html", "view_detection.png", (1200, 800)),
     ("fusion/view.html", "view_fusion.png", (1200, 800)),

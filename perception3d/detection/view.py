@@ -76,7 +76,7 @@ def detection_figure(points: np.ndarray, det: dict, class_names, *, score_thresh
     fig = go.Figure()
     fig.add_trace(go.Scatter3d(x=kept[:, 0], y=kept[:, 1], z=kept[:, 2], mode="markers", name="points",
                                marker={"size": 1.3, "color": z, "colorscale": "Viridis", "cmin": lo, "cmax": hi,
-                                       "colorbar": {"title": "height (m)", "len": 0.5, "x": 0.0}},
+                                       "colorbar": {"title": "height (m)", "len": 0.5}},
                                hoverinfo="skip"))
     for c, name in enumerate(class_names):
         mine = labels == c
@@ -109,7 +109,7 @@ def detection_figure(points: np.ndarray, det: dict, class_names, *, score_thresh
     fig.update_layout(
         title={"text": (title + "<br>" if title else "") + f"<sup>{heading}</sup>"},
         scene={"aspectmode": "data", "xaxis": {"title": "x (m, forward)"}, "yaxis": {"title": "y (m, left)"},
-               "zaxis": {"title": "z (m)"}, "camera": {"eye": {"x": -0.6, "y": -0.6, "z": 0.5}}},
+               "zaxis": {"title": "z (m)"}, "camera": {"eye": {"x": -0.8, "y": -0.8, "z": 0.65}}},
         updatemenus=[{"buttons": buttons, "direction": "down", "x": 1.0, "xanchor": "right", "y": 1.0}],
         legend={"itemsizing": "constant", "x": 0.02, "y": 0.98}, margin={"l": 0, "r": 0, "b": 0, "t": 70})
     return fig

@@ -42,6 +42,18 @@ def test_figure_shows_room_lidar_over_time_and_cameras(recording):
     assert "sequence labels: Sit" in fig.layout.title.text
 
 
+def test_time_slider_windows_partition_the_points(recording):
+    fig = recording_figure(recording)
+    names = [f.name for f in fig.frames]
+    assert names[0] == "all" and names[1:3] == ["0 to 1 s", "1 to 2 s"]
+    assert [s.label for s in fig.layout.sliders[0].steps] == names
+    assert len(fig.frames[0].data[0].x) == len(fig.data[1].x)
+    assert sum(len(f.data[0].x) for f in fig.frames[1:]) == len(fig.data[1].x)
+    for f in fig.frames[1:]:
+        lo, hi = (float(v) for v in f.name.removesuffix(" s").split(" to "))
+        assert all(lo <= c < hi for c in f.data[0].marker.color)
+
+
 def test_figure_thins_the_lidar_and_says_so(recording):
     fig = recording_figure(recording, max_points=200)
     assert len(fig.data[1].x) == 200 and "200 of" in fig.layout.title.text
