@@ -44,6 +44,9 @@ def registration_figure(source: np.ndarray, target: np.ndarray, transform: np.nd
     source, target = np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)
     src, tgt = thin(source, max_points, seed=0), thin(target, max_points, seed=1)
     moved = transform_points(src, np.asarray(transform, dtype=np.float64))
+    # georeferenced clouds (LAS: hundreds of km) lose centimetres in float32: draw them about a round origin
+    origin = np.round(tgt.mean(0)) if len(tgt) and np.abs(tgt).max() > 1e4 else np.zeros(3)
+    src, tgt, moved = src - origin, tgt - origin, moved - origin
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "scene"}]],
                         subplot_titles=("before", "after"), horizontal_spacing=0.01)
 
@@ -60,15 +63,15 @@ def registration_figure(source: np.ndarray, target: np.ndarray, transform: np.nd
     if correspondences is not None:
         a, b = (np.asarray(c, dtype=np.float64) for c in correspondences)
         pick = thin(np.arange(len(a)), MAX_CORRESPONDENCES, seed=2)
-        xs, ys, zs = line_segments(a[pick], b[pick])
+        xs, ys, zs = line_segments(a[pick] - origin, b[pick] - origin)
         fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name=f"correspondences ({len(pick)} of {len(a)})",
                                    line={"color": COLORS["correspondence"], "width": 1}), row=1, col=1)
     # one cube around both clouds in both scenes, so turning one view shows the same scale as the other
     both = np.concatenate([src, tgt, moved])
     lo, hi = both.min(0), both.max(0)
     centre, half = (lo + hi) / 2, float((hi - lo).max()) / 2 or 1.0
-    axes = {f"{k}axis": {"range": [centre[i] - half, centre[i] + half], "title": k}
-            for i, k in enumerate("xyz")}
+    axes = {f"{k}axis": {"range": [centre[i] - half, centre[i] + half],
+                         "title": f"{k} - {origin[i]:.0f}" if origin[i] else k} for i, k in enumerate("xyz")}
     scene = {**axes, "aspectmode": "cube"}
     count = f"{shown(len(src), len(source), 'source points')}, {shown(len(tgt), len(target), 'target points')}"
     fig.update_layout(scene=scene, scene2=scene, title={"text": (title + "<br>" if title else "") +

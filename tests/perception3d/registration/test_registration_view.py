@@ -42,6 +42,18 @@ def test_big_clouds_are_thinned_and_the_title_says_so(pair):
     assert "100 of 600 source points" in fig.layout.title.text
 
 
+def test_georeferenced_clouds_are_drawn_about_a_round_origin(pair):
+    source, target, transform = pair
+    far = np.array([637_000.0, 851_000.0, 100.0])
+    shifted = transform.copy()
+    shifted[:3, 3] += far
+    fig = registration_figure(source, target + far, shifted)
+    registered = np.stack([fig.data[3].x, fig.data[3].y, fig.data[3].z], 1).astype(np.float64)
+    origin = np.round((target + far).mean(0))
+    np.testing.assert_allclose(registered + origin, target + far, atol=1e-4)  # float32 about the origin: no loss
+    assert fig.layout.scene.xaxis.title.text == f"x - {origin[0]:.0f}"
+
+
 def test_correspondences_are_one_more_trace(pair):
     source, target, transform = pair
     fig = registration_figure(source, target, transform, correspondences=(source[:20], target[:20]))
