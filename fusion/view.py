@@ -5,8 +5,9 @@
 
 The view shows the room (the manifest's `room` [x, y, z] size when it has one, else the box around the lidar points
 and the cameras), the lidar points of every sweep coloured by their time on the common clock (a slider shows one
-second's sweeps at a time), and the cameras at their positions where the manifest gives them. The overlay plays the views side by side on the first view's frame
-times, each view showing its frame nearest in true time, with the fused frame scores as a bar chart beside them.
+second's sweeps at a time), and the cameras at their positions where the manifest gives them. The overlay plays the
+views side by side on the first view's frame times, each view showing its frame nearest in true time, with the fused
+frame scores as a bar chart beside them.
 plotly, PIL and PyAV are imported inside the functions.
 """
 

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     threshold = getattr(args, "view_threshold", 0.0)
     if getattr(args, "view", None):
         from perception3d.detection.view import write_detection_view
-        view = write_detection_view(args.view, points, det, meta.classes, score_threshold=threshold, title=args.scan.name)
+        view = write_detection_view(args.view, points, det, meta.classes, score_threshold=threshold,
+                                    title=args.scan.name)
         print(f"view -> {view}")
     if getattr(args, "save_boxes", None):
         from perception3d.detection.view import write_boxes_ply
