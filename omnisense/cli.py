@@ -102,7 +102,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     from omnisense.bench._common import print_report, resolve_device, write_json
 
     args.device = resolve_device(args.device)
-    report = _registry.resolve(args._bench).run(args)
+    from omnisense._progress import heartbeat
+
+    with heartbeat(f"bench {args.bench}"):
+        report = _registry.resolve(args._bench).run(args)
     print_report(report)
     if args.json:
         write_json(args.json, report)

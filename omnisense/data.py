@@ -285,7 +285,11 @@ def make(name: str, *, out: Path | None, seed: int = 0, size: str = "small") -> 
         raise OmnisenseError(f"{out}: exists and is not empty; choose another --out (nothing is overwritten)")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=_ensure(out.parent)))
     try:
-        summary = _registry.resolve(_registry.GENERATORS[name])(staging, seed=seed, size=size)
+        from omnisense._progress import files_in, heartbeat
+
+        print(f"[data make] {name} (seed {seed}, size {size}) -> {out}", file=sys.stderr, flush=True)
+        with heartbeat(f"data make {name}", count=lambda: files_in(staging)):
+            summary = _registry.resolve(_registry.GENERATORS[name])(staging, seed=seed, size=size)
         (staging / marker.name).write_text(json.dumps({**params, "summary": summary}, indent=2, default=str))
         if out.exists():
             out.rmdir()

@@ -10,6 +10,8 @@ need_apt=()
 # open3d needs libusb at import time (shared/reference/dependencies.md).
 ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || need_apt+=(libusb-1.0-0)
 # The sample-data fetcher unpacks Debian packages with dpkg-deb, which every Debian machine has.
+# Optional: Debian's chromium for the browser tests and tools/screenshots.py (OMNISENSE_WITH_CHROMIUM=1).
+if [ "${OMNISENSE_WITH_CHROMIUM:-0}" = 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

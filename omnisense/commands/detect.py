@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=Path("boxes.json"))
     parser.add_argument("--plot", type=Path, help="bird's-eye-view PNG of the points and boxes")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--view", type=Path, help="interactive 3D view (self-contained HTML) of the sweep and boxes")
+    parser.add_argument("--save-boxes", type=Path, help="the boxes as a line-set PLY (MeshLab, CloudCompare)")
+    parser.add_argument("--view-threshold", type=float, default=0.0,
+                        help="boxes of --view and --save-boxes: those scoring at least this (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,4 +60,13 @@ def run(args: argparse.Namespace) -> int:
         plot_bev(args.plot, points, det, meta.classes, extent=max(abs(v) for v in (r[0], r[1], r[3], r[4])),
                  title=f"{args.scan.name}: {len(boxes)} boxes ({meta.describe_model()})")
         print(f"plot -> {args.plot}")
+    threshold = getattr(args, "view_threshold", 0.0)
+    if getattr(args, "view", None):
+        from perception3d.detection.view import write_detection_view
+        view = write_detection_view(args.view, points, det, meta.classes, score_threshold=threshold,
+                                    title=args.scan.name)
+        print(f"view -> {view}")
+    if getattr(args, "save_boxes", None):
+        from perception3d.detection.view import write_boxes_ply
+        print(f"boxes -> {write_boxes_ply(args.save_boxes, det, meta.classes, score_threshold=threshold)}")
     return 0

@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"shipped name or .safetensors file (default: {DEFAULT_WEIGHTS})")
     parser.add_argument("--output", type=Path, default=Path("result.json"))
     parser.add_argument("--plot", type=Path, help="PNG timeline of the labels")
+    parser.add_argument("--view", type=Path, help="interactive 3D view (HTML): the room, lidar over time, cameras")
+    parser.add_argument("--overlay", type=Path, help="MP4 of the views side by side with the frame scores as bars")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,4 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_timeline(result, args.plot)
         print(f"timeline -> {args.plot}")
+    if getattr(args, "view", None):
+        from fusion.view import write_recording_view
+        print(f"view -> {write_recording_view(args.view, args.recording, result)}")
+    if getattr(args, "overlay", None):
+        from fusion.view import write_fusion_overlay
+        print(f"overlay -> {write_fusion_overlay(args.overlay, args.recording, result)}")
     return 0

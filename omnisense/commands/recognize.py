@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--clips", type=int, default=1, help="clips sampled uniformly, probabilities averaged")
     parser.add_argument("--output", type=Path, default=Path("result.json"))
+    parser.add_argument("--overlay", type=Path, help="MP4 of the video with each clip's top-k labels drawn on it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,4 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for row in result.topk:
         print(f"  {row['prob']:6.3f}  {row['class']}")
     print(f"written: {args.output}")
+    if getattr(args, "overlay", None):
+        from video.overlay import write_recognition_overlay
+        print(f"overlay: {write_recognition_overlay(args.overlay, args.video, result)}")
     return 0

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voxel-size", type=float, help="voxel size in the clouds' unit")
     parser.add_argument("--output", type=Path, default=Path("result.json"))
     parser.add_argument("--plot", type=Path, help="PNG of both clouds before and after")
+    parser.add_argument("--view", type=Path, help="interactive 3D view (self-contained HTML) before and after")
+    parser.add_argument("--save-aligned", type=Path, help="PLY of the registered source and the target, a colour each")
 
 
 def read_cloud(path: Path, frame: int = 0, topic: str | None = None):
@@ -69,4 +71,10 @@ def run(args: argparse.Namespace) -> int:
         plot_registration(source, target, result.transform, args.plot,
                           f"{args.source.name} -> {args.target.name} ({result.method})")
         print(f"plot: {args.plot}")
+    if getattr(args, "view", None):
+        from perception3d.registration.view import write_registration_view
+        print(f"view: {write_registration_view(args.view, source, target, result.transform, title=result.method)}")
+    if getattr(args, "save_aligned", None):
+        from perception3d.registration.view import write_aligned_ply
+        print(f"aligned: {write_aligned_ply(args.save_aligned, source, result.transform, target)}")
     return 0

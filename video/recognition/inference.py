@@ -70,8 +70,10 @@ def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: 
     result = Recognition(video=str(path), frames=len(reader), fps=reader.fps, backend=reader.backend)
     for k in range(num_clips):
         top = int(probs[k].argmax())
+        v, i = probs[k].topk(min(topk, len(class_names)))
         result.clips.append({"start_s": float(times[inds[k].min()]), "end_s": float(times[inds[k].max()]),
-                             "frame_indices": inds[k].tolist(), "top1": class_names[top], "prob": float(probs[k, top])})
+                             "frame_indices": inds[k].tolist(), "top1": class_names[top], "prob": float(probs[k, top]),
+                             "topk": [{"class": class_names[c], "prob": float(p)} for p, c in zip(v.tolist(), i.tolist())]})
     values, idx = mean.topk(min(topk, len(class_names)))
     result.topk = [{"class": class_names[i], "prob": float(v)} for v, i in zip(values.tolist(), idx.tolist())]
     return result
