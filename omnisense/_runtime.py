@@ -1,6 +1,6 @@
 """Where and on how many threads a command runs: `--device auto|cpu|cuda`, `--threads N`, OMNISENSE_THREADS.
 
-The default thread count is the number of idle cores this process may use: the cores in its affinity mask
+`--threads` wins, then OMNISENSE_THREADS, then OMP_NUM_THREADS. The default thread count is the number of idle cores this process may use: the cores in its affinity mask
 (`os.sched_getaffinity`, which honours taskset and container CPU sets) less the one-minute load average, at least
 one. On a busy machine that keeps a command from oversubscribing the cores other jobs hold (PyTorch's own default is
 every core, whatever runs beside it). `OMP_WAIT_POLICY=PASSIVE` makes idle OpenMP workers sleep rather than spin,
@@ -40,16 +40,17 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
 
 
 def resolve_threads(requested: int | None = None) -> int:
-    """`--threads`, else OMNISENSE_THREADS, else `default_threads()`; a value below 1 is an error."""
+    """`--threads`, else OMNISENSE_THREADS, else OMP_NUM_THREADS (the user's choice for every OpenMP program, which
+    torch honours too), else `default_threads()`; a value below 1 is an error."""
     from omnisense._errors import OmnisenseError
 
-    if requested is None:
-        env = os.environ.get(THREADS_ENV, "").strip()
-        if env:
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        env = os.environ.get(name, "").strip()
+        if requested is None and env:
             try:
                 requested = int(env)
             except ValueError:
-                raise OmnisenseError(f"{THREADS_ENV}={env!r} is not a whole number of threads") from None
+                raise OmnisenseError(f"{name}={env!r} is not a whole number of threads") from None
     if requested is None:
         return default_threads()
     if requested < 1:
@@ -106,5 +107,5 @@ def add_runtime_arguments(parser, *, threads: bool = True) -> None:
                         help="where to run (auto: cuda when present)")
     if threads:
         parser.add_argument("--threads", type=int, default=None, metavar="N",
-                            help=f"CPU threads (default: ${THREADS_ENV}, else the idle cores: usable cores less "
-                                 "the load average, at least 1)")
+                            help=f"CPU threads (default: ${THREADS_ENV}, else $OMP_NUM_THREADS, else the idle cores: "
+                                 "usable cores less the load average, at least 1)")
