@@ -14,7 +14,6 @@ loose BEV thresholds; ground truth counts when the object has a lidar return ins
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -135,8 +135,6 @@ def test_prepare_points_counts_what_it_filters():
 @pytest.mark.parametrize("model_name", ["flatformer", "dsvt-pillar"])
 def test_real_corridor_sweep_runs_clean(model_name, sample_data, tmp_path):
     """A real 3D laser scan (octomap's corridor, a sensor the detectors never saw) through the shipped models."""
-    from omnisense.commands import detect
-
     raw = np.loadtxt(sample_data("octomap-corridor") / "scan.dat", dtype=np.float32)
     np.save(tmp_path / "corridor.npy", raw[:, :3])
     out = tmp_path / "boxes.jsonl"
