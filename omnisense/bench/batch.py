@@ -15,12 +15,16 @@ from pathlib import Path
 
 HELP = "batch inference: a folder of N inputs in one command call against N separate calls, as a ratio"
 
-COMMAND_EXTENSIONS = {"classify-audio": "omnisense.commands.classify_audio", "classify": "omnisense.commands.classify",
-                      "recognize": "omnisense.commands.recognize", "detect": "omnisense.commands.detect"}
+# command -> its module (for its input extensions)
+COMMAND_EXTENSIONS = {"classify-audio": "omnisense.commands.classify_audio",
+                      "classify": "omnisense.commands.classify",
+                      "recognize": "omnisense.commands.recognize",
+                      "detect": "omnisense.commands.detect"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--command", choices=sorted(COMMAND_EXTENSIONS), default="classify-audio",
+    parser.add_argument("--command", dest="inference_command", choices=sorted(COMMAND_EXTENSIONS),
+                        default="classify-audio",
                         help="the inference command to time (default: classify-audio)")
     parser.add_argument("--folder", type=Path,
                         help="the inputs (default: the sonic-pi sample sounds, for classify-audio)")
@@ -41,21 +45,22 @@ def run(args: argparse.Namespace):
     from omnisense.bench._common import BenchReport, base_context
 
     if args.folder is None:
-        if args.command != "classify-audio":
+        if args.inference_command != "classify-audio":
             raise OmnisenseError("--folder is needed for commands other than classify-audio")
         from omnisense.data import sample_data
 
         args.folder = sample_data("sonic-pi-samples")
-    exts = {e.lower() for e in resolve(COMMAND_EXTENSIONS[args.command]).EXTENSIONS}
+    exts = {e.lower() for e in resolve(COMMAND_EXTENSIONS[args.inference_command]).EXTENSIONS}
     files = sorted(p for p in Path(args.folder).iterdir() if p.is_file() and p.suffix.lower() in exts)[:args.n]
     if len(files) < args.n:
-        raise OmnisenseError(f"{args.folder}: {len(files)} {args.command} inputs, fewer than --n {args.n}")
+        raise OmnisenseError(f"{args.folder}: {len(files)} {args.inference_command} inputs, fewer than --n {args.n}")
 
     env = {**os.environ, "OMNISENSE_THREADS": str(args.threads)}
     common = ["--device", args.device, "--no-progress"] + (["--weights", args.weights] if args.weights else [])
 
     def call(inputs: list[Path], out: Path) -> float:
-        cmd = [sys.executable, "-m", "omnisense", args.command, *map(str, inputs), "--output", str(out), *common]
+        cmd = [sys.executable, "-m", "omnisense", args.inference_command, *map(str, inputs), "--output", str(out),
+               *common]
         start = time.perf_counter()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -80,10 +85,10 @@ def run(args: argparse.Namespace):
         {"way": f"{len(files)} separate calls", "seconds": round(naive, 2),
          "per_input_s": round(naive / len(files), 3), "speedup": 1.0},
     ]
-    context = {**base_context(args.device), "command": args.command, "inputs": len(files),
+    context = {**base_context(args.device), "command": args.inference_command, "inputs": len(files),
                "folder": str(args.folder), "same_records": same}
     notes = [f"ratio {naive / batch_s:.1f}x: N separate calls / one call on the folder (same interpreter, same "
              "environment; each call starts Python, imports torch, loads the model)"]
     if not same:
         notes.append("the batch and the separate calls gave different top-k classes: investigate")
-    return BenchReport(f"batch inference: {args.command} on {len(files)} inputs", rows, context, notes)
+    return BenchReport(f"batch inference: {args.inference_command} on {len(files)} inputs", rows, context, notes)

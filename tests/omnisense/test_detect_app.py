@@ -66,6 +66,11 @@ def test_score_threshold_drops_low_boxes(scan, weights, tmp_path):
     assert kept["boxes"] == [b for b in everything["boxes"] if b["score"] >= cut]
     assert kept["counts"]["below_threshold"] == len(everything["boxes"]) - len(kept["boxes"]) > 0
     assert _detect(scan[0], weights=weights, score_threshold=1.5) == 2
+    from omnisense.commands.detect import DEFAULT_SCORE_THRESHOLD, SHIPPED, SHIPPED_SCORE_THRESHOLDS
+
+    assert _detect(scan[0], weights=weights, output=tmp_path / "default.jsonl") == 0
+    assert _records(tmp_path / "default.jsonl")[0]["score_threshold"] == DEFAULT_SCORE_THRESHOLD  # not shipped
+    assert set(SHIPPED_SCORE_THRESHOLDS) == set(SHIPPED.values())  # every shipped detector has its measured one
 
 
 def test_kitti_label_files_round_trip_through_the_kitti_reader(scan, weights, tmp_path):
