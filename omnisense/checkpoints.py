@@ -127,8 +127,8 @@ def checkpoint_meta(ckpt_path: str | Path, ckpt: dict[str, Any] | None = None) -
         raise WeightsError(config_file, "names no model to build")
     meta = WeightsMeta(
         task=task, model=model, classes=classes, input=spec, metrics=validation_metrics(ckpt_path),
-        source={"checkpoint": ckpt_path.name, "dataset": str(dargs.get("root") or ("tiny generated" if dargs.get("tiny")
-                                                                                  else ""))},
+        source={"checkpoint": ckpt_path.name,
+                "dataset": "a tiny generated set" if dargs.get("tiny") else str(dargs.get("root") or "")},
         licence="trained with omnisense", recipe=f"omnisense fit --config {config_file}", config=config)
     return meta, prefix
 
