@@ -41,17 +41,21 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
 
 
-def collect_inputs(items: Sequence[str | Path], extensions: Sequence[str]) -> list[Path]:
+def collect_inputs(items: Sequence[str | Path], extensions: Sequence[str],
+                   keep_folder: Callable[[Path], bool] = lambda p: False) -> list[Path]:
     """Files as given (whatever their extension), folders' files with `extensions`, glob patterns' matches.
 
-    A pattern that matches nothing and a path that does not exist are kept as given, so the run reports them as
-    failed inputs. Order: as given, folders and patterns sorted; duplicates dropped.
+    A folder for which `keep_folder` is true is one input itself (a ROS 2 bag, say). A pattern that matches nothing
+    and a path that does not exist are kept as given, so the run reports them as failed inputs. Order: as given,
+    folders and patterns sorted; duplicates dropped.
     """
     exts = {e.lower() for e in extensions}
     out: list[Path] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
+        if path.is_dir() and keep_folder(path):
+            out.append(path)
+        elif path.is_dir():
             out.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts))
         elif not path.exists() and GLOB_CHARS & set(str(item)):
             matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))

@@ -23,7 +23,9 @@ HELP = "3D boxes of cars, pedestrians and cyclists in lidar sweeps (FlatFormer /
 # --model -> its shipped weights
 SHIPPED = {"flatformer": "flatformer_small_simkitti", "dsvt-pillar": "dsvt_pillar_small_simkitti"}
 SCAN_EXTENSIONS = (".bin", ".npy", ".pcd", ".ply", ".las", ".laz")  # read_scan: with intensity
-EXTENSIONS = SCAN_EXTENSIONS + (".xyz", ".txt", ".pts", ".off", ".obj")
+# captures and logs (`fusion.logs`: Ouster/Velodyne .pcap, .osf, ROS 1 .bag, .mcap, ROS 2 bag folders): one sweep each
+LOG_EXTENSIONS = (".pcap", ".osf", ".bag", ".mcap", ".db3")
+EXTENSIONS = SCAN_EXTENSIONS + (".xyz", ".txt", ".pts", ".off", ".obj") + LOG_EXTENSIONS[:-1]
 # --score-threshold's default: the F1-best threshold of each shipped detector on the simulated validation frames
 # (tools/detect_score_threshold.py; docs/detect_score_threshold.json), and the field's usual 0.1 (OpenPCDet's
 # SCORE_THRESH, mmdet3d's score_thr) for any other weights. The two shipped models score on different scales:
@@ -38,7 +40,10 @@ def default_score_threshold(weights: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scans", nargs="+", help="lidar scans (.bin .npy .pcd .ply .las .laz .xyz .txt .pts .off "
-                                                 ".obj), folders of them, or glob patterns")
+                                                 ".obj), captures and logs (.pcap .osf .bag .mcap, ROS 2 bag "
+                                                 "folders), folders of them, or glob patterns")
+    parser.add_argument("--frame", type=int, default=0, help="which sweep of a capture or log, from 0 (default 0)")
+    parser.add_argument("--topic", help="the lidar topic of a log with several")
     parser.add_argument("--model", choices=sorted(SHIPPED), default="flatformer",
                         help="which shipped detector (default: flatformer)")
     parser.add_argument("--weights", help="shipped name, .safetensors file or Lightning .ckpt (overrides --model)")
@@ -53,14 +58,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_batch_arguments(parser)
 
 
-def read_sweep(path: Path):
-    """float32 `(N, 4)` x, y, z, intensity of any point file; formats without intensity get zeros."""
+def is_log(path: Path) -> bool:
+    """A capture or log (`fusion.logs`), or a ROS 2 bag folder."""
+    path = Path(path)
+    return path.suffix.lower() in LOG_EXTENSIONS or (path.is_dir() and (path / "metadata.yaml").is_file())
+
+
+def read_sweep(path: Path, frame: int = 0, topic: str | None = None):
+    """float32 `(N, 4)` x, y, z, intensity of any point file, or of sweep `frame` of a capture or log; formats
+    without intensity get zeros."""
     import numpy as np
 
     from perception3d.detection.data import read_scan
     from perception3d.io import read_points
 
     path = Path(path)
+    if is_log(path):
+        from fusion.logs import read_scan as read_log_scan
+
+        return read_log_scan(path, frame=frame, topic=topic)
     if path.suffix.lower() in SCAN_EXTENSIONS or not path.is_file():
         return read_scan(path)
     xyz = read_points(path).xyz.astype(np.float32)
@@ -91,18 +107,19 @@ def run(args: argparse.Namespace) -> int:
         args.score_threshold = default_score_threshold(weights)
     if not 0.0 <= args.score_threshold <= 1.0:
         raise OmnisenseError(f"--score-threshold must be in [0, 1], not {args.score_threshold}")
-    inputs = collect_inputs(args.scans, EXTENSIONS)
+    inputs = collect_inputs(args.scans, EXTENSIONS, keep_folder=is_log)
     if args.plot is not None and len(inputs) != 1:
         raise OmnisenseError(f"--plot draws one scan, but {len(inputs)} were given")
 
     def process(state, path):
         model, meta, device = state
-        points = read_sweep(path)
+        points = read_sweep(path, args.frame, args.topic)
         det, counts = detect_points(model, points, device, spec=meta.transforms())
         boxes = boxes_to_json(det, meta.classes)
         counts["below_threshold"] = sum(b["score"] < args.score_threshold for b in boxes)
         return detection_record(boxes, input=path, model=weights, score_threshold=args.score_threshold,
-                                classes=meta.classes, counts=counts, variant=meta.describe_model())
+                                classes=meta.classes, counts=counts, variant=meta.describe_model(),
+                                **({"sweep": args.frame} if is_log(path) else {}))
 
     def outputs(path, name):
         return ([args.kitti_dir / f"{name}.txt"] if args.kitti_dir else []) + ([args.plot] if args.plot else [])
@@ -116,14 +133,14 @@ def run(args: argparse.Namespace) -> int:
             write_text_atomic(args.kitti_dir / f"{name}.txt",
                               kitti_lines(record, read_kitti_calib(calib) if calib else None))
         if args.plot is not None:
-            _plot(record, meta, path, args.plot)
+            _plot(record, meta, path, args.plot, args.topic)
 
     return Batch(inputs=inputs, label="scans",
                  load=lambda rt: (*load_model(weights, device=rt.device, task="detection"), rt.device),
                  process=process, describe=_describe, per_input_outputs=outputs, after=after).run(args)
 
 
-def _plot(record: dict[str, Any], meta, path: Path, out: Path) -> None:
+def _plot(record: dict[str, Any], meta, path: Path, out: Path, topic: str | None) -> None:
     import torch
 
     from perception3d.detection.inference import plot_bev
@@ -133,5 +150,5 @@ def _plot(record: dict[str, Any], meta, path: Path, out: Path) -> None:
            "scores": torch.tensor([b["score"] for b in boxes]),
            "labels": torch.tensor([list(meta.classes).index(b["label"]) for b in boxes], dtype=torch.long)}
     r = meta.transforms().point_range
-    plot_bev(out, read_sweep(path), det, meta.classes, extent=max(abs(v) for v in (r[0], r[1], r[3], r[4])),
+    plot_bev(out, read_sweep(path, record.get("sweep", 0), topic), det, meta.classes, extent=max(abs(v) for v in (r[0], r[1], r[3], r[4])),
              title=f"{Path(path).name}: {len(boxes)} boxes ({meta.describe_model()})")

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", type=Path, nargs="?", help="TARGET cloud, same formats")
     parser.add_argument("--pairs", type=Path, metavar="CSV",
                         help="many pairs: a CSV with source,target columns (instead of SOURCE TARGET)")
+    parser.add_argument("--frames", type=int, nargs=2, default=(0, 0), metavar=("S", "T"),
+                        help="the sweeps of SOURCE and TARGET when they are captures or logs (.pcap .osf .bag .mcap)")
+    parser.add_argument("--topic", help="the lidar topic of a log with several")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
                         help=f"shipped name, .safetensors file or Lightning .ckpt (default: {DEFAULT_WEIGHTS})")
     parser.add_argument("--method", choices=["roitr", "fpfh"], default="roitr")
@@ -36,13 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_batch_arguments(parser)
 
 
-def read_cloud(path: Path):
-    """float64 [N, 3] absolute coordinates of a cloud file (LAS origins added back), checked for registration."""
+LOG_EXTENSIONS = (".pcap", ".osf", ".bag", ".mcap", ".db3")  # captures and logs, read through fusion.logs
+
+
+def read_cloud(path: Path, frame: int = 0, topic: str | None = None):
+    """float64 [N, 3] absolute coordinates of a cloud file (LAS origins added back), or of sweep `frame` of a
+    capture or log, checked for registration."""
     import numpy as np
 
     from perception3d.io import read_points
     from perception3d.registration.pipeline import check_points
 
+    path = Path(path)
+    if path.suffix.lower() in LOG_EXTENSIONS or (path.is_dir() and (path / "metadata.yaml").is_file()):
+        from fusion.logs import read_sweep
+
+        return check_points(read_sweep(path, frame, topic=topic).xyz.astype(np.float64), f"{path} sweep {frame}")
     data = read_points(path)
     return check_points(data.xyz.astype(np.float64) + data.origin, str(path))
 
@@ -92,17 +104,18 @@ def run(args: argparse.Namespace) -> int:
 
     def process(state, pair):
         model, spec, device = state
-        source, target = read_cloud(pair[0]), read_cloud(pair[1])
+        source, target = (read_cloud(p, k, args.topic) for p, k in zip(pair, args.frames))
         result = register(source, target, model=model, method=args.method, refine=args.refine, pose=args.pose,
                           voxel_size=args.voxel_size, spec=spec, device=device)
         return registration_record(result, source=pair[0], target=pair[1],
-                                   model=args.weights if model is not None else None)
+                                   model=args.weights if model is not None else None, frames=list(args.frames))
 
     def after(state, pair, record, name):
         if args.plot is not None:
             import numpy as np
 
-            plot_registration(read_cloud(pair[0]), read_cloud(pair[1]), np.asarray(record["transform"]), args.plot,
+            source, target = (read_cloud(p, k, args.topic) for p, k in zip(pair, args.frames))
+            plot_registration(source, target, np.asarray(record["transform"]), args.plot,
                               f"{Path(pair[0]).name} -> {Path(pair[1]).name} ({record['method']})")
 
     return Batch(
