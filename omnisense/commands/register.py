@@ -1,9 +1,11 @@
-"""`omnisense register SOURCE TARGET`: the rigid transform that maps SOURCE into TARGET's frame.
+"""`omnisense register SOURCE TARGET` (or `--pairs PAIRS.csv`): the rigid transform that maps SOURCE into TARGET.
 
 RoITr (the shipped `roitr_small_cgal` weights, or `--weights`) with local-to-global registration, or the
-classical FPFH + RANSAC (`--method fpfh`); optional point-to-plane ICP (`--refine icp`). Writes result.json:
-{"transform": 4x4 row-major, "fitness", "inlier_rmse", "num_correspondences", "method", "runtime_s", ...}
-and, with --plot, a PNG of both clouds before and after. The work is `perception3d.registration.register`.
+classical FPFH + RANSAC (`--method fpfh`); optional point-to-plane ICP (`--refine icp`). One
+`omnisense.registration/1` record per pair (docs/outputs.md): {"transform": 4x4 row-major, "fitness",
+"inlier_rmse", "num_correspondences", "method", "runtime_s", ...}; with --plot (one pair), a PNG of both clouds
+before and after. Many pairs: a CSV with `source,target` columns (paths relative to the CSV's folder).
+The work is `perception3d.registration.register`.
 """
 
 from __future__ import annotations
@@ -11,28 +13,37 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "register two point clouds (RoITr, or FPFH + RANSAC) and write the 4x4 transform"
+from omnisense.commands._batch import Batch, add_batch_arguments
+
+HELP = "register point cloud pairs (RoITr, or FPFH + RANSAC) and write the 4x4 transforms"
 DEFAULT_WEIGHTS = "roitr_small_cgal"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path, help="SOURCE cloud: .ply .pcd .xyz .npy .bin (KITTI) .las .laz")
-    parser.add_argument("target", type=Path, help="TARGET cloud, same formats")
+    parser.add_argument("source", type=Path, nargs="?", help="SOURCE cloud: .ply .pcd .xyz .npy .bin (KITTI) .las .laz")
+    parser.add_argument("target", type=Path, nargs="?", help="TARGET cloud, same formats")
+    parser.add_argument("--pairs", type=Path, metavar="CSV",
+                        help="many pairs: a CSV with source,target columns (instead of SOURCE TARGET)")
     parser.add_argument("--frames", type=int, nargs=2, default=(0, 0), metavar=("S", "T"),
                         help="the sweeps of SOURCE and TARGET when they are captures or logs (.pcap .osf .bag .mcap)")
     parser.add_argument("--topic", help="the lidar topic of a log with several")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
-                        help=f"shipped name or .safetensors file (default: {DEFAULT_WEIGHTS})")
+                        help=f"shipped name, .safetensors file or Lightning .ckpt (default: {DEFAULT_WEIGHTS})")
     parser.add_argument("--method", choices=["roitr", "fpfh"], default="roitr")
     parser.add_argument("--refine", choices=["none", "icp"], default="none")
     parser.add_argument("--pose", choices=["verified", "lgr"], default="verified",
                         help="RoITr's pose: LGR with its hypotheses verified by the point descriptors (default), or "
                              "LGR choosing by inlier count as in the paper")
     parser.add_argument("--voxel-size", type=float, help="voxel size in the clouds' unit")
-    parser.add_argument("--output", type=Path, default=Path("result.json"))
-    parser.add_argument("--plot", type=Path, help="PNG of both clouds before and after")
-    parser.add_argument("--view", type=Path, help="interactive 3D view (self-contained HTML) before and after")
-    parser.add_argument("--save-aligned", type=Path, help="PLY of the registered source and the target, a colour each")
+    parser.add_argument("--plot", type=Path, help="PNG of both clouds before and after (one pair only)")
+    parser.add_argument("--view", type=Path, help="interactive 3D view (self-contained HTML) before and after "
+                                                  "(one pair only)")
+    parser.add_argument("--save-aligned", type=Path,
+                        help="PLY of the registered source and the target, a colour each (one pair only)")
+    add_batch_arguments(parser)
+
+
+LOG_EXTENSIONS = (".pcap", ".osf", ".bag", ".mcap", ".db3")  # captures and logs, read through fusion.logs
 
 
 def read_cloud(path: Path, frame: int = 0, topic: str | None = None):
@@ -40,41 +51,93 @@ def read_cloud(path: Path, frame: int = 0, topic: str | None = None):
     capture or log, checked for registration."""
     import numpy as np
 
-    from fusion.logs import is_log, read_sweep
     from perception3d.io import read_points
     from perception3d.registration.pipeline import check_points
 
-    if is_log(path):
+    path = Path(path)
+    if path.suffix.lower() in LOG_EXTENSIONS or (path.is_dir() and (path / "metadata.yaml").is_file()):
+        from fusion.logs import read_sweep
+
         return check_points(read_sweep(path, frame, topic=topic).xyz.astype(np.float64), f"{path} sweep {frame}")
     data = read_points(path)
     return check_points(data.xyz.astype(np.float64) + data.origin, str(path))
 
 
+def read_pairs(csv_path: Path) -> list[tuple[Path, Path]]:
+    """(source, target) rows of a CSV with `source` and `target` columns; relative paths from the CSV's folder."""
+    import csv
+
+    from omnisense._errors import FileProblem
+
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileProblem(csv_path, "no such pairs file")
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"source", "target"} <= {c.strip() for c in reader.fieldnames}:
+            raise FileProblem(csv_path, f"needs 'source' and 'target' columns, has {reader.fieldnames}")
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    pairs = []
+    for n, row in enumerate(rows, 2):
+        if not row["source"] or not row["target"]:
+            raise FileProblem(csv_path, f"line {n}: empty source or target")
+        pairs.append(tuple(p if p.is_absolute() else csv_path.parent / p
+                           for p in (Path(row["source"]), Path(row["target"]))))
+    return pairs
+
+
 def run(args: argparse.Namespace) -> int:
-    from omnisense._io import write_json_atomic
+    from omnisense._errors import OmnisenseError
     from omnisense.models import load_model
+    from omnisense.outputs import registration_record
     from perception3d.registration import RegistrationSpec, plot_registration, register
 
-    source, target = (read_cloud(p, k, args.topic) for p, k in zip((args.source, args.target), args.frames))
-    model, spec = None, RegistrationSpec()
-    if args.method == "roitr":
-        model, meta = load_model(args.weights, task="registration")
-        spec = meta.transforms()
-    result = register(source, target, model=model, method=args.method, refine=args.refine, pose=args.pose,
-                      voxel_size=args.voxel_size, spec=spec)
-    record = {**result.to_dict(), "source": str(args.source), "target": str(args.target), "frames": list(args.frames),
-              **({"weights": str(args.weights)} if model is not None else {})}
-    write_json_atomic(args.output, record)
-    print(f"{result.method}: fitness {result.fitness:.3f}, inlier RMSE {result.inlier_rmse:.4g}, "
-          f"{result.num_correspondences} correspondences, {result.runtime_s:.2f} s -> {args.output}")
-    if args.plot:
-        plot_registration(source, target, result.transform, args.plot,
-                          f"{args.source.name} -> {args.target.name} ({result.method})")
-        print(f"plot: {args.plot}")
-    if getattr(args, "view", None):
-        from perception3d.registration.view import write_registration_view
-        print(f"view: {write_registration_view(args.view, source, target, result.transform, title=result.method)}")
-    if getattr(args, "save_aligned", None):
-        from perception3d.registration.view import write_aligned_ply
-        print(f"aligned: {write_aligned_ply(args.save_aligned, source, result.transform, target)}")
-    return 0
+    if args.pairs is not None and (args.source or args.target):
+        raise OmnisenseError("give SOURCE TARGET or --pairs CSV, not both")
+    if args.pairs is None and not (args.source and args.target):
+        raise OmnisenseError("give SOURCE and TARGET, or --pairs CSV")
+    pairs = read_pairs(args.pairs) if args.pairs is not None else [(args.source, args.target)]
+    extras = [getattr(args, flag, None) for flag in ("plot", "view", "save_aligned")]
+    for flag, value in zip(("--plot", "--view", "--save-aligned"), extras):
+        if value is not None and len(pairs) != 1:
+            raise OmnisenseError(f"{flag} shows one pair, but {len(pairs)} were given")
+
+    def load(rt):
+        if args.method != "roitr":
+            return None, RegistrationSpec(), rt.device
+        model, meta = load_model(args.weights, device=rt.device, task="registration")
+        return model, meta.transforms(), rt.device
+
+    def process(state, pair):
+        model, spec, device = state
+        source, target = (read_cloud(p, k, args.topic) for p, k in zip(pair, args.frames))
+        result = register(source, target, model=model, method=args.method, refine=args.refine, pose=args.pose,
+                          voxel_size=args.voxel_size, spec=spec, device=device)
+        return registration_record(result, source=pair[0], target=pair[1],
+                                   model=args.weights if model is not None else None, frames=list(args.frames))
+
+    def after(state, pair, record, name):
+        if not any(p is not None for p in extras):
+            return
+        import numpy as np
+
+        from perception3d.registration.view import write_aligned_ply, write_registration_view
+
+        source, target = (read_cloud(p, k, args.topic) for p, k in zip(pair, args.frames))
+        transform = np.asarray(record["transform"])
+        if args.plot is not None:
+            plot_registration(source, target, transform, args.plot,
+                              f"{Path(pair[0]).name} -> {Path(pair[1]).name} ({record['method']})")
+        if getattr(args, "view", None) is not None:
+            write_registration_view(args.view, source, target, transform, title=record["method"])
+        if getattr(args, "save_aligned", None) is not None:
+            write_aligned_ply(args.save_aligned, source, transform, target)
+
+    return Batch(
+        inputs=pairs, label="pairs", load=load, process=process, after=after,
+        per_input_outputs=lambda pair, name: [p for p in extras if p is not None],
+        names=lambda pair: f"{Path(pair[0]).stem}__{Path(pair[1]).stem}",
+        describe=lambda r: (f"{r['input']}: {r['method']} fitness {r['fitness']:.3f}, inlier RMSE "
+                            f"{r['inlier_rmse']:.4g}, {r['num_correspondences']} correspondences, "
+                            f"{r['runtime_s']:.2f} s"),
+    ).run(args)

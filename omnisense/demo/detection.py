@@ -55,7 +55,7 @@ def demo(ctx):
         cli_model = "flatformer" if model_name.startswith("flatformer") else "dsvt-pillar"
         commands.append(f"omnisense detect detection/sweep.npy --model {cli_model} --output detection/{cli_model}.json "
                         f"--plot detection/{cli_model}.png --view detection/{cli_model}.html "
-                        f"--save-boxes detection/{cli_model}.ply --view-threshold {low:.3f}")
+                        f"--save-boxes detection/{cli_model}.ply --score-threshold {low:.3f}")
         metrics = meta.metrics
         lines.append(f"- **{meta.describe_model()}** ({counts['used']} of {counts['input']} points in range): "
                      f"{len(det['boxes'])} boxes; ground truth with >= 5 points found at the KITTI 3D IoU "

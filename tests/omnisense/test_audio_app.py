@@ -1,5 +1,6 @@
 """The audio DataModule, weights export and `omnisense classify-audio` (library calls and the CLI)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +72,11 @@ def test_classifier_hears_a_tone_in_files_and_video(tone_files):
 
 @pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
 def test_cli_writes_json_and_reports_bad_files(tone_files, tmp_path, capsys):
-    out = tmp_path / "result.json"
+    out = tmp_path / "result.jsonl"
     assert main(["classify-audio", str(tone_files / "tone.wav"), "--weights", str(SHIPPED_EVENTS), "--output", str(out)]) == 0
-    assert '"label": "tone"' in out.read_text()
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["schema"] == "omnisense.audio_classification/1" and record["top"][0]["class"] == "tone"
+    assert set(record["top"][0]) == {"class", "probability"}
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     assert main(["classify-audio", str(tmp_path / "broken.wav"), "--weights", str(SHIPPED_EVENTS)]) == 2
     assert "broken.wav" in capsys.readouterr().err

@@ -59,10 +59,29 @@ def test_bad_input_one_line_nonzero_exit(pair, tmp_path, capsys, case):
         bad = tmp_path / "t.ply"
         bad.write_text("ply\nformat ascii 1.0\nelement vertex 10\nproperty float x\nproperty float y\n"
                        "property float z\nend_header\n0 0 0\n1 1\n")
-    code = main(["register", str(bad), str(tgt), "--method", "fpfh", "--output", str(tmp_path / "r.json")])
+    code = main(["register", str(bad), str(tgt), "--method", "fpfh", "--output", str(tmp_path / "r.jsonl")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and str(bad.name) in err[0], err
-    assert not (tmp_path / "r.json").exists()
+    assert code == 2 and len([line for line in err if bad.name in line]) == 1, err
+    assert err[-1].startswith("0 ok, 1 failed")
+    (record,) = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert record["schema"] == "omnisense.error/1" and bad.name in record["error"]
+
+
+def test_pairs_from_a_csv(pair, tmp_path, capsys):
+    """`--pairs CSV`: one record per row (paths relative to the CSV), a missing cloud reported and skipped."""
+    src, tgt, gt = pair
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"source,target\n{src.name},{tgt.name}\n{src},{tmp_path / 'gone.ply'}\n")
+    out = tmp_path / "r.jsonl"
+    assert main(["register", "--pairs", str(csv), "--method", "fpfh", "--refine", "icp", "--voxel-size", "0.05",
+                 "--output", str(out)]) == 2
+    ok, bad = [json.loads(line) for line in out.read_text().splitlines()]
+    assert ok["schema"] == "omnisense.registration/1" and ok["source"] == str(src) and ok["target"] == str(tgt)
+    assert rotation_error(np.array(ok["transform"]), gt) < 5
+    assert bad["schema"] == "omnisense.error/1" and "gone.ply" in bad["error"]
+    assert "1 ok, 1 failed" in capsys.readouterr().err
+    assert main(["register", str(src), str(tgt), "--pairs", str(csv)]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_missing_weights_is_a_clear_error(pair, tmp_path, capsys):
@@ -231,7 +250,8 @@ def test_register_roitr_with_shipped_weights(pair, tmp_path):
     assert main(["register", str(src), str(tgt), "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     t = np.array(result["transform"])
-    assert result["method"] == "roitr" and result["num_correspondences"] > 0 and result["weights"] == "roitr_small_cgal"
+    assert result["method"] == "roitr" and result["num_correspondences"] > 0 and result["model"] == "roitr_small_cgal"
+    assert result["schema"] == "omnisense.registration/1" and result["source"] == str(src)
     np.testing.assert_allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-6)
     np.testing.assert_array_equal(t[3], [0, 0, 0, 1])
 

@@ -62,7 +62,7 @@ def test_detect_view_and_boxes(tmp_path):
     frame = simulate_frame(np.random.default_rng(5), LidarConfig(beams=32, azimuth_steps=512))
     np.save(tmp_path / "scan.npy", frame.points.astype(np.float32))
     assert _run(detect, [tmp_path / "scan.npy", "--output", tmp_path / "b.json", "--view", tmp_path / "v.html",
-                         "--save-boxes", tmp_path / "b.ply", "--view-threshold", "0.05"]) == 0
+                         "--save-boxes", tmp_path / "b.ply", "--score-threshold", "0.05"]) == 0
     kept = [b for b in json.loads((tmp_path / "b.json").read_text()) if b["score"] >= 0.05]
     assert len(o3d.io.read_line_set(str(tmp_path / "b.ply")).lines) == 13 * len(kept)
     assert f"{len(kept)} of" in (tmp_path / "v.html").read_text()
