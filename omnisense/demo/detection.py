@@ -53,7 +53,7 @@ def demo(ctx):
                   (f"boxes (PLY), {meta.describe_model()}",
                    write_boxes_ply(ctx.out / f"boxes_{model_name}.ply", det, model.class_names, score_threshold=low))]
         cli_model = "flatformer" if model_name.startswith("flatformer") else "dsvt-pillar"
-        commands.append(f"omnisense detect detection/sweep.npy --model {cli_model} --output detection/{cli_model}.json "
+        commands.append(f"omnisense detect detection/sweep.npy --model {cli_model} --output detection/{cli_model}.jsonl "
                         f"--plot detection/{cli_model}.png --view detection/{cli_model}.html "
                         f"--save-boxes detection/{cli_model}.ply --score-threshold {low:.3f}")
         metrics = meta.metrics

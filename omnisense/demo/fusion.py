@@ -39,7 +39,7 @@ def demo(ctx):
           f"(`{meta.path.name}`, trained on the synthetic recordings).\n\n"
           f"- sequence labels predicted: **{', '.join(result['sequence_labels']) or 'none'}**; "
           f"true: {', '.join(true_labels)}\n- frame mAP on this one recording: {fm:.1f}\n")
-    command = ("omnisense fuse fusion/recording --output fusion/result.json --plot fusion/timeline.png "
+    command = ("omnisense fuse fusion/recording --output fusion/result.jsonl --plot fusion/timeline.png "
                "--view fusion/view.html "
                "--overlay fusion/overlay.mp4")
     return DemoSection(title="Multi-view, multi-modal fusion (MultiTSF)", markdown=md, images=[picture],

@@ -51,7 +51,7 @@ def demo(ctx):
     summary = "; ".join(f"{row.split('|')[1].strip()} {'ok' if row.rstrip('| ').endswith('yes') else 'failed'}"
                         for row in rows)
     command = ("omnisense register registration/source.xyz registration/target.xyz --refine icp "
-               "--output registration/result.json --view registration/view.html "
+               "--output registration/result.jsonl --view registration/view.html "
                "--save-aligned registration/aligned.ply "
                "--plot registration/kitten.png")
     return DemoSection("3D registration (RoITr, FPFH + RANSAC)", markdown, images, f"kitten: {summary}", links=links,

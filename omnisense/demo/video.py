@@ -51,7 +51,7 @@ def demo(ctx):
           "The real video shows that decoding, sampling and inference run on real footage; its classes are the "
           "synthetic motions, so the label it gets there is not a claim about the video.\n\n" + "\n".join(lines))
     command = (f"omnisense recognize video/{Path(clip).name} --model uniformer --clips 2 --topk 3 "
-               "--output video/result.json "
+               "--output video/result.jsonl "
                f"--overlay video/{Path(clip).stem}_overlay.mp4")
     return DemoSection(title="Video: action recognition (UniFormer, ViViT)", markdown=md, images=images,
                        summary="; ".join(summary), links=links, command=command)

@@ -49,7 +49,7 @@ def test_recognize_overlay_matches_the_input(tmp_path):
                             "--overlay", tmp_path / "o.mp4"]) == 0
     src, out = VideoReader(video), VideoReader(tmp_path / "o.mp4")
     assert len(out) == len(src) and (out.info.width, out.info.height) == (src.info.width, src.info.height)
-    clips = json.loads((tmp_path / "r.json").read_text())["clips"]
+    clips = json.loads((tmp_path / "r.json").read_text())["clips"]  # one JSON line: the record
     assert all(len(c["topk"]) == 3 for c in clips)
 
 
@@ -63,7 +63,8 @@ def test_detect_view_and_boxes(tmp_path):
     np.save(tmp_path / "scan.npy", frame.points.astype(np.float32))
     assert _run(detect, [tmp_path / "scan.npy", "--output", tmp_path / "b.json", "--view", tmp_path / "v.html",
                          "--save-boxes", tmp_path / "b.ply", "--score-threshold", "0.05"]) == 0
-    kept = [b for b in json.loads((tmp_path / "b.json").read_text()) if b["score"] >= 0.05]
+    kept = json.loads((tmp_path / "b.json").read_text())["boxes"]  # one JSON line: the record, scores >= 0.05
+    assert kept and all(b["score"] >= 0.05 for b in kept)
     assert len(o3d.io.read_line_set(str(tmp_path / "b.ply")).lines) == 13 * len(kept)
     assert f"{len(kept)} of" in (tmp_path / "v.html").read_text()
 
