@@ -85,7 +85,8 @@ class OmnisenseCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
-        if self.config[self.subcommand].get("tensorboard"):
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("tensorboard"):
             trainer.loggers = with_tensorboard(trainer.loggers)
         return trainer
 
