@@ -182,12 +182,25 @@ TINY_TASKS = {  # config, the metric it must log
 }
 
 
+def _tiny_actions(folder: Path) -> Path:
+    from video.recognition.synthetic import make_actions
+
+    make_actions(folder, seed=0, size="tiny")
+    return folder
+
+
+# Sets written once for both runs: the tiny action set differs from one generation to the next (each process
+# generating its own made the two runs disagree on the data, not on the evaluation).
+WRITERS = {"action": _tiny_actions}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TINY_TASKS))
 def test_task_same_metrics_with_one_and_two_processes(task, tmp_path):
     config, metric = TINY_TASKS[task]
-    metrics = same_metrics_with_one_and_two_processes(
-        ["--config", str(CONFIGS / config), "--data.init_args.tiny", "true"], tmp_path)
+    data = (["--data.init_args.root", str(WRITERS[task](tmp_path / "data"))] if task in WRITERS
+            else ["--data.init_args.tiny", "true"])
+    metrics = same_metrics_with_one_and_two_processes(["--config", str(CONFIGS / config), *data], tmp_path)
     assert metric in metrics
 
 
@@ -206,7 +219,8 @@ def test_torchrun_two_nodes_train_in_step(tmp_path):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
                "--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port),
                "-m", "omnisense.cli", "fit", "--config", str(CONFIGS / "debug" / "tiny.yaml"), "--config", str(extra),
-               "--data.init_args.tiny", "true", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+               "--data.init_args.tiny", "true", "--data.init_args.batch_size", "16",
+               "--trainer.accelerator", "cpu", "--trainer.devices", "1",
                "--trainer.num_nodes", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "6",
                "--trainer.default_root_dir", str(tmp_path / f"node{node}"), "--trainer.logger.init_args.save_dir",
                str(tmp_path / f"node{node}"), "--trainer.enable_progress_bar", "false"]
@@ -262,7 +276,8 @@ def test_slurm_two_tasks_train_in_step(tmp_path):
     procs = []
     for rank in (0, 1):
         cmd = [sys.executable, "-m", "omnisense.cli", "fit", "--config", str(CONFIGS / "debug" / "tiny.yaml"),
-               "--config", str(extra), "--data.init_args.tiny", "true", "--trainer.accelerator", "cpu",
+               "--config", str(extra), "--data.init_args.tiny", "true", "--data.init_args.batch_size", "16",
+               "--trainer.accelerator", "cpu",
                "--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.strategy", "ddp",
                "--trainer.max_steps", "6", "--trainer.default_root_dir", str(tmp_path / f"task{rank}"),
                "--trainer.logger.init_args.save_dir", str(tmp_path / f"task{rank}"),
