@@ -49,7 +49,8 @@ warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
 # The data sets are in memory or small: loading in the main process is the choice, not an oversight.
 warnings.filterwarnings("ignore", message="The '\\w+_dataloader' does not have many workers")
-warnings.filterwarnings("ignore", message="The number of training batches \\(\\d+\\) is smaller than the logging interval")
+warnings.filterwarnings("ignore",
+                        message="The number of training batches \\(\\d+\\) is smaller than the logging interval")
 
 
 class _NoTips(logging.Filter):
@@ -81,7 +82,8 @@ class OmnisenseCLI(LightningCLI):
         })
         parser.add_lightning_class_args(JsonLinesPredictions, "predictions")
         parser.add_argument("--tensorboard", type=bool, default=False,
-                            help="also write TensorBoard event files beside the CSV log (pip install omnisense[tensorboard])")
+                            help="also write TensorBoard event files beside the CSV log "
+                                 "(pip install 'omnisense[tensorboard]')")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -228,7 +230,8 @@ def merge_prediction_parts(parts: list[Path], out: Path, *, expected: int | None
     records: dict[int, str] = {}
     for part in parts:
         if not part.exists():
-            raise OmnisenseError(f"{part}: missing; a rank wrote no predictions (the folder must be shared by all ranks)")
+            raise OmnisenseError(f"{part}: missing; a rank wrote no predictions "
+                                 "(the folder must be one that every rank sees)")
         for line in part.read_text(encoding="utf-8").splitlines():
             index = json.loads(line)["index"]
             if index in records:

@@ -75,6 +75,28 @@ def test_validate_that_computes_nothing_is_an_error(tmp_path):
     from omnisense._errors import OmnisenseError
 
     with pytest.raises(OmnisenseError, match="computed no metric"):
-        run_lightning_cli(["validate", "--config", str(REPO / "configs/debug/tiny.yaml"), "--data.init_args.tiny", "true",
+        run_lightning_cli(["validate", "--config", str(REPO / "configs/debug/tiny.yaml"),
+                           "--data.init_args.tiny", "true",
                            "--trainer.limit_val_batches", "0", "--trainer.logger", "false",
                            "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
+
+
+# A key every prediction record of the task carries.
+TASK_RECORD = {"ClassificationTask": "top", "VideoClassificationTask": "top", "DetectionTask": "boxes",
+               "RegistrationTask": "transform", "MultiViewTask": "sequence_scores", "PartSegmentationTask": "parts"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_config_predict_writes_one_record_per_sample(config, tmp_path):
+    import json
+
+    task = yaml.safe_load(config.read_text())["model"]["class_path"].rsplit(".", 1)[-1]
+    out = tmp_path / "predictions.jsonl"
+    run_lightning_cli(["predict", "--config", str(config), "--data.init_args.tiny", "true",
+                       "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.logger", "false",
+                       "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                       "--predictions.path", str(out)])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records and [r["index"] for r in records] == list(range(len(records)))
+    assert all(TASK_RECORD[task] in r for r in records)
