@@ -38,19 +38,25 @@ from omnisense._io import write_text_atomic
 
 # ---- a quiet console ------------------------------------------------------------------------------------------
 
-# `omnisense fit ...` hands its own arguments to LightningCLI on purpose; Lightning warns whenever they differ
-# from sys.argv (e.g. under pytest or the demo), which says nothing useful here.
-warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
-# The tasks gather every rank's per-sample records and drop the sampler's padding themselves
-# (omnisense.train._distributed), so Lightning's advice about DistributedSampler and sync_dist does not apply.
-warnings.filterwarnings("ignore", message="Using `DistributedSampler` with the dataloaders")
-warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(")
-# Lightning 2.6 calls a torch pytree API that torch 2.11 deprecates: nothing a user can act on.
-warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
-# The data sets are in memory or small: loading in the main process is the choice, not an oversight.
-warnings.filterwarnings("ignore", message="The '\\w+_dataloader' does not have many workers")
-warnings.filterwarnings("ignore",
-                        message="The number of training batches \\(\\d+\\) is smaller than the logging interval")
+def quiet_console() -> None:
+    """Drop the warnings that say nothing to an omnisense user. Called on import and again by each run (pytest and
+    other callers reset the warning filters between runs)."""
+    # `omnisense fit ...` hands its own arguments to LightningCLI on purpose; Lightning warns whenever they differ
+    # from sys.argv (e.g. under pytest or the demo), which says nothing useful here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
+    # The tasks gather every rank's per-sample records and drop the sampler's padding themselves
+    # (omnisense.train._distributed), so Lightning's advice about DistributedSampler and sync_dist does not apply.
+    warnings.filterwarnings("ignore", message="Using `DistributedSampler` with the dataloaders")
+    warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(")
+    # Lightning 2.6 calls a torch pytree API that torch 2.11 deprecates: nothing a user can act on.
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+    # The data sets are in memory or small: loading in the main process is the choice, not an oversight.
+    warnings.filterwarnings("ignore", message="The '\\w+_dataloader' does not have many workers")
+    warnings.filterwarnings("ignore",
+                            message="The number of training batches \\(\\d+\\) is smaller than the logging interval")
+
+
+quiet_console()
 
 
 class _NoTips(logging.Filter):
@@ -114,6 +120,7 @@ def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
     Unknown keys and wrong types in a config are reported by jsonargparse with the key's name; the process
     then exits with status 2. Returns the trainer's logged metrics when `return_results` is set.
     """
+    quiet_console()
     cli = OmnisenseCLI(
         model_class=L.LightningModule,
         datamodule_class=L.LightningDataModule,
@@ -127,9 +134,9 @@ def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "yaml", "allow_abbrev": False},
     )
-    stage = {"validate": "val", "test": "test"}.get(argv[0] if argv else "")
+    stage = {"validate": "val", "test": "test"}.get(cli.subcommand)
     if stage and not any(k.startswith(f"{stage}/") for k in cli.trainer.callback_metrics):
-        raise OmnisenseError(f"`{argv[0]}` computed no metric: the {stage} split is empty or skipped "
+        raise OmnisenseError(f"`{cli.subcommand}` computed no metric: the {stage} split is empty or skipped "
                              f"(trainer.limit_{stage}_batches: {getattr(cli.trainer, f'limit_{stage}_batches')})")
     if return_results:
         return [{k: float(v) for k, v in cli.trainer.callback_metrics.items()}]
