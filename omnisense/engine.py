@@ -77,6 +77,10 @@ class OmnisenseCLI(LightningCLI):
     """LightningCLI with a checkpoint section whose defaults save often and keep `last.ckpt`, a predictions
     section (where `predict` writes its records) and `--tensorboard`."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        quiet_console()
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
@@ -120,7 +124,6 @@ def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
     Unknown keys and wrong types in a config are reported by jsonargparse with the key's name; the process
     then exits with status 2. Returns the trainer's logged metrics when `return_results` is set.
     """
-    quiet_console()
     cli = OmnisenseCLI(
         model_class=L.LightningModule,
         datamodule_class=L.LightningDataModule,
