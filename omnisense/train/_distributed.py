@@ -70,6 +70,9 @@ def gather_samples(module: L.LightningModule, records: Sequence[Any], stage: str
     if sampler.num_replicas != trainer.world_size or sampler.rank != trainer.global_rank:
         raise OmnisenseError(f"the {stage} sampler deals to rank {sampler.rank} of {sampler.num_replicas}, "
                              f"but this is rank {trainer.global_rank} of {trainer.world_size}")
+    if len(records) > len(sampler):  # a task that keeps records per batch, or across epochs, would be misplaced
+        raise OmnisenseError(f"{type(module).__name__} kept {len(records)} {stage} records for the "
+                             f"{len(sampler)} samples of rank {trainer.global_rank}: records must be one per sample")
     shards: list[Any] = [None] * trainer.world_size
     torch.distributed.all_gather_object(shards, list(records))
     return interleave(shards, len(sampler.dataset))
