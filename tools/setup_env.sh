@@ -28,7 +28,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 echo "[setup] installing omnisense and its pinned stack into $VENV (a few minutes the first time)"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,tensorboard]"
 "$VENV/bin/python" - <<'PY'
 # spconv's CPU build asks torch for a CUDA stream in backward; make that a no-op without a GPU.
 # The fix lives in perception3d._spconv_compat and is applied at use; here we only check it imports.

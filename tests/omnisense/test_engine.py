@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -145,3 +146,35 @@ def test_engine_demo_part(tmp_path):
 
     section = demo(DemoContext(out=tmp_path))
     assert "Test accuracy" in section.markdown and all(p.exists() for p in section.images)
+
+
+def test_fit_logs_a_validation_curve_and_a_quiet_console(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "omnisense.cli", "fit", *_common(tmp_path), "--trainer.max_steps", "40"],
+                         cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    for noise in ("Tip:", "litlogger", "litmodels", "PossibleUserWarning", "deprecated", "does not have many workers"):
+        assert noise not in console, noise
+    with open(tmp_path / "debug-tiny" / "version_0" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    curve = [(int(r["step"]), float(r["val/acc1"])) for r in rows if r.get("val/acc1")]
+    assert [step for step, _ in curve] == [19, 39]  # val_check_interval 20 of 40 steps
+
+
+def test_tensorboard_logs_beside_the_csv(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_lightning_cli(["fit", *_common(tmp_path), "--trainer.max_steps", "20", "--tensorboard", "true"])
+    run = tmp_path / "debug-tiny" / "version_0"
+    assert (run / "metrics.csv").exists()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"val/acc1", "train/loss"} <= set(events.Tags()["scalars"])
+
+
+def test_tensorboard_without_a_csv_logger_is_a_clear_error(tmp_path):
+    from omnisense._errors import OmnisenseError
+
+    with pytest.raises(OmnisenseError, match="CSVLogger"):
+        run_lightning_cli(["fit", *_common(tmp_path), "--trainer.logger", "false", "--tensorboard", "true"])
