@@ -1,8 +1,10 @@
 """`omnisense convert`: official checkpoints to omnisense weights, with every key problem named.
 
 A converter is a pure function in the model's file that renames (and, where the layouts differ, reshapes)
-an official state dict into ours. This module reads the official file without unpickling code, runs the
-converter, checks the result against the variant's own state dict, and writes safetensors + `WeightsMeta`.
+an official state dict into ours; a family may add a `describe_official(state, checkpoint=NAME)` that says
+which variant (and keyword arguments) the checkpoint fills, its classes in the official order and its input
+spec (the 4th entry of its `_registry.CONVERTERS` row). This module reads the official file without unpickling
+code, runs both, checks the result against the variant's own state dict, and writes safetensors + `WeightsMeta`.
 """
 
 from __future__ import annotations
@@ -46,14 +48,20 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
     if family not in _registry.CONVERTERS:
         known = ", ".join(sorted(_registry.CONVERTERS)) or "none yet"
         raise OmnisenseError(f"no converter named {family!r}; converters: {known}")
-    target, default_variant, task = _registry.CONVERTERS[family]
-    variant = variant or default_variant
+    entry = _registry.CONVERTERS[family]
+    target, default_variant, task = entry[:3]
     official = read_foreign_checkpoint(checkpoint)
     try:
         ours = _registry.resolve(target)(official)
+        # the family's `describe_official`, when it has one: variant, kwargs, classes and input of the checkpoint
+        info = _registry.resolve(entry[3])(ours, checkpoint=Path(checkpoint).name) if len(entry) > 3 else {}
     except (KeyError, ValueError) as exc:
-        raise WeightsError(checkpoint, f"does not look like an official {family} checkpoint ({exc})") from None
-    model = build_model(variant)
+        reason = exc.args[0] if exc.args else exc
+        raise WeightsError(checkpoint, f"does not look like an official {family} checkpoint ({reason})") from None
+    chosen = variant
+    variant = variant or info.get("variant") or default_variant
+    kwargs = dict(info.get("kwargs", {}))
+    model = build_model(variant, **kwargs)
     base = compare_state(model.state_dict(), ours)
     report = ConversionReport(missing=base.missing, unexpected=base.unexpected, mis_shaped=base.mis_shaped,
                               matched=base.matched)
@@ -62,12 +70,12 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
                            + report.summary())
     state = {k: v for k, v in ours.items() if k in model.state_dict()}
     meta = WeightsMeta(
-        task=task, model={"variant": variant, "kwargs": {}}, input=_input_spec(task, model),
-        classes=list(getattr(model, "class_names", []) or []),
+        task=task, model={"variant": variant, "kwargs": kwargs}, input=info.get("input") or _input_spec(task, model),
+        classes=list(info.get("classes") or getattr(model, "class_names", []) or []),
         licence="the official checkpoint's licence (see its repository)",
-        source={"checkpoint": checkpoint.name, "sha256": sha256_file(checkpoint), "converter": family},
-        recipe=f"omnisense convert {family} {checkpoint.name} --output {Path(output).name}"
-               + (f" --variant {variant}" if variant != default_variant else ""),
-        notes={"missing": report.missing, "unexpected": report.unexpected})
+        source={"checkpoint": Path(checkpoint).name, "sha256": sha256_file(checkpoint), "converter": family},
+        recipe=f"omnisense convert {family} {Path(checkpoint).name} --output {Path(output).name}"
+               + (f" --variant {chosen}" if chosen else ""),
+        notes={**info.get("notes", {}), "missing": report.missing, "unexpected": report.unexpected})
     report.output = save_weights(output, state, meta)
     return report

@@ -20,7 +20,9 @@ from perception3d.detection.head import PostProcessConfig
 from perception3d.kernels import FlatFormer
 
 CLASS_NAMES = ("Car", "Pedestrian", "Cyclist")
-__all__ = ["FlatFormerBackbone", "flatformer_waymo", "flatformer_small", "flatformer_tiny",
+# configs/_base_/datasets/waymo-3d-3class.py: mmdet3d's Waymo classes (its converter names VEHICLE "Car")
+WAYMO_CLASSES = ("Car", "Pedestrian", "Cyclist")
+__all__ = ["WAYMO_CLASSES", "describe_official", "FlatFormerBackbone", "flatformer_waymo", "flatformer_small", "flatformer_tiny",
            "convert_mmdet3d_flatformer", "CLASS_NAMES"]
 
 
@@ -52,7 +54,9 @@ def flatformer_waymo(**overrides) -> CenterPointDetector:
         vfe_halve=False, backbone_3d=backbone, bev_grid_shape=(468, 468, 1),
         bev=dict(layer_nums=[3, 3], layer_strides=[1, 2], num_filters=[64, 128], upsample_strides=[1, 2],
                  num_upsample_filters=[128, 128], style="second"),
-        head=dict(shared_channels=64, head_conv=64, num_conv=2), post=_post_flatformer(), min_radius=1, **overrides)
+        head=dict(shared_channels=64, head_conv=64, num_conv=2),
+        post=_post_flatformer(center_range=(-74.88, -74.88, -10.0, 74.88, 74.88, 10.0)),  # bbox_coder's
+        min_radius=1, **overrides)
 
 
 def flatformer_small(**overrides) -> CenterPointDetector:
@@ -94,12 +98,13 @@ _HEAD_NAMES = {"reg": "center", "height": "center_z", "dim": "dim", "rot": "rot"
 
 
 def convert_mmdet3d_flatformer(official: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Map an mmdet3d FlatFormer state dict (keys `voxel_encoder.*`, `backbone.*`, `neck.*`, `bbox_head.*`)
-    onto `flatformer_waymo`.
+    """Map an mmdet3d FlatFormer state dict (keys `voxel_encoder.*`, `middle_encoder.*`, `backbone.*`, `neck.*`,
+    `bbox_head.*`; `state_dict` and `module.` wrappers removed by the caller) onto `flatformer_waymo`.
 
     - `voxel_encoder.vfe_layers.{i}.{0,1}` (Linear, BN) -> `vfe.pfn_layers.{i}.{linear,norm}`;
-    - `backbone.block_list.*` (the transformer blocks, `attn.attn.*` being the nn.MultiheadAttention inside
-      GroupAttention, as the kernels' FlatFormer names it too) -> `backbone_3d.block_list.*`;
+    - `middle_encoder.block_list.*` (the transformer blocks: at the released commit FlatFormer is the detector's
+      middle encoder; `attn.attn.*` is the nn.MultiheadAttention inside GroupAttention, as the kernels' FlatFormer
+      names it too) -> `backbone_3d.block_list.*`; `backbone.block_list.*` is read the same way;
     - `backbone.blocks.*` (the SECOND convs) and `neck.deblocks.*` -> `backbone_2d.blocks.*`, `backbone_2d.deblocks.*`;
     - `bbox_head.shared_conv.{conv,bn}` -> `dense_head.shared_conv.{0,1}`; `bbox_head.task_heads.0.<h>.0.{conv,bn}`,
       `<h>.1` -> `dense_head.heads_list.0.<ours>.0.{0,1}`, `<ours>.1` with reg->center, height->center_z,
@@ -112,12 +117,14 @@ def convert_mmdet3d_flatformer(official: dict[str, Tensor]) -> dict[str, Tensor]
     """
     out: dict[str, Tensor] = {}
     for key, value in official.items():
-        k = key
+        k = key[len("module."):] if key.startswith("module.") else key  # DDP-wrapped saves
         if k.startswith("voxel_encoder.vfe_layers."):
             parts = k.split(".")
             sub = {"0": "linear", "1": "norm"}[parts[3]]
             k = ".".join(["vfe.pfn_layers", parts[2], sub, *parts[4:]])
-        elif k.startswith("backbone.block_list."):
+        elif k.startswith("middle_encoder.block_list."):
+            k = "backbone_3d." + k[len("middle_encoder."):]
+        elif k.startswith("backbone.block_list."):  # a detector whose FlatFormer is its `backbone`
             k = "backbone_3d." + k[len("backbone."):]
         elif k.startswith("backbone.blocks."):
             k = "backbone_2d." + k[len("backbone."):]
@@ -143,4 +150,22 @@ def convert_mmdet3d_flatformer(official: dict[str, Tensor]) -> dict[str, Tensor]
         else:
             continue  # optimizer state, meta, buffers we do not keep
         out[k] = value
+    if not any(k.startswith("backbone_3d.") for k in out):
+        raise ValueError("no FlatFormer blocks (middle_encoder.block_list.*) in the state dict")
     return out
+
+
+def describe_official(state: dict[str, Tensor], *, checkpoint: str = "") -> dict:
+    """What a converted FlatFormer Waymo checkpoint (flatformer_waymo_D1_2x_3class layout) is.
+
+    The point channels come from the first VFE layer (Waymo: x, y, z, intensity, elongation = 5, 11 inputs with
+    the 6 centre offsets); the classes are the config's; the input spec is its point range and voxel size.
+    """
+    channels = int(state["vfe.pfn_layers.0.linear.weight"].shape[1]) - 6
+    return {"variant": "flatformer_waymo", "kwargs": {"point_channels": channels} if channels != 4 else {},
+            "classes": list(WAYMO_CLASSES),
+            "input": {"point_range": [-74.88, -74.88, -2.0, 74.88, 74.88, 4.0], "voxel_size": [0.32, 0.32, 6.0],
+                      "point_channels": channels},
+            "notes": {"label_set": "waymo (class_names of waymo-3d-3class.py)",
+                      "points": "x, y, z, tanh(intensity), elongation (mmdet3d's Waymo converter)" if channels == 5
+                                else f"{channels} point channels"}}
