@@ -12,7 +12,6 @@ CenterHead with the IoU branch (rescoring `score * iou^2`) -> per-class rotated 
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from perception3d.detection.detector import CenterPointDetector, build_detector

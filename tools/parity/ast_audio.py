@@ -71,7 +71,10 @@ def main() -> None:
             p.copy_(torch.randn_like(p) * 0.2 + (1.0 if is_norm_scale else 0.0))
     fbank = torch.randn(2, SIZE["input_tdim"], SIZE["input_fdim"])
     tokens = {}
-    model.v.norm.register_forward_hook(lambda m, i, o: tokens.setdefault("tokens", o.detach().clone()))
+    def keep_tokens(module, inputs, output):  # returns None: the output is left as it is
+        tokens.setdefault("tokens", output.detach().clone())
+
+    model.v.norm.register_forward_hook(keep_tokens)
     with torch.no_grad():
         logits = model(fbank).float()
         model.v.norm.weight.mul_(PROBE_SCALE)
