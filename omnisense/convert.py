@@ -31,7 +31,7 @@ class ConversionReport(KeyReport):
 def _input_spec(task: str, model: nn.Module) -> dict[str, Any]:
     """What the converted model's own configuration says about its input; the rest is the spec's defaults."""
     if task == "detection":
-        return {"point_range": list(model.geometry.point_range)}
+        return {"point_range": list(model.grid.point_range), "voxel_size": list(model.grid.voxel_size)}
     if task == "audio_classification":
         from video.audio.frontend import AST_AUDIOSET_MEAN, AST_AUDIOSET_STD
 
@@ -70,7 +70,7 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
                            + report.summary())
     state = {k: v for k, v in ours.items() if k in model.state_dict()}
     meta = WeightsMeta(
-        task=task, model={"variant": variant, "kwargs": kwargs}, input=info.get("input") or _input_spec(task, model),
+        task=task, model={"variant": variant, "kwargs": kwargs}, input={**_input_spec(task, model), **info.get("input", {})},
         classes=list(info.get("classes") or getattr(model, "class_names", []) or []),
         licence="the official checkpoint's licence (see its repository)",
         source={"checkpoint": Path(checkpoint).name, "sha256": sha256_file(checkpoint), "converter": family},

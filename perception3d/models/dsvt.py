@@ -150,9 +150,8 @@ def describe_official(state: dict[str, Tensor], *, checkpoint: str = "") -> dict
     kwargs: dict = {"nms_convention": "openpcdet_bev"}
     if channels != 4:
         kwargs["point_channels"] = channels
-    voxel_size = [0.32, 0.32, 0.1875] if voxel else [0.32, 0.32, 6.0]
     return {"variant": variant, "kwargs": kwargs, "classes": list(WAYMO_CLASSES),
-            "input": {"point_range": list(_WAYMO_RANGE), "voxel_size": voxel_size, "point_channels": channels},
+            "input": {"point_channels": channels},  # point range and voxel size: the built model's
             "notes": {"label_set": "waymo (CLASS_NAMES of dsvt_*_1f_onestage.yaml)",
                       "points": "x, y, z, tanh(intensity), tanh(elongation) in the vehicle frame (OpenPCDet's Waymo "
                                 "processing)" if channels == 5 else f"{channels} point channels",

@@ -158,13 +158,12 @@ def describe_official(state: dict[str, Tensor], *, checkpoint: str = "") -> dict
     """What a converted FlatFormer Waymo checkpoint (flatformer_waymo_D1_2x_3class layout) is.
 
     The point channels come from the first VFE layer (Waymo: x, y, z, intensity, elongation = 5, 11 inputs with
-    the 6 centre offsets); the classes are the config's; the input spec is its point range and voxel size.
+    the 6 centre offsets); the classes are the config's.
     """
     channels = int(state["vfe.pfn_layers.0.linear.weight"].shape[1]) - 6
     return {"variant": "flatformer_waymo", "kwargs": {"point_channels": channels} if channels != 4 else {},
             "classes": list(WAYMO_CLASSES),
-            "input": {"point_range": [-74.88, -74.88, -2.0, 74.88, 74.88, 4.0], "voxel_size": [0.32, 0.32, 6.0],
-                      "point_channels": channels},
+            "input": {"point_channels": channels},  # point range and voxel size: the built model's
             "notes": {"label_set": "waymo (class_names of waymo-3d-3class.py)",
                       "points": "x, y, z, tanh(intensity), elongation (mmdet3d's Waymo converter)" if channels == 5
                                 else f"{channels} point channels"}}
