@@ -273,6 +273,12 @@ class PostProcessConfig:
             y + dy/2, pi/2 - heading]`, and the kernel turns that rectangle by `-(pi/2 - heading)` about its
             centre, so the rectangle it intersects is the box turned 90 degrees (dx along heading - pi/2);
             the kept list is grouped by class (class 0 first), each group by descending score.
+        iou_scoring: how the IoU branch rescores. "decoded" (OpenPCDet's CenterHead, DSVT, and this project's
+            own weights): the branch predicts `2 IoU - 1`, read as `(x + 1) / 2` clamped to [0, 1], and the scores
+            of the decoded top-K peaks that pass the filter are rectified (`iou_rectifier` or `iou_power`).
+            "heatmap" (mmdet3d's CenterHead as FlatFormer's official code uses it, for weights converted from
+            it): the branch predicts the IoU itself, clamped to [0, 1], and the heatmap is multiplied by
+            `iou^iou_power` before the top-K and the score threshold.
         max_per_frame: top-K peaks decoded per frame.
         iou_rectifier: per-class alpha of `score^(1 - a) * iou^a` (DSVT; empty: none).
         iou_power: if set, `score * iou^p` instead (FlatFormer's `iou_pow=2`).
@@ -283,6 +289,7 @@ class PostProcessConfig:
     score_threshold: float = 0.1
     center_range: tuple[float, float, float, float, float, float] | None = None
     nms_convention: str = "exact"
+    iou_scoring: str = "decoded"
     max_per_frame: int = 500
     iou_rectifier: tuple[float, ...] = (0.68, 0.71, 0.65)
     iou_power: float | None = None
@@ -293,13 +300,20 @@ class PostProcessConfig:
     def __post_init__(self) -> None:
         if self.nms_convention not in NMS_CONVENTIONS:
             raise ValueError(f"nms_convention must be one of {NMS_CONVENTIONS}, got {self.nms_convention!r}")
+        if self.iou_scoring not in ("decoded", "heatmap"):
+            raise ValueError(f"iou_scoring must be 'decoded' or 'heatmap', got {self.iou_scoring!r}")
+        if self.iou_scoring == "heatmap" and self.iou_power is None:
+            raise ValueError("iou_scoring='heatmap' needs iou_power (mmdet3d's iou_pow)")
         if self.center_range is not None and len(self.center_range) != 6:
             raise ValueError(f"center_range needs 6 numbers (x0, y0, z0, x1, y1, z1), got {self.center_range}")
 
 
-def decode_boxes(preds: dict[str, Tensor], geometry: HeadGeometry, k: int):
-    """Top-k heatmap peaks per frame -> (boxes `(B, k, 7)`, scores `(B, k)`, labels `(B, k)`, iou `(B, k)` in [0, 1])."""
-    hm = torch.sigmoid(preds["hm"])
+def decode_boxes(preds: dict[str, Tensor], geometry: HeadGeometry, k: int, heatmap: Tensor | None = None):
+    """Top-k heatmap peaks per frame -> (boxes `(B, k, 7)`, scores `(B, k)`, labels `(B, k)`, iou `(B, k)` in [0, 1]).
+
+    `heatmap`: the class scores to rank, `(B, K, H, W)` in [0, 1]; default `sigmoid(preds["hm"])`.
+    """
+    hm = torch.sigmoid(preds["hm"]) if heatmap is None else heatmap
     b, ncls, h, w = hm.shape
     k = min(k, ncls * h * w)
     scores, flat = hm.reshape(b, -1).topk(k, dim=1)
@@ -351,12 +365,16 @@ def class_nms(boxes: Tensor, scores: Tensor, labels: Tensor, cfg: PostProcessCon
 def post_process(preds: dict[str, Tensor], geometry: HeadGeometry, cfg: PostProcessConfig) -> list[dict[str, Tensor]]:
     """Decoding, the pre-NMS filter, IoU-rectified scores and per-class rotated NMS: one `{"boxes", "scores",
     "labels"}` per frame."""
-    boxes, scores, labels, iou = decode_boxes(preds, geometry, cfg.max_per_frame)
+    heatmap = None
+    if cfg.iou_scoring == "heatmap":
+        heatmap = torch.sigmoid(preds["hm"]) * preds["iou"].clamp(0, 1).pow(cfg.iou_power)
+    boxes, scores, labels, iou = decode_boxes(preds, geometry, cfg.max_per_frame, heatmap)
     out = []
     for i in range(boxes.shape[0]):
         keep = pre_nms_filter(boxes[i], scores[i], geometry, cfg)
         bx, sc, lb, io = boxes[i][keep], scores[i][keep], labels[i][keep], iou[i][keep]
-        sc = rectify_scores(sc, lb, io, cfg)
+        if cfg.iou_scoring == "decoded":
+            sc = rectify_scores(sc, lb, io, cfg)
         kept = class_nms(bx, sc, lb, cfg)
         out.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
     return out
