@@ -70,7 +70,8 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
                            + report.summary())
     state = {k: v for k, v in ours.items() if k in model.state_dict()}
     meta = WeightsMeta(
-        task=task, model={"variant": variant, "kwargs": kwargs}, input={**_input_spec(task, model), **info.get("input", {})},
+        task=task, model={"variant": variant, "kwargs": kwargs},
+        input={**_input_spec(task, model), **info.get("input", {})},
         classes=list(info.get("classes") or getattr(model, "class_names", []) or []),
         licence="the official checkpoint's licence (see its repository)",
         source={"checkpoint": Path(checkpoint).name, "sha256": sha256_file(checkpoint), "converter": family},

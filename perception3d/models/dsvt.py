@@ -23,7 +23,8 @@ CLASS_NAMES = ("Car", "Pedestrian", "Cyclist")
 WAYMO_CLASSES = ("Vehicle", "Pedestrian", "Cyclist")
 NUSCENES_CLASSES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle",
                     "pedestrian", "traffic_cone")
-__all__ = ["WAYMO_CLASSES", "NUSCENES_CLASSES", "describe_official", "dsvt_pillar_waymo", "dsvt_voxel_waymo", "dsvt_pillar_small", "dsvt_pillar_tiny", "dsvt_voxel_tiny",
+__all__ = ["WAYMO_CLASSES", "NUSCENES_CLASSES", "describe_official",
+           "dsvt_pillar_waymo", "dsvt_voxel_waymo", "dsvt_pillar_small", "dsvt_pillar_tiny", "dsvt_voxel_tiny",
            "convert_openpcdet_dsvt", "CLASS_NAMES"]
 
 _WAYMO_RANGE = (-74.88, -74.88, -2.0, 74.88, 74.88, 4.0)
@@ -77,7 +78,8 @@ def dsvt_pillar_small(*, nms_convention: str = "exact", **overrides) -> CenterPo
         vfe_filters=[64, 64], vfe_halve=True, backbone_3d=backbone, bev_grid_shape=(160, 160, 1),
         bev=dict(layer_nums=[0, 1, 1], layer_strides=[2, 2, 2], num_filters=[32, 48, 64], upsample_strides=[1, 2, 4],
                  num_upsample_filters=[32, 32, 32], style="resnet"),
-        head=dict(shared_channels=32, head_conv=32, num_conv=2), post=_post_dsvt(nms_convention), min_radius=2, **overrides)
+        head=dict(shared_channels=32, head_conv=32, num_conv=2), post=_post_dsvt(nms_convention), min_radius=2,
+        **overrides)
 
 
 def dsvt_pillar_tiny(*, nms_convention: str = "exact", **overrides) -> CenterPointDetector:
@@ -88,7 +90,8 @@ def dsvt_pillar_tiny(*, nms_convention: str = "exact", **overrides) -> CenterPoi
         bev_grid_shape=(64, 64, 1),
         bev=dict(layer_nums=[0, 1], layer_strides=[1, 2], num_filters=[32, 32], upsample_strides=[1, 2],
                  num_upsample_filters=[16, 16]),
-        head=dict(shared_channels=16, head_conv=16, num_conv=2), post=_post_dsvt(nms_convention), min_radius=2, **overrides)
+        head=dict(shared_channels=16, head_conv=16, num_conv=2), post=_post_dsvt(nms_convention), min_radius=2,
+        **overrides)
 
 
 def dsvt_voxel_tiny(*, nms_convention: str = "exact", **overrides) -> CenterPointDetector:
@@ -99,7 +102,8 @@ def dsvt_voxel_tiny(*, nms_convention: str = "exact", **overrides) -> CenterPoin
         bev_grid_shape=(64, 64, 2),
         bev=dict(layer_nums=[0, 1], layer_strides=[1, 2], num_filters=[32, 32], upsample_strides=[1, 2],
                  num_upsample_filters=[16, 16]),
-        head=dict(shared_channels=16, head_conv=16, num_conv=2), post=_post_dsvt(nms_convention), min_radius=2, **overrides)
+        head=dict(shared_channels=16, head_conv=16, num_conv=2), post=_post_dsvt(nms_convention), min_radius=2,
+        **overrides)
 
 
 def convert_openpcdet_dsvt(official: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -21,7 +21,8 @@ from perception3d.kernels import FlatFormer
 CLASS_NAMES = ("Car", "Pedestrian", "Cyclist")
 # configs/_base_/datasets/waymo-3d-3class.py: mmdet3d's Waymo classes (its converter names VEHICLE "Car")
 WAYMO_CLASSES = ("Car", "Pedestrian", "Cyclist")
-__all__ = ["WAYMO_CLASSES", "describe_official", "FlatFormerBackbone", "flatformer_waymo", "flatformer_small", "flatformer_tiny",
+__all__ = ["WAYMO_CLASSES", "describe_official",
+           "FlatFormerBackbone", "flatformer_waymo", "flatformer_small", "flatformer_tiny",
            "convert_mmdet3d_flatformer", "CLASS_NAMES"]
 
 

@@ -57,7 +57,8 @@ def test_uniformer_converted_weights_run_in_recognize(tmp_path):
     ckpt = tmp_path / "uniformer_small_k400_8x8.pth"
     torch.save({"model_state": uniformer_tiny(num_classes=400).state_dict()}, ckpt)
     convert("uniformer", ckpt, tmp_path / "k400", variant="uniformer_tiny")
-    video = write_video(tmp_path / "clip.mp4", render_clip("rise", "arrow", np.random.default_rng(0), num_frames=72), 12.0)
+    frames = render_clip("rise", "arrow", np.random.default_rng(0), num_frames=72)
+    video = write_video(tmp_path / "clip.mp4", frames, 12.0)
     out = tmp_path / "result.json"
     assert main(["recognize", str(video), "--weights", str(tmp_path / "k400.safetensors"), "--output", str(out)]) == 0
     top = json.loads(out.read_text())["topk"]
@@ -74,7 +75,8 @@ def test_ast_converted_weights_run_in_classify_audio_with_audioset_names(tmp_pat
     wave = tmp_path / "tone.wav"
     sf.write(wave, (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000 * 2) / 16000)).astype(np.float32), 16000)
     out = tmp_path / "audio.json"
-    assert main(["classify-audio", str(wave), "--weights", str(tmp_path / "ast.safetensors"), "--output", str(out)]) == 0
+    weights = str(tmp_path / "ast.safetensors")
+    assert main(["classify-audio", str(wave), "--weights", weights, "--output", str(out)]) == 0
     text = out.read_text()
     assert any(name in text for name in read_labels("audioset")[:527])
 

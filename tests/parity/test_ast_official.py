@@ -67,4 +67,5 @@ def test_describe_official_records_the_eps_and_audioset_classes():
 
 @pytest.mark.parametrize("key", ["module.v.head.weight", "module.v.head_dist.bias"])
 def test_the_unused_deit_classifiers_are_dropped(key):
-    assert key in load("ast")[0]["official"] and key.split("module.")[1] not in convert_official_ast(load("ast")[0]["official"])
+    official = load("ast")[0]["official"]
+    assert key in official and key.split("module.")[1] not in convert_official_ast(official)

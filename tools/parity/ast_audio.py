@@ -1,4 +1,5 @@
-"""Parity fixture for AST (named ast_audio.py: a script named ast.py would shadow the standard library) from the official code (YuanGongND/ast, `src/models/ast_models.py`).
+"""Parity fixture for AST (named ast_audio.py: a script named ast.py would shadow the standard library)
+from the official code (YuanGongND/ast, `src/models/ast_models.py`).
 
     python tools/parity/ast_audio.py /path/to/ast-checkout [--out tests/fixtures/parity/ast]
 
@@ -67,7 +68,8 @@ def main() -> None:
     model.eval()
     with torch.no_grad():
         for name, p in model.named_parameters():  # seeded values everywhere, norms around 1
-            is_norm_scale = p.ndim == 1 and ("norm" in name or name.startswith("mlp_head.0")) and name.endswith("weight")
+            is_norm = "norm" in name or name.startswith("mlp_head.0")
+            is_norm_scale = p.ndim == 1 and is_norm and name.endswith("weight")
             p.copy_(torch.randn_like(p) * 0.2 + (1.0 if is_norm_scale else 0.0))
     fbank = torch.randn(2, SIZE["input_tdim"], SIZE["input_fdim"])
     tokens = {}

@@ -16,8 +16,9 @@ scatter_mean / scatter_max; `ingroup_inds` (the index of each element within its
 one of the orders the atomic-counter kernel can produce); the NMS kernel `ioubev_nms_cuda.nms_gpu`, emulated by
 tools/parity/openpcdet_iou_bev.py from its source; TensorRT and the loss module (unused at inference).
 `Tensor.cuda` is the identity while the script runs; integer key-padding masks are read as booleans (as
-torch 1.x did; the reduction block's all-zero mask masks nothing). The official package `__init__` files (which import every
-compiled op) are bypassed: each module is loaded from its own file. Nothing of the official code is written out.
+torch 1.x did; the reduction block's all-zero mask masks nothing). The official package `__init__` files (which
+import every compiled op) are bypassed: each module is loaded from its own file. Nothing of the official code is
+written out.
 """
 
 from __future__ import annotations

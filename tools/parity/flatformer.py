@@ -187,7 +187,8 @@ def main() -> None:
             tensors[f"decoded.{k}_{f}"] = v.contiguous()
     args.out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(args.out / "fixture.safetensors"),
-              metadata={"repository": "mit-han-lab/flatformer", "commit": commit, "script": "tools/parity/flatformer.py",
+              metadata={"repository": "mit-han-lab/flatformer", "commit": commit,
+                        "script": "tools/parity/flatformer.py",
                         "probe_scale": str(PROBE_SCALE),
                         "config": json.dumps({"encoder": ENCODER, "coder": CODER, "test_cfg": TEST_CFG})})
     print(f"wrote {args.out / 'fixture.safetensors'}: {len(coords)} tokens, "

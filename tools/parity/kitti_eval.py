@@ -1,7 +1,8 @@
 """Official KITTI AP numbers for `perception3d.detection.evaluation.kitti_eval`'s parity test, from OpenPCDet's
 `kitti_object_eval_python` (as shipped in Haiyang-W/DSVT's OpenPCDet tree, or OpenPCDet itself).
 
-    NUMBA_ENABLE_CUDASIM=1 python tools/parity/kitti_eval.py /path/to/OpenPCDet-or-DSVT [--out tests/fixtures/parity/kitti_eval]
+    NUMBA_ENABLE_CUDASIM=1 python tools/parity/kitti_eval.py /path/to/OpenPCDet-or-DSVT \
+        [--out tests/fixtures/parity/kitti_eval]
 
 Generates seeded KITTI-format labels and predictions (Car, Pedestrian, Cyclist and the devkit's special cases:
 Van and Person_sitting neighbours, DontCare, all occlusion / truncation / height levels, false positives,

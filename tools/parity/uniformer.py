@@ -79,8 +79,8 @@ def main() -> None:
     with torch.no_grad():
         features = model.forward_features(video)
         logits = model([video])
-        probe_params = [model.patch_embed3.proj.weight, model.patch_embed3.proj.bias, model.patch_embed3.norm.weight,
-                        model.patch_embed3.norm.bias, model.blocks3[0].pos_embed.weight, model.blocks3[0].pos_embed.bias]
+        pe, pos = model.patch_embed3, model.blocks3[0].pos_embed
+        probe_params = [pe.proj.weight, pe.proj.bias, pe.norm.weight, pe.norm.bias, pos.weight, pos.bias]
         for p in probe_params:
             p.mul_(PROBE_SCALE)
         probe = model([video])
