@@ -169,3 +169,24 @@ def test_flatformer_accepts_the_official_3_tuple_shapes(shape):
     coords = torch.tensor([[0, 0, y, x] for y in range(0, 16, 3) for x in range(0, 16, 2)])
     out = model(torch.randn(len(coords), 16), coords, 1)
     assert out.shape == (len(coords), 16) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("rows,label_set,first", [
+    (400, "kinetics400", "riding a bike"), (600, "kinetics600", "feeding fish"),
+    (174, "something_something_v2", "Approaching [something] with your camera")])
+def test_uniformer_label_set_follows_the_head(rows, label_set, first):
+    from video.models.uniformer import describe_official
+
+    state = {f"blocks3.{i}.norm1.weight": torch.zeros(1) for i in range(8)}
+    state["head.weight"] = torch.zeros(rows, 512)
+    info = describe_official(state, checkpoint="uniformer_small_ssv2_prek400.pth")
+    assert info["variant"] == "uniformer_small_k400" and info["notes"]["label_set"] == label_set
+    assert len(info["classes"]) == rows and info["classes"][0] == first
+
+
+def test_dsvt_voxel_checkpoints_pick_the_voxel_variant():
+    from perception3d.models.dsvt import describe_official, dsvt_voxel_tiny
+
+    info = describe_official(dsvt_voxel_tiny().state_dict())
+    assert info["variant"] == "dsvt_voxel_waymo" and info["kwargs"]["nms_convention"] == "openpcdet_bev"
+    assert describe_official(dsvt_pillar_tiny().state_dict())["variant"] == "dsvt_pillar_waymo"
