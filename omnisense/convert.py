@@ -7,7 +7,9 @@ converter, checks the result against the variant's own state dict, and writes sa
 A converter returns the state dict, or `(state dict, info)` where `info` may hold "kwargs" (constructor
 options the official weights need, e.g. RoITr's `exclude_self`: the variant is built with them and the
 metadata records them, so the converted file runs with no further flag), "classes" (the official class list,
-in the checkpoint's order) and "input" (fields of the task's input spec).
+in the checkpoint's order) and "input" (fields of the task's input spec). A family may instead (or as well) add a
+`describe_official(state, checkpoint=NAME)` that says which variant (and keyword arguments) the checkpoint fills,
+its classes in the official order and its input spec (the 4th entry of its `_registry.CONVERTERS` row).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class ConversionReport(KeyReport):
 def _input_spec(task: str, model: nn.Module) -> dict[str, Any]:
     """What the converted model's own configuration says about its input; the rest is the spec's defaults."""
     if task == "detection":
-        return {"point_range": list(model.geometry.point_range)}
+        return {"point_range": list(model.grid.point_range), "voxel_size": list(model.grid.voxel_size)}
     if task == "audio_classification":
         from video.audio.frontend import AST_AUDIOSET_MEAN, AST_AUDIOSET_STD
 
@@ -51,14 +53,20 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
     if family not in _registry.CONVERTERS:
         known = ", ".join(sorted(_registry.CONVERTERS)) or "none yet"
         raise OmnisenseError(f"no converter named {family!r}; converters: {known}")
-    target, default_variant, task = _registry.CONVERTERS[family]
-    variant = variant or default_variant
+    entry = _registry.CONVERTERS[family]
+    target, default_variant, task = entry[:3]
     official = read_flax_checkpoint(checkpoint) if _is_flax_msgpack(checkpoint) else read_foreign_checkpoint(checkpoint)
     try:
         ours = _registry.resolve(target)(official)
+        ours, info = ours if isinstance(ours, tuple) else (ours, {})
+        # the family's `describe_official`, when it has one: variant, kwargs, classes and input of the checkpoint
+        if len(entry) > 3:
+            info = {**info, **_registry.resolve(entry[3])(ours, checkpoint=Path(checkpoint).name)}
     except (KeyError, ValueError) as exc:
-        raise WeightsError(checkpoint, f"does not look like an official {family} checkpoint ({exc})") from None
-    ours, info = ours if isinstance(ours, tuple) else (ours, {})
+        reason = exc.args[0] if exc.args else exc
+        raise WeightsError(checkpoint, f"does not look like an official {family} checkpoint ({reason})") from None
+    chosen = variant
+    variant = variant or info.get("variant") or default_variant
     kwargs = dict(info.get("kwargs", {}))
     model = build_model(variant, **kwargs)
     base = compare_state(model.state_dict(), ours)
@@ -73,10 +81,10 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
         input={**_input_spec(task, model), **info.get("input", {})},
         classes=list(info.get("classes") or getattr(model, "class_names", []) or []),
         licence="the official checkpoint's licence (see its repository)",
-        source={"checkpoint": checkpoint.name, "sha256": sha256_file(checkpoint), "converter": family},
-        recipe=f"omnisense convert {family} {checkpoint.name} --output {Path(output).name}"
-               + (f" --variant {variant}" if variant != default_variant else ""),
-        notes={"missing": report.missing, "unexpected": report.unexpected})
+        source={"checkpoint": Path(checkpoint).name, "sha256": sha256_file(checkpoint), "converter": family},
+        recipe=f"omnisense convert {family} {Path(checkpoint).name} --output {Path(output).name}"
+               + (f" --variant {chosen}" if chosen else ""),
+        notes={**info.get("notes", {}), "missing": report.missing, "unexpected": report.unexpected})
     report.output = save_weights(output, state, meta)
     return report
 
