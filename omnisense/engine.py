@@ -172,6 +172,19 @@ class WeightsDigest(L.Callback):
         write_text_atomic(self.dirpath / f"rank{trainer.global_rank}.json", json.dumps(record))
 
 
+def prediction_schema(task: L.LightningModule, datamodule: Any) -> str:
+    """The `omnisense.outputs` schema of a task's prediction records: the one the matching inference command writes
+    (`omnisense.classification/1`, ...), so `predict` and the commands write records of the same kinds."""
+    from omnisense.outputs import SCHEMAS
+
+    name, data = type(task).__name__, type(datamodule).__name__ if datamodule is not None else ""
+    kind = {"DetectionTask": "detection", "RegistrationTask": "registration", "MultiViewTask": "fusion",
+            "PartSegmentationTask": "part_segmentation", "VideoClassificationTask": "recognition"}.get(name)
+    if kind is None:
+        kind = "audio_classification" if data.startswith("Audio") else "classification"
+    return SCHEMAS[kind]
+
+
 class JsonLinesPredictions(BasePredictionWriter):
     """Writes `predict`'s records as JSON Lines: one line per sample, `{"index": i, **record}`, in dataset order.
 
@@ -212,8 +225,9 @@ class JsonLinesPredictions(BasePredictionWriter):
         if not isinstance(prediction, (list, tuple)) or len(prediction) != len(batch_indices):
             raise OmnisenseError(f"{type(pl_module).__name__}.predict_step must return one record per sample "
                                  f"({len(batch_indices)} here), not {type(prediction).__name__}")
+        schema = prediction_schema(pl_module, trainer.datamodule)
         for index, record in zip(batch_indices, prediction):
-            self._part.write(json.dumps({"index": int(index), **record}) + "\n")
+            self._part.write(json.dumps({"schema": schema, "index": int(index), **record}) + "\n")
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._part.close()

@@ -27,6 +27,7 @@ SCHEMAS: dict[str, str] = {
     "detection": "omnisense.detection/1",
     "registration": "omnisense.registration/1",
     "fusion": "omnisense.fusion/1",
+    "part_segmentation": "omnisense.part_segmentation/1",  # `omnisense predict` only: no command segments parts yet
     "error": "omnisense.error/1",
 }
 

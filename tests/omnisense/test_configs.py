@@ -91,6 +91,8 @@ TASK_RECORD = {"ClassificationTask": "top", "VideoClassificationTask": "top", "D
 def test_config_predict_writes_one_record_per_sample(config, tmp_path):
     import json
 
+    from omnisense.outputs import SCHEMAS
+
     task = yaml.safe_load(config.read_text())["model"]["class_path"].rsplit(".", 1)[-1]
     out = tmp_path / "predictions.jsonl"
     run_lightning_cli(["predict", "--config", str(config), "--data.init_args.tiny", "true",
@@ -100,3 +102,4 @@ def test_config_predict_writes_one_record_per_sample(config, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records and [r["index"] for r in records] == list(range(len(records)))
     assert all(TASK_RECORD[task] in r for r in records)
+    assert {r["schema"] for r in records} <= set(SCHEMAS.values()) and len({r["schema"] for r in records}) == 1
