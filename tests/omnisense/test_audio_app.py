@@ -144,7 +144,10 @@ def test_convert_an_official_style_ast_checkpoint(tmp_path):
     report = convert("ast", tmp_path / "ast_official.pth", tmp_path / "ast.safetensors", variant="ast_micro")
     assert report.ok, report.summary()
     state, meta = read_weights(tmp_path / "ast.safetensors")
-    assert meta.task == "audio_classification" and meta.transforms().target_frames == ast_micro().input_tdim
+    # the converter reads the clip length from the patch grid: the shortest length giving ast_micro's 9 time patches
+    tdim = meta.transforms().target_frames
+    assert meta.task == "audio_classification" and meta.model["kwargs"]["input_tdim"] == tdim
+    assert (tdim - 16) // 10 == (ast_micro().input_tdim - 16) // 10 and meta.model["kwargs"]["head_norm_eps"] == 1e-5
     target = ast_micro()
     target.load_state_dict(state)
     x = torch.randn(1, 100, 128)

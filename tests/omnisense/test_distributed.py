@@ -245,8 +245,13 @@ def _slurm_env(rank: int, port: int) -> dict[str, str]:
 def test_slurm_variables_make_the_trainer_a_slurm_rank(monkeypatch, tmp_path):
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from omnisense.engine import OmnisenseCLI
 
+    # building the trainer sets the process-wide rank_zero_only.rank to 1, which would silence every later test's
+    # loggers (a CSV logger writes on rank 0 only): monkeypatch puts it back at teardown
+    monkeypatch.setattr(rank_zero_only, "rank", getattr(rank_zero_only, "rank", 0))
     for key in [k for k in os.environ if k.startswith(("SLURM_", "MASTER_", "TORCHELASTIC", "LOCAL_RANK", "RANK",
                                                        "WORLD_SIZE", "GROUP_RANK"))]:
         monkeypatch.delenv(key)
