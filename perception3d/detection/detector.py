@@ -73,7 +73,7 @@ class CenterPointDetector(nn.Module):
         if points.shape[0] == 0:
             raise PointCloudValueError("empty point cloud")
         with self._stage("voxelise", points):
-            feats, coords = self.vfe(points, batch_index)
+            feats, coords = self.vfe(points, batch_index, batch_size)
         with self._stage("backbone", points):
             feats, coords = self.backbone_3d(feats, coords, batch_size)
         with self._stage("bev", points):
