@@ -15,6 +15,7 @@ everywhere, which the DIoU loss uses.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,7 +27,9 @@ __all__ = [
     "iou_3d",
     "diou_3d",
     "nms_rotated",
+    "nms_rotated_reference",
     "nms_rotated_per_class",
+    "nms_rotated_per_class_reference",
     "limit_period",
 ]
 
@@ -189,9 +192,137 @@ def diou_3d(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     return iou - d2 / c2
 
 
+# --------------------------------------------------------------------------------------------------
+# Rotated NMS. The fast path is index work on a few hundred boxes, where a torch op's fixed cost outweighs
+# its arithmetic, so it runs in numpy (float64): a sweep over the axis-aligned boxes circumscribing the
+# rotated ones, an upper bound of the IoU, and the exact rotated IoU on the few pairs left.
+
+
+def _quad_intersection_np(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+    """Area of the intersection of P pairs of counter-clockwise convex quads `(P, 4, 2)` -> `(P,)`.
+
+    The maths of `_pairwise_intersection_area` (corners inside the other quad, edge crossings, ordered by
+    angle about their mean, shoelace), in numpy float64.
+    """
+    p = ca.shape[0]
+    tol = 1e-10 * max(1.0, float(np.abs(ca).max()) if p else 1.0)
+
+    def inside(pts, poly):  # (P, K, 2) in (P, 4, 2) -> (P, K)
+        edge = np.roll(poly, -1, axis=1) - poly
+        length = np.maximum(np.hypot(edge[..., 0], edge[..., 1]), _EPS)
+        rel = pts[:, :, None, :] - poly[:, None, :, :]
+        cross = edge[:, None, :, 0] * rel[..., 1] - edge[:, None, :, 1] * rel[..., 0]
+        return (cross / length[:, None, :] >= -tol).all(axis=-1)
+
+    a0, a1 = ca[:, :, None, :], np.roll(ca, -1, axis=1)[:, :, None, :]  # (P, 4, 1, 2)
+    b0, b1 = cb[:, None, :, :], np.roll(cb, -1, axis=1)[:, None, :, :]  # (P, 1, 4, 2)
+    da, db = a1 - a0, b1 - b0
+    den = da[..., 0] * db[..., 1] - da[..., 1] * db[..., 0]  # (P, 4, 4)
+    w = b0 - a0
+    t_num = w[..., 0] * db[..., 1] - w[..., 1] * db[..., 0]
+    u_num = w[..., 0] * da[..., 1] - w[..., 1] * da[..., 0]
+    norm_a = np.hypot(da[..., 0], da[..., 1])
+    norm_b = np.hypot(db[..., 0], db[..., 1])
+    parallel = np.abs(den) <= _EPS * np.maximum(norm_a * norm_b, _EPS)
+    den = np.where(parallel, 1.0, den)
+    t, u = t_num / den, u_num / den
+    cross_ok = ~parallel & (t >= -1e-12) & (t <= 1 + 1e-12) & (u >= -1e-12) & (u <= 1 + 1e-12)
+    cross_pts = a0 + t[..., None] * da  # (P, 4, 4, 2)
+    pts = np.concatenate([ca, cb, cross_pts.reshape(p, 16, 2)], axis=1)  # (P, 24, 2)
+    valid = np.concatenate([inside(ca, cb), inside(cb, ca), cross_ok.reshape(p, 16)], axis=1)  # (P, 24)
+    count = valid.sum(axis=1)
+    centre = (pts * valid[..., None]).sum(1) / np.maximum(count, 1)[:, None]
+    rel = pts - centre[:, None, :]
+    angle = np.where(valid, np.arctan2(rel[..., 1], rel[..., 0]), 10.0)  # invalid candidates sort last
+    order = np.argsort(angle, axis=1, kind="stable")
+    rel = np.take_along_axis(rel, order[..., None], axis=1)
+    vs = np.take_along_axis(valid, order, axis=1)
+    rel = np.where(vs[..., None], rel, rel[:, :1, :])  # invalid slots repeat the first vertex: no area
+    nxt = np.roll(rel, -1, axis=1)
+    area = 0.5 * (rel[..., 0] * nxt[..., 1] - rel[..., 1] * nxt[..., 0]).sum(axis=1)
+    return np.where(count >= 3, np.maximum(area, 0.0), 0.0)
+
+
+def _overlap_pairs(boxes: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs `i < j` of `(N, 7)` boxes of one label whose rotated BEV IoU exceeds their label's
+    threshold, sorted by `i` then `j`. Cheap tests go first, so the exact rotated IoU runs on few pairs:
+
+    - the axis-aligned boxes circumscribing the rotated ones must overlap (else the IoU is 0): a sweep
+      along x lists the pairs whose x-extents overlap, then y, then the label are checked;
+    - the IoU grows with the intersection, which is at most the axis-aligned overlap and the smaller
+      area, so `I / (a_i + a_j - I)` with that bound `I` bounds it from above; pairs whose bound is under
+      the threshold (less a margin for rounding) are dropped.
+    """
+    n = boxes.shape[0]
+    x, y, dx, dy, h = boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6]
+    c, s = np.abs(np.cos(h)), np.abs(np.sin(h))
+    hx, hy = (dx * c + dy * s) / 2, (dx * s + dy * c) / 2  # half extents of the circumscribed boxes
+    # the sweep runs along x with each label moved 2 spans further, so it never pairs two labels
+    span = 2 * float(np.abs(x).max() + hx.max()) + 1
+    x0, x1 = x - hx + labels * span, x + hx + labels * span
+    by_x = np.argsort(x0, kind="stable")
+    end = np.searchsorted(x0[by_x], x1[by_x], side="left")  # partners of sorted a: (a, end[a])
+    counts = np.maximum(end - np.arange(n) - 1, 0)
+    total = int(counts.sum())
+    a = np.repeat(np.arange(n), counts)
+    b = a + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    p, q = by_x[a], by_x[b]
+    i, j = np.minimum(p, q), np.maximum(p, q)  # i: the higher score
+    wy = np.minimum(y[i] + hy[i], y[j] + hy[j]) - np.maximum(y[i] - hy[i], y[j] - hy[j])
+    i, j, wy = i[wy > 0], j[wy > 0], wy[wy > 0]
+    wx = np.minimum(x1[i], x1[j]) - np.maximum(x0[i], x0[j])  # > 0 by the sweep
+    area = dx * dy
+    bound = np.minimum(wx * wy, np.minimum(area[i], area[j]))
+    upper = bound / np.maximum(area[i] + area[j] - bound, _EPS)
+    ok = upper >= thresholds[i] - 1e-4
+    i, j = i[ok], j[ok]
+    # the same bound in each box's own frame, where the other's circumscribed box is much tighter
+    bound = np.minimum(_frame_overlap(boxes, i, j), _frame_overlap(boxes, j, i))
+    bound = np.minimum(bound, np.minimum(area[i], area[j]))
+    upper = bound / np.maximum(area[i] + area[j] - bound, _EPS)
+    ok = upper >= thresholds[i] - 1e-4
+    i, j = i[ok], j[ok]
+    if i.size:
+        corners = boxes_to_corners_bev(torch.from_numpy(boxes)).numpy()
+        inter = _quad_intersection_np(corners[i], corners[j])
+        iou = inter / np.maximum(area[i] + area[j] - inter, _EPS)
+        hit = iou > thresholds[i]
+        i, j = i[hit], j[hit]
+    order = np.lexsort((j, i))
+    return i[order], j[order]
+
+
+def _frame_overlap(boxes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Overlap area of box i with the rectangle circumscribing box j that is aligned with box i: at least
+    their intersection."""
+    d = boxes[j, 6] - boxes[i, 6]
+    c, s = np.abs(np.cos(d)), np.abs(np.sin(d))
+    ex = (boxes[j, 3] * c + boxes[j, 4] * s) / 2
+    ey = (boxes[j, 3] * s + boxes[j, 4] * c) / 2
+    ci, si = np.cos(boxes[i, 6]), np.sin(boxes[i, 6])
+    rx, ry = boxes[j, 0] - boxes[i, 0], boxes[j, 1] - boxes[i, 1]
+    u, v = ci * rx + si * ry, ci * ry - si * rx  # j's centre in i's frame
+    hx, hy = boxes[i, 3] / 2, boxes[i, 4] / 2
+    wx = np.minimum(hx, u + ex) - np.maximum(-hx, u - ex)
+    wy = np.minimum(hy, v + ey) - np.maximum(-hy, v - ey)
+    return np.maximum(wx, 0) * np.maximum(wy, 0)
+
+
+def _greedy(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Greedy NMS over score-ordered boxes and their sorted overlapping pairs: whether each box is kept."""
+    suppressed = np.zeros(n, dtype=bool)
+    for a, b in zip(i.tolist(), j.tolist()):  # pairs by i: every pair into i comes before i's own
+        if not suppressed[a]:
+            suppressed[b] = True
+    return ~suppressed
+
+
 def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float, pre_max: int | None = None,
                 post_max: int | None = None) -> Tensor:
     """Greedy NMS on rotated BEV IoU.
+
+    The exact rotated IoU runs only on the pairs that an axis-aligned prefilter cannot rule out
+    (`_overlap_pairs`); `nms_rotated_reference` is the same NMS on the full IoU matrix.
 
     Args:
         boxes: `(N, 7)` boxes.
@@ -203,6 +334,13 @@ def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float, pre_max: in
     Returns:
         `(K,)` indices into `boxes`, by descending score.
     """
+    labels = torch.zeros(scores.shape, dtype=torch.long)
+    return nms_rotated_per_class(boxes, scores, labels, [iou_threshold], pre_max, post_max)
+
+
+def nms_rotated_reference(boxes: Tensor, scores: Tensor, iou_threshold: float, pre_max: int | None = None,
+                          post_max: int | None = None) -> Tensor:
+    """`nms_rotated` on the full rotated IoU matrix, box by box: what the fast path is tested against."""
     order = scores.argsort(descending=True)
     if pre_max is not None:
         order = order[:pre_max]
@@ -227,9 +365,44 @@ def nms_rotated_per_class(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thr
                           pre_max: list[int] | int | None = None, post_max: list[int] | int | None = None) -> Tensor:
     """Rotated NMS run separately on each class `c` with its own threshold `iou_thresholds[c]`.
 
+    All classes share one prefilter pass (pairs of different classes never suppress each other).
+
     Returns:
         `(K,)` indices into `boxes`, by descending score.
     """
+    num = len(iou_thresholds)
+    sc = scores.detach().cpu().numpy()
+    lb = labels.detach().cpu().numpy()
+    order = np.argsort(-sc, kind="stable")  # by descending score
+    order = order[lb[order] < num] if lb.size else order
+    if pre_max is not None:  # the top pre_max of each class
+        cap = np.asarray(pre_max if isinstance(pre_max, list) else [pre_max] * num)
+        ranks = _rank_within_label(lb[order], num)
+        order = order[ranks < cap[lb[order]]]
+    if order.size == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    ordered_labels = lb[order]
+    thresholds = np.asarray(iou_thresholds, dtype=np.float64)[ordered_labels]
+    bx = boxes.detach().cpu().numpy().astype(np.float64)[order]
+    i, j = _overlap_pairs(bx, ordered_labels, thresholds)
+    keep = _greedy(order.size, i, j)
+    if post_max is not None:  # the first post_max kept of each class
+        cap = np.asarray(post_max if isinstance(post_max, list) else [post_max] * num)
+        kept_rank = _rank_within_label(np.where(keep, ordered_labels, num), num + 1)
+        keep &= kept_rank < np.append(cap, 0)[np.where(keep, ordered_labels, num)]
+    return torch.as_tensor(order[keep], dtype=torch.long, device=boxes.device)
+
+
+def _rank_within_label(labels: np.ndarray, num: int) -> np.ndarray:
+    """Rank of each element among the elements of its label, in order."""
+    one_hot = labels[:, None] == np.arange(num)[None]
+    return (np.cumsum(one_hot, axis=0) - 1)[np.arange(labels.size), labels]
+
+
+def nms_rotated_per_class_reference(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thresholds: list[float],
+                                    pre_max: list[int] | int | None = None,
+                                    post_max: list[int] | int | None = None) -> Tensor:
+    """`nms_rotated_per_class` class by class through `nms_rotated_reference`."""
     keep = []
     for c, thr in enumerate(iou_thresholds):
         idx = torch.nonzero(labels == c).flatten()
@@ -237,7 +410,7 @@ def nms_rotated_per_class(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thr
             continue
         pm = pre_max[c] if isinstance(pre_max, list) else pre_max
         qm = post_max[c] if isinstance(post_max, list) else post_max
-        keep.append(idx[nms_rotated(boxes[idx], scores[idx], thr, pm, qm)])
+        keep.append(idx[nms_rotated_reference(boxes[idx], scores[idx], thr, pm, qm)])
     if not keep:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     keep = torch.cat(keep)
