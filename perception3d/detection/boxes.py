@@ -199,6 +199,8 @@ def diou_3d(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
 
 
 _NEXT = np.array([1, 2, 3, 0])
+_CORNER_X = np.array([0.5, -0.5, -0.5, 0.5])
+_CORNER_Y = np.array([0.5, 0.5, -0.5, -0.5])
 
 
 def _quad_intersection_np(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
@@ -261,11 +263,13 @@ def _overlap_pairs(boxes: np.ndarray, labels: np.ndarray, thresholds: np.ndarray
     """
     n = boxes.shape[0]
     x, y, dx, dy, h = boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6]
-    c, s = np.abs(np.cos(h)), np.abs(np.sin(h))
+    cos, sin = np.cos(h), np.sin(h)
+    c, s = np.abs(cos), np.abs(sin)
     hx, hy = (dx * c + dy * s) / 2, (dx * s + dy * c) / 2  # half extents of the circumscribed boxes
     # the sweep runs along x with each label moved 2 spans further, so it never pairs two labels
     span = 2 * float(np.abs(x).max() + hx.max()) + 1
     x0, x1 = x - hx + labels * span, x + hx + labels * span
+    y0, y1 = y - hy, y + hy
     by_x = np.argsort(x0, kind="stable")
     end = np.searchsorted(x0[by_x], x1[by_x], side="left")  # partners of sorted a: (a, end[a])
     counts = np.maximum(end - np.arange(n) - 1, 0)
@@ -274,43 +278,48 @@ def _overlap_pairs(boxes: np.ndarray, labels: np.ndarray, thresholds: np.ndarray
     b = a + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     p, q = by_x[a], by_x[b]
     i, j = np.minimum(p, q), np.maximum(p, q)  # i: the higher score
-    wy = np.minimum(y[i] + hy[i], y[j] + hy[j]) - np.maximum(y[i] - hy[i], y[j] - hy[j])
-    i, j, wy = i[wy > 0], j[wy > 0], wy[wy > 0]
+    wy = np.minimum(y1[i], y1[j]) - np.maximum(y0[i], y0[j])
+    keep = wy > 0
+    i, j, wy = i[keep], j[keep], wy[keep]
     wx = np.minimum(x1[i], x1[j]) - np.maximum(x0[i], x0[j])  # > 0 by the sweep
     area = dx * dy
-    bound = np.minimum(wx * wy, np.minimum(area[i], area[j]))
-    upper = bound / np.maximum(area[i] + area[j] - bound, _EPS)
-    ok = upper >= thresholds[i] - 1e-4
-    i, j = i[ok], j[ok]
+    small = np.minimum(area[i], area[j])
+    both = area[i] + area[j]
+    bound = np.minimum(wx * wy, small)
+    ok = bound >= (thresholds[i] - 1e-4) * np.maximum(both - bound, _EPS)  # bound / (union at most) >= thr
+    i, j, small, both = i[ok], j[ok], small[ok], both[ok]
     # the same bound in each box's own frame, where the other's circumscribed box is much tighter
-    bound = np.minimum(_frame_overlap(boxes, i, j), _frame_overlap(boxes, j, i))
-    bound = np.minimum(bound, np.minimum(area[i], area[j]))
-    upper = bound / np.maximum(area[i] + area[j] - bound, _EPS)
-    ok = upper >= thresholds[i] - 1e-4
-    i, j = i[ok], j[ok]
+    cd = np.abs(cos[i] * cos[j] + sin[i] * sin[j])  # |cos| and |sin| of the heading difference
+    sd = np.abs(sin[j] * cos[i] - cos[j] * sin[i])
+    rx, ry = x[j] - x[i], y[j] - y[i]
+    bound = np.minimum(_frame_overlap(rx * cos[i] + ry * sin[i], ry * cos[i] - rx * sin[i], dx[i], dy[i],
+                                      dx[j], dy[j], cd, sd),
+                       _frame_overlap(-rx * cos[j] - ry * sin[j], rx * sin[j] - ry * cos[j], dx[j], dy[j],
+                                      dx[i], dy[i], cd, sd))
+    bound = np.minimum(bound, small)
+    ok = bound >= (thresholds[i] - 1e-4) * np.maximum(both - bound, _EPS)
+    i, j, both = i[ok], j[ok], both[ok]
     if i.size:
-        corners = boxes_to_corners_bev(torch.from_numpy(boxes)).numpy()
+        # counter-clockwise corners, as boxes_to_corners_bev: (+,+), (-,+), (-,-), (+,-) halves of (dx, dy)
+        lx, ly = dx[:, None] * _CORNER_X, dy[:, None] * _CORNER_Y  # (N, 4)
+        corners = np.stack([x[:, None] + cos[:, None] * lx - sin[:, None] * ly,
+                            y[:, None] + sin[:, None] * lx + cos[:, None] * ly], axis=-1)  # (N, 4, 2)
         inter = _quad_intersection_np(corners[i], corners[j])
-        iou = inter / np.maximum(area[i] + area[j] - inter, _EPS)
-        hit = iou > thresholds[i]
+        hit = inter > thresholds[i] * np.maximum(both - inter, _EPS)  # the IoU above the threshold
         i, j = i[hit], j[hit]
     order = np.lexsort((j, i))
     return i[order], j[order]
 
 
-def _frame_overlap(boxes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Overlap area of box i with the rectangle circumscribing box j that is aligned with box i: at least
-    their intersection."""
-    d = boxes[j, 6] - boxes[i, 6]
-    c, s = np.abs(np.cos(d)), np.abs(np.sin(d))
-    ex = (boxes[j, 3] * c + boxes[j, 4] * s) / 2
-    ey = (boxes[j, 3] * s + boxes[j, 4] * c) / 2
-    ci, si = np.cos(boxes[i, 6]), np.sin(boxes[i, 6])
-    rx, ry = boxes[j, 0] - boxes[i, 0], boxes[j, 1] - boxes[i, 1]
-    u, v = ci * rx + si * ry, ci * ry - si * rx  # j's centre in i's frame
-    hx, hy = boxes[i, 3] / 2, boxes[i, 4] / 2
-    wx = np.minimum(hx, u + ex) - np.maximum(-hx, u - ex)
-    wy = np.minimum(hy, v + ey) - np.maximum(-hy, v - ey)
+def _frame_overlap(u: np.ndarray, v: np.ndarray, dx: np.ndarray, dy: np.ndarray, dx_other: np.ndarray,
+                   dy_other: np.ndarray, c: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Overlap area of a box (`dx` x `dy` about the origin of its own frame) with the rectangle aligned with it
+    that circumscribes the other box (centre `(u, v)` in that frame, turned by an angle of |cos| `c` and |sin|
+    `s`): at least the two boxes' intersection."""
+    ex = (dx_other * c + dy_other * s) / 2
+    ey = (dx_other * s + dy_other * c) / 2
+    wx = np.minimum(dx / 2, u + ex) - np.maximum(-dx / 2, u - ex)
+    wy = np.minimum(dy / 2, v + ey) - np.maximum(-dy / 2, v - ey)
     return np.maximum(wx, 0) * np.maximum(wy, 0)
 
 
