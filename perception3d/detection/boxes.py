@@ -389,7 +389,7 @@ def nms_rotated_per_class(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thr
     sc = scores.detach().cpu().numpy()
     lb = labels.detach().cpu().numpy()
     order = np.argsort(-sc, kind="stable")  # by descending score
-    order = order[lb[order] < num] if lb.size else order
+    order = order[(lb[order] >= 0) & (lb[order] < num)]  # labels without a threshold are dropped, as before
     if pre_max is not None:  # the top pre_max of each class (nothing to cut when no class has more)
         cap = np.asarray(pre_max if isinstance(pre_max, list) else [pre_max] * num)
         if (np.bincount(lb[order], minlength=num)[:num] > cap).any():

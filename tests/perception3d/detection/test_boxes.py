@@ -134,8 +134,8 @@ def test_nms_prefiltered_equals_full_matrix(seed, threshold):
         B.nms_rotated_reference(boxes, scores, threshold, pre_max=100, post_max=7).tolist()
 
 
-def test_nms_prefilter_row_blocks():
-    boxes, scores = _clustered_boxes(2100, 3)  # more rows than one block of the prefilter
+def test_nms_many_boxes():
+    boxes, scores = _clustered_boxes(2100, 3)  # dense clusters: many pairs through the sweep and the exact step
     assert B.nms_rotated(boxes, scores, 0.3).tolist() == B.nms_rotated_reference(boxes, scores, 0.3).tolist()
 
 
@@ -143,7 +143,8 @@ def test_nms_prefilter_row_blocks():
 def test_nms_per_class_equals_class_by_class(seed):
     boxes, scores = _clustered_boxes(400, seed)
     labels = torch.randint(0, 3, (400,), generator=torch.Generator().manual_seed(seed))
-    labels[:5] = 3  # a label without a threshold is dropped, as before
+    labels[:5] = 3  # labels without a threshold are dropped, as before
+    labels[5:8] = -1
     for pre, post in ((None, None), (4096, 500), ([50, 20, 30], [9, 100, 4])):
         fast = B.nms_rotated_per_class(boxes, scores, labels, [0.7, 0.6, 0.55], pre, post)
         ref = B.nms_rotated_per_class_reference(boxes, scores, labels, [0.7, 0.6, 0.55], pre, post)
