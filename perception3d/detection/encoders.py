@@ -207,12 +207,19 @@ class DynamicVFE(nn.Module):
 
 
 def scatter_to_bev(features: Tensor, coords: Tensor, batch_size: int, grid_shape: tuple[int, int, int]) -> Tensor:
-    """Voxel features `(M, C)` at `(b, z, y, x)` -> dense BEV `(B, C * nz, ny, nx)` (z folded into channels)."""
+    """Voxel features `(M, C)` at `(b, z, y, x)` -> dense BEV `(B, C * nz, ny, nx)` (z folded into channels).
+
+    The canvas is written channels-first (one `index_copy_` of the transposed features along the cells), so the
+    `(B, C * nz, ny, nx)` result needs no transposing copy of the whole grid: that copy of a freshly allocated
+    canvas cost more than the rest of the scatter.
+    """
     nx, ny, nz = grid_shape
     c = features.shape[1]
-    canvas = features.new_zeros(batch_size, nz, ny, nx, c)
-    canvas[coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]] = features
-    return canvas.permute(0, 4, 1, 2, 3).reshape(batch_size, c * nz, ny, nx)
+    canvas = features.new_zeros(c, batch_size * nz * ny * nx)
+    cell = ((coords[:, 0] * nz + coords[:, 1]) * ny + coords[:, 2]) * nx + coords[:, 3]  # (M,) one per voxel
+    canvas = canvas.index_copy(1, cell, features.T.contiguous())  # (C, B * nz * ny * nx)
+    canvas = canvas.view(c, batch_size, nz, ny, nx).transpose(0, 1)  # (B, C, nz, ny, nx); a view when B = 1
+    return canvas.reshape(batch_size, c * nz, ny, nx)
 
 
 class _BasicBlock(nn.Module):

@@ -126,3 +126,21 @@ def test_points_per_voxel_cap_keeps_the_first_points():
         ref, ref_coords = vfe(capped, bi[torch.tensor(rows)])
     assert torch.equal(coords, ref_coords) and torch.allclose(feats, ref, atol=1e-5)
     assert max(seen.values()) == 2 and len(rows) < int((p2v >= 0).sum())
+
+
+@pytest.mark.parametrize("batch,nz", [(1, 1), (3, 1), (2, 4)])
+def test_scatter_to_bev_equals_dense_assignment(batch, nz):
+    from perception3d.detection.encoders import scatter_to_bev
+
+    g = torch.Generator().manual_seed(batch * 10 + nz)
+    nx, ny, c = 7, 5, 6
+    cells = torch.randperm(batch * nz * ny * nx, generator=g)[:30]
+    coords = torch.stack([cells // (nz * ny * nx), cells // (ny * nx) % nz, cells // nx % ny, cells % nx], 1)
+    feats = torch.randn(30, c, generator=g, requires_grad=True)
+    out = scatter_to_bev(feats, coords, batch, (nx, ny, nz))
+    ref = torch.zeros(batch, nz, ny, nx, c)
+    ref[coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]] = feats.detach()
+    ref = ref.permute(0, 4, 1, 2, 3).reshape(batch, c * nz, ny, nx)  # channel c * nz + z
+    assert torch.equal(out.detach(), ref)
+    out.sum().backward()
+    assert torch.equal(feats.grad, torch.ones_like(feats))
