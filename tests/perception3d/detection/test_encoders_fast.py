@@ -144,3 +144,30 @@ def test_scatter_to_bev_equals_dense_assignment(batch, nz):
     assert torch.equal(out.detach(), ref)
     out.sum().backward()
     assert torch.equal(feats.grad, torch.ones_like(feats))
+
+
+@pytest.mark.parametrize("style", ["second", "resnet"])
+def test_bev_backbone_eval_upsampling_equals_transposed_conv(style):
+    from perception3d.detection.encoders import BEVBackbone
+
+    torch.manual_seed(0)
+    net = BEVBackbone(in_channels=8, layer_nums=[1, 1, 1], layer_strides=[1, 2, 2], num_filters=[8, 12, 16],
+                      upsample_strides=[1, 2, 4], num_upsample_filters=[4, 4, 4], style=style).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 8, 16, 24)
+    with torch.no_grad():
+        fast = net(x)
+        outs, h = [], x
+        for block, deblock in zip(net.blocks, net.deblocks):  # the levels as written
+            if style == "resnet":
+                h = block(h)
+            else:
+                for conv in block:
+                    y = conv(h)
+                    h = y + h if y.shape == h.shape else y
+            outs.append(deblock(h))
+        ref = torch.cat(outs, 1)
+    assert torch.allclose(fast, ref, atol=1e-5)
