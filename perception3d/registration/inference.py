@@ -18,6 +18,7 @@ import numpy as np
 
 from perception3d._errors import PointCloudValueError
 from perception3d._io import write_bytes_atomic
+from perception3d.registration.confidence import Confidence
 
 __all__ = ["Registration", "RegistrationSpec", "plot_registration", "register"]
 
@@ -43,6 +44,8 @@ class Registration:
 
     transform: [4, 4] float64, row-major, in the clouds' unit. fitness: the share of source points within
     1.5 voxels of a target point after the transform; inlier_rmse: their RMS distance (the clouds' unit).
+    confidence: overlap, descriptor fitness and inlier ratio, and `registered`, the calibrated decision
+    (`perception3d.registration.confidence`).
     """
 
     transform: np.ndarray
@@ -53,12 +56,23 @@ class Registration:
     runtime_s: float
     voxel_size: float
     pose: str | None = None
+    confidence: Confidence | None = None
+
+    @property
+    def registered(self) -> bool:
+        """Whether the calibrated confidence trusts the transform (False when it was not measured)."""
+        return self.confidence is not None and self.confidence.registered
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["transform"] = np.asarray(self.transform, dtype=np.float64).tolist()
         if self.pose is None:
             del record["pose"]
+        del record["confidence"]
+        if self.confidence is not None:
+            conf = self.confidence.to_dict()
+            record["registered"] = conf.pop("registered")
+            record["confidence"] = conf
         return record
 
 
@@ -77,6 +91,7 @@ def register(source: np.ndarray, target: np.ndarray, *, model=None, method: str 
         spec: the weights' input spec (`meta.transforms()`).
     """
     from perception3d.registration.classical import evaluate_alignment, fpfh_ransac, icp_refine
+    from perception3d.registration.confidence import measure
     from perception3d.registration.pipeline import register_roitr
 
     for name, value, allowed in (("method", method, METHODS), ("refine", refine, REFINES), ("pose", pose, POSES)):
@@ -96,11 +111,13 @@ def register(source: np.ndarray, target: np.ndarray, *, model=None, method: str 
     if refine == "icp":
         transform = icp_refine(source, target, transform, result.voxel_size)
     fitness, rmse = evaluate_alignment(source, target, transform, 1.5 * result.voxel_size)
+    confidence = measure(source, target, transform, result.voxel_size, src_corr=result.src_corr,
+                         tgt_corr=result.tgt_corr, seed=seed)
     return Registration(transform=np.asarray(transform, dtype=np.float64), fitness=float(fitness),
                         inlier_rmse=float(rmse), num_correspondences=int(len(result.src_corr)),
                         method=method if refine == "none" else f"{method}+icp",
                         runtime_s=time.perf_counter() - start, voxel_size=float(result.voxel_size),
-                        pose=pose if method == "roitr" else None)
+                        pose=pose if method == "roitr" else None, confidence=confidence)
 
 
 def plot_registration(source: np.ndarray, target: np.ndarray, transform: np.ndarray, path: str | Path,

@@ -276,3 +276,46 @@ def test_register_refuses_weights_of_another_task(pair, capsys):
     src, tgt, _ = pair
     assert main(["register", str(src), str(tgt), "--weights", "gpsformer_elite_shapes"]) == 2
     assert "holds classification weights" in capsys.readouterr().err
+
+
+def _unrelated(n=4000, seed=5):
+    """A cloud that shares nothing with `_shape`: a staircase of boxes and a cylinder, in the same unit."""
+    rng = np.random.default_rng(seed)
+    steps = rng.uniform(0, 1, size=(n // 2, 3)) * [2.0, 0.6, 0.1]
+    steps[:, 2] += np.floor(steps[:, 0] * 4) * 0.25
+    a, z = rng.uniform(0, 2 * np.pi, n - n // 2), rng.uniform(0, 1.2, n - n // 2)
+    cylinder = np.stack([0.3 * np.cos(a) - 0.8, 0.3 * np.sin(a) + 0.9, z], 1)
+    return np.concatenate([steps, cylinder])
+
+
+@pytest.mark.parametrize("method", ["fpfh", "roitr"])
+def test_unrelated_clouds_are_not_registered(pair, tmp_path, capsys, method):
+    """Two unrelated clouds: `registered: false` in result.json, one line on stderr and exit status 3 (written all
+    the same); --allow-failure exits 0. The good pair of the same size says `registered: true` and exits 0."""
+    from omnisense.commands.register import NOT_REGISTERED
+
+    src, tgt, _ = pair
+    other = tmp_path / "other.npy"
+    np.save(other, _unrelated().astype(np.float32))
+    out = tmp_path / "r.json"
+    assert main(["register", str(src), str(tgt), "--method", method, "--output", str(out)]) == 0
+    good = json.loads(out.read_text())
+    assert good["registered"] is True and set(good["confidence"]) == {"overlap", "descriptor_fitness", "inlier_ratio"}
+    capsys.readouterr()
+    code = main(["register", str(src), str(other), "--method", method, "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    bad = json.loads(out.read_text())
+    assert code == NOT_REGISTERED == 3 and len(err) == 1 and "not registered" in err[0], err
+    assert bad["registered"] is False
+    assert bad["confidence"]["descriptor_fitness"] < good["confidence"]["descriptor_fitness"]
+    assert main(["register", str(src), str(other), "--method", method, "--output", str(out), "--allow-failure"]) == 0
+
+
+def test_registration_result_carries_confidence(pair):
+    from perception3d.registration import register
+
+    src, tgt, gt = pair
+    result = register(np.load(src).astype(np.float64), np.loadtxt(tgt), method="fpfh", refine="icp")
+    assert result.registered and result.confidence.overlap > 0.5 and result.confidence.inlier_ratio > 0.5
+    record = result.to_dict()
+    assert record["registered"] is True and record["confidence"]["overlap"] == result.confidence.overlap
