@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 # Calibrated by tools/calibrate_registration.py (docs/registration_confidence.md).
-MIN_OVERLAP = 0.30
-MIN_DESCRIPTOR_FITNESS = 0.25
+MIN_OVERLAP = 0.40
+MIN_DESCRIPTOR_FITNESS = 0.30
 
 
 @dataclass(frozen=True)
