@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", default="roitr_small_cgal",
                         help="RoITr weights: shipped name or .safetensors file (default: roitr_small_cgal)")
-    parser.add_argument("--num-points", type=int, default=2048, help="points per cloud after the voxel grid")
+    parser.add_argument("--num-points", type=int,
+                        help="points per cloud after the voxel grid (default: the weights' spec: 2048; --lidar: "
+                             "the spec's choice by extent, 8192 for sweeps)")
     parser.add_argument("--scans", nargs="+", choices=SCANS + OUTDOOR, default=list(SCANS),
                         help="scans (default: the object and corridor scans; 'autzen' is a real outdoor lidar tile)")
     parser.add_argument("--estimators", nargs="+", choices=["lgr", "lgr-inliers", "ransac"], default=["lgr"],
@@ -123,8 +125,9 @@ def lidar_bases(sim_scenes: int = 3, *, seed: int = 0) -> list[tuple]:
 def run(args: argparse.Namespace):
     if getattr(args, "odometry", False):
         return run_odometry(args)
-    if args.lidar:
+    if getattr(args, "lidar", False):
         return run_lidar(args)
+    args.num_points = args.num_points or 2048  # the object scans: the shipped weights' spec
     import time
 
     import numpy as np
@@ -240,12 +243,13 @@ def run_lidar(args: argparse.Namespace):
     from perception3d.registration.pairs import sweep_pair
     from perception3d.registration.pipeline import auto_voxel_size, register_roitr
 
-    model, _ = load_model(args.weights or "roitr_small_cgal", device=args.device, task="registration")
+    model, meta = load_model(args.weights or "roitr_small_cgal", device=args.device, task="registration")
+    spec = meta.transforms()
     bases = lidar_bases(args.sim_scenes, seed=args.seed)
     # Warm-up (imports, first-call allocations) outside the timings, for both methods.
     warm = sweep_pair(*bases[0][2:], np.random.default_rng(12345))
-    register_roitr(model, warm[0], warm[1], num_points=args.num_points, device=args.device)
-    fpfh_ransac(warm[0], warm[1], num_points=args.num_points)
+    register_roitr(model, warm[0], warm[1], num_points=args.num_points or 2048, device=args.device)
+    fpfh_ransac(warm[0], warm[1], num_points=args.num_points or 2048)
     details = []
     with tqdm(total=len(bases) * 2 * args.rotations, desc="pairs", mininterval=10) as bar:
         for b, (name, sensor, source, target, transform) in enumerate(bases):
@@ -255,12 +259,13 @@ def run_lidar(args: argparse.Namespace):
                     src, tgt, gt = sweep_pair(source, target, transform, rng, sector=90.0 if overlap == "low" else None)
                     for method in ("roitr", "fpfh"):
                         start = time.perf_counter()
-                        voxel = auto_voxel_size(tgt, args.num_points)
+                        points = args.num_points or spec.points_for(tgt)
+                        voxel = auto_voxel_size(tgt, points)
                         if method == "roitr":
-                            r = register_roitr(model, src, tgt, voxel_size=voxel, num_points=args.num_points,
+                            r = register_roitr(model, src, tgt, voxel_size=voxel, num_points=points,
                                                seed=i, device=args.device)
                         else:
-                            r = fpfh_ransac(src, tgt, voxel_size=voxel, seed=i)
+                            r = fpfh_ransac(src, tgt, voxel_size=voxel, num_points=points, seed=i)
                         if args.device.startswith("cuda"):
                             torch.cuda.synchronize()
                         seconds = time.perf_counter() - start
@@ -273,7 +278,7 @@ def run_lidar(args: argparse.Namespace):
                             conf = measure(src, tgt, est, voxel, src_corr=r.src_corr, tgt_corr=r.tgt_corr, seed=i)
                             details.append({"pair": name, "sensor": sensor, "case": overlap, "rotation": i,
                                             "method": label, "rre": rre, "rte": rte, "ok": rre < 2 and rte < 0.2,
-                                            "s": s, "voxel": voxel, "source_points": len(src),
+                                            "s": s, "voxel": voxel, "points": points, "source_points": len(src),
                                             **conf.to_dict()})
                     bar.update(1)
     rows = []
@@ -294,7 +299,8 @@ def run_lidar(args: argparse.Namespace):
                              "registered_said": round(float(np.mean([d["registered"] for d in rs])), 3)})
     agree = float(np.mean([d["registered"] == d["ok"] for d in details]))
     context = {**base_context(args.device), "rotations": args.rotations, "sim_scenes": args.sim_scenes,
-               "seed": args.seed, "points_per_cloud": args.num_points, "weights": str(args.weights or "roitr_small_cgal"),
+               "seed": args.seed, "points_per_cloud": args.num_points or "spec (by extent)",
+               "weights": str(args.weights or "roitr_small_cgal"),
                "base_pairs": [b[0] for b in bases], "confidence_agrees_with_truth": round(agree, 3)}
     notes = [
         "registered: RRE < 2 deg and RTE < 0.2 m; each base pair under uniform SO(3) rotations (and a translation of up "
