@@ -120,7 +120,8 @@ def exit_status(result, allow_failure: bool = False) -> int:
     if result.registered or allow_failure:
         return 0
     c = result.confidence
-    print(f"omnisense: not registered: overlap {c.overlap:.2f}, descriptor fitness {c.descriptor_fitness:.3f} "
-          f"are below the calibrated thresholds (unrelated clouds or too little overlap); --allow-failure to accept",
-          file=sys.stderr)
+    why = ("no confidence was measured" if c is None else
+           f"overlap {c.overlap:.2f}, descriptor fitness {c.descriptor_fitness:.3f} are below the calibrated thresholds "
+           "(unrelated clouds or too little overlap)")
+    print(f"omnisense: not registered: {why}; --allow-failure to accept", file=sys.stderr)
     return NOT_REGISTERED
