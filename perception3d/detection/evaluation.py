@@ -215,8 +215,8 @@ def _waymo_iou(det_boxes: torch.Tensor, gt_boxes: torch.Tensor, metric: str) -> 
     a, b = det_boxes.detach().cpu().float().double(), gt_boxes.detach().cpu().float().double()
     iou = (iou_3d if metric == "3d" else iou_bev)(a, b).numpy()
     dims = slice(3, 6) if metric == "3d" else slice(3, 5)
-    ok_a = ((a[:, dims] > _MIN_BOX_DIM) & (a[:, 3:6] < _MAX_BOX_DIM)).all(1).numpy()
-    ok_b = ((b[:, dims] > _MIN_BOX_DIM) & (b[:, dims] < _MAX_BOX_DIM)).all(1).numpy()
+    ok_a = ((a[:, dims] > _MIN_BOX_DIM).all(1) & (a[:, 3:6] < _MAX_BOX_DIM).all(1)).numpy()
+    ok_b = ((b[:, dims] > _MIN_BOX_DIM).all(1) & (b[:, 3:6] < _MAX_BOX_DIM).all(1)).numpy()
     return np.where(ok_a[:, None] & ok_b[None, :], np.clip(iou, 0.0, 1.0), 0.0).astype(np.float32)
 
 
@@ -288,7 +288,7 @@ def waymo_average_precision(precision: np.ndarray, recall: np.ndarray,
         curve[-1] = (curve[-1][0], curve[-2][1])
     area = np.float32(0.0)
     for (r0, p0), (r1, p1) in zip(curve, curve[1:]):
-        area = np.float32(area + 0.5 * (float(r0) - float(r1)) * (float(p0) + float(p1)))
+        area = np.float32(area + 0.5 * float(np.float32(r0 - r1)) * float(np.float32(p0 + p1)))
     return float(area)
 
 
