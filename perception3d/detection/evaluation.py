@@ -201,8 +201,9 @@ def waymo_level(num_points: np.ndarray, label_level: np.ndarray | None = None) -
 
 def _heading_accuracy(det_heading: np.ndarray, gt_heading: np.ndarray) -> np.ndarray:
     """`1 - |dheading| / pi` with the difference folded into `[0, pi]` (a box turned half a turn scores 0)."""
-    wrap = lambda a: np.mod(np.asarray(a, np.float64) + math.pi, 2 * math.pi) - math.pi  # noqa: E731
-    diff = np.abs(wrap(det_heading) - wrap(gt_heading))
+    det_heading, gt_heading = (np.mod(np.asarray(h, np.float64) + math.pi, 2 * math.pi) - math.pi  # in [-pi, pi)
+                               for h in (det_heading, gt_heading))
+    diff = np.abs(det_heading - gt_heading)
     diff = np.where(diff > math.pi, 2 * math.pi - diff, diff)
     return np.clip(1 - diff / math.pi, 0.0, 1.0)
 
