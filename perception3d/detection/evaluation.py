@@ -6,12 +6,12 @@ labels and predictions: IoU strictly above 0.7 for Car, 0.5 for Pedestrian and C
 levels; matching redone at each of up to 41 score thresholds sampled at evenly spaced recalls (so a set with few
 objects gets few sample points, as in the devkit: one perfectly found object scores R11 100/11, R40 0).
 
-Waymo (`waymo_eval`): matching, per frame and class, is greedy in descending score order: a detection takes the
-unmatched valid ground truth it overlaps most (IoU >= threshold) and is a true positive; if it instead overlaps
-an ignored ground truth it is ignored; otherwise it is a false positive.
-Waymo: 3D IoU 0.7 / 0.5 / 0.5; LEVEL_1 scores boxes with more than 5 points (others are ignored),
-LEVEL_2 all boxes with at least one point; APH weights each true positive by its heading accuracy
-`1 - |dheading| / pi`; AP is the area under the interpolated precision-recall curve.
+Waymo (`waymo_eval`): the official metrics op's algorithm (waymo-open-dataset's detection metrics with its
+evaluator's default configuration), checked against the op on the same labels and predictions: 3D IoU 0.7 / 0.5 /
+0.5; at each of 101 score cutoffs the detections above it are matched afresh, per frame and class, by the
+assignment maximising the summed IoU (Hungarian); LEVEL_2 boxes (at most 5 lidar points) are matched like the
+others and count as misses only at LEVEL_2; APH weights each true positive by its heading accuracy
+`1 - |dheading| / pi`; AP integrates the precision-recall points of the cutoffs with the op's interpolation.
 """
 
 from __future__ import annotations
@@ -20,83 +20,15 @@ import math
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
+from perception3d._errors import Perception3DError
 from perception3d.detection.boxes import iou_3d, iou_bev
 
-__all__ = ["match_frame", "average_precision", "kitti_eval", "kitti_difficulty", "waymo_eval", "KITTI_IOU"]
+__all__ = ["kitti_eval", "kitti_difficulty", "waymo_eval", "waymo_level", "waymo_average_precision", "KITTI_IOU",
+           "WAYMO_SCORE_CUTOFFS"]
 
 KITTI_IOU = {"Car": 0.7, "Pedestrian": 0.5, "Cyclist": 0.5}
-
-
-def match_frame(det_boxes: torch.Tensor, det_scores: torch.Tensor, gt_boxes: torch.Tensor, gt_valid: torch.Tensor,
-                threshold: float, metric: str = "3d"):
-    """Greedy matching of one frame's detections of one class.
-
-    Args:
-        det_boxes: `(D, 7)`; det_scores: `(D,)`.
-        gt_boxes: `(G, 7)`; gt_valid: `(G,)` bool, False for ground truths to ignore.
-        threshold: IoU for a match.
-        metric: "3d" or "bev".
-
-    Returns:
-        (status `(D,)` int: 1 true positive, 0 false positive, -1 ignored; heading accuracy `(D,)` of the
-        true positives, 0 elsewhere), in the detections' order.
-    """
-    d = det_boxes.shape[0]
-    status = np.zeros(d, np.int64)
-    head = np.zeros(d)
-    if d == 0 or gt_boxes.shape[0] == 0:
-        return status, head
-    fn = iou_3d if metric == "3d" else iou_bev
-    iou = fn(det_boxes.double(), gt_boxes.double()).numpy()  # (D, G)
-    valid = gt_valid.numpy().astype(bool)
-    taken = np.zeros(gt_boxes.shape[0], bool)
-    for i in np.argsort(-det_scores.numpy(), kind="stable"):
-        cand = np.where(valid & ~taken & (iou[i] >= threshold), iou[i], -1.0)
-        j = int(cand.argmax())
-        if cand[j] >= threshold:
-            taken[j] = True
-            status[i] = 1
-            dh = abs(float(det_boxes[i, 6] - gt_boxes[j, 6])) % (2 * math.pi)
-            head[i] = 1 - min(dh, 2 * math.pi - dh) / math.pi
-        elif (~valid & (iou[i] >= threshold)).any():
-            status[i] = -1
-    return status, head
-
-
-def average_precision(scores: np.ndarray, status: np.ndarray, num_gt: int, weights: np.ndarray | None = None,
-                      recall_points: int | None = 40) -> float:
-    """AP from pooled detections. `recall_points=40`: KITTI R40; None: area under the interpolated curve.
-
-    `weights` turns true positives into fractional ones (Waymo's heading-weighted APH).
-    """
-    if num_gt == 0:
-        return float("nan")
-    keep = status >= 0
-    scores, status = scores[keep], status[keep]
-    w = np.ones(len(status)) if weights is None else weights[keep]
-    order = np.argsort(-scores, kind="stable")
-    tp = np.where(status[order] == 1, w[order], 0.0)
-    is_tp = (status[order] == 1).astype(float)
-    fp = 1.0 - is_tp
-    ctp, cfp, cnt = np.cumsum(tp), np.cumsum(fp), np.cumsum(is_tp)
-    recall = cnt / num_gt
-    precision = ctp / np.maximum(cnt + cfp, 1e-9)
-    if len(precision) == 0:
-        return 0.0
-    # interpolated precision: the best precision at any recall at least as high
-    interp = np.maximum.accumulate(precision[::-1])[::-1]
-    if recall_points:
-        ap = 0.0
-        for r in np.arange(1, recall_points + 1) / recall_points:
-            idx = np.searchsorted(recall, r - 1e-12, side="left")
-            ap += interp[idx] if idx < len(interp) else 0.0
-        return float(ap / recall_points)
-    r_prev, ap = 0.0, 0.0
-    for r, p in zip(recall, interp):
-        ap += (r - r_prev) * p
-        r_prev = r
-    return float(ap)
 
 
 KITTI_MIN_HEIGHT = (40, 25, 25)  # pixels of the 2D box, easy / moderate / hard
@@ -242,32 +174,200 @@ def kitti_eval(detections: list[dict], ground_truths: list[dict], class_names: t
     return out
 
 
+# --------------------------------------------------------------------------------------------------
+# Waymo. What the official metrics op computes (waymo-open-dataset, metrics/detection_metrics.cc, matcher.cc,
+# metrics_utils.cc, with the default configuration of its WODDetectionEvaluator), re-implemented from its
+# documented behaviour; checked against the op's numbers in tests/parity/test_waymo_eval_official.py.
+
+WAYMO_SCORE_CUTOFFS = np.array([i * 0.01 for i in range(100)] + [1.0], np.float32)  # the evaluator's default
+WAYMO_RECALL_DELTA = 0.05  # largest gap in recall left unsampled when the PR curve is integrated
+_IOU_QUANTUM = 1_000_000  # the matcher rounds IoU to integer millionths: its Hungarian solver needs exact weights
+_MIN_BOX_DIM, _MAX_BOX_DIM = 1e-2, 1e6  # the op's IoU is 0 for a box with a side at or below / above these (m)
+
+
+def waymo_level(num_points: np.ndarray, label_level: np.ndarray | None = None) -> np.ndarray:
+    """The Waymo detection difficulty of each ground truth: 1, 2, or 0 for a box left out of the evaluation.
+
+    A box with no lidar point is left out; one with at most 5 points is LEVEL_2; otherwise the label's own
+    `detection_difficulty_level` decides (1 or 2; 0, unset, counts as LEVEL_1). This is how Waymo's labels and
+    the detectors' Waymo evaluations (e.g. OpenPCDet's) fill the op's `ground_truth_difficulty`.
+    """
+    num_points = np.asarray(num_points, np.int64)
+    level = np.where(num_points <= 5, 2, 1)
+    if label_level is not None:
+        level = np.maximum(level, np.asarray(label_level, np.int64))
+    return np.where(num_points > 0, level, 0)
+
+
+def _heading_accuracy(det_heading: np.ndarray, gt_heading: np.ndarray) -> np.ndarray:
+    """`1 - |dheading| / pi` with the difference folded into `[0, pi]` (a box turned half a turn scores 0)."""
+    det_heading, gt_heading = (np.mod(np.asarray(h, np.float64) + math.pi, 2 * math.pi) - math.pi  # in [-pi, pi)
+                               for h in (det_heading, gt_heading))
+    diff = np.abs(det_heading - gt_heading)
+    diff = np.where(diff > math.pi, 2 * math.pi - diff, diff)
+    return np.clip(1 - diff / math.pi, 0.0, 1.0)
+
+
+def _waymo_iou(det_boxes: torch.Tensor, gt_boxes: torch.Tensor, metric: str) -> np.ndarray:
+    """IoU `(D, G)` as the op sees it: boxes rounded to float32 (its input type), IoU stored as float32, 0 for
+    degenerate or absurd boxes. `metric` "3d" (the op's TYPE_3D boxes) or "bev" (TYPE_2D: rotated BEV rectangles)."""
+    if len(det_boxes) == 0 or len(gt_boxes) == 0:
+        return np.zeros((len(det_boxes), len(gt_boxes)), np.float32)
+    a, b = det_boxes.detach().cpu().float().double(), gt_boxes.detach().cpu().float().double()
+    iou = (iou_3d if metric == "3d" else iou_bev)(a, b).numpy()
+    dims = slice(3, 6) if metric == "3d" else slice(3, 5)
+    ok_a = ((a[:, dims] > _MIN_BOX_DIM).all(1) & (a[:, 3:6] < _MAX_BOX_DIM).all(1)).numpy()
+    ok_b = ((b[:, dims] > _MIN_BOX_DIM).all(1) & (b[:, 3:6] < _MAX_BOX_DIM).all(1)).numpy()
+    return np.where(ok_a[:, None] & ok_b[None, :], np.clip(iou, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _waymo_frame(iou: np.ndarray, scores: np.ndarray, det_heading: np.ndarray, gt_heading: np.ndarray,
+                 gt_level: np.ndarray, threshold: float) -> np.ndarray:
+    """Counts of one frame and class at every score cutoff: `(K, 5)` float64, columns true positives, false
+    positives, LEVEL_1 and LEVEL_2 false negatives, and the true positives' summed heading accuracy.
+
+    At each cutoff the detections scored at or above it are matched afresh to all the frame's ground truths of the
+    class (both levels): the one-to-one assignment that maximises the summed IoU, in integer millionths, over the
+    pairs whose IoU reaches the threshold (Hungarian matching). Every matched detection is a true positive, at
+    both levels, even one matched to a LEVEL_2 box; every other detection is a false positive; an unmatched
+    ground truth is a false negative at its own level and above.
+    """
+    cutoffs = WAYMO_SCORE_CUTOFFS
+    out = np.zeros((len(cutoffs), 5))
+    scores = np.asarray(scores, np.float32)
+    can = iou >= np.float32(threshold)
+    weight = np.where(can, np.floor((iou * np.float32(_IOU_QUANTUM)).astype(np.float64) + 0.5), 0.0)
+    heading = _heading_accuracy(det_heading[:, None], gt_heading[None, :]) if can.any() else None
+    done: dict[int, np.ndarray] = {}  # the subsets are nested: the number of detections kept identifies one
+    for k, cut in enumerate(cutoffs):
+        kept = np.flatnonzero(scores >= cut)
+        if len(kept) not in done:
+            row = np.zeros(5)
+            matched_gt = np.zeros(len(gt_level), bool)
+            if len(kept) and heading is not None:
+                rows, cols = linear_sum_assignment(weight[kept], maximize=True)
+                hit = can[kept[rows], cols]
+                rows, cols = kept[rows[hit]], cols[hit]
+                matched_gt[cols] = True
+                row[0], row[4] = len(rows), heading[rows, cols].sum()
+            row[1] = len(kept) - row[0]
+            row[2] = int(((gt_level == 1) & ~matched_gt).sum())
+            row[3] = int((~matched_gt).sum())
+            done[len(kept)] = row
+        out[k] = done[len(kept)]
+    return out
+
+
+def waymo_average_precision(precision: np.ndarray, recall: np.ndarray,
+                            recall_delta: float = WAYMO_RECALL_DELTA) -> float:
+    """Area under the Waymo precision-recall curve of the points measured at the score cutoffs, in `[0, 1]`.
+
+    The points are reduced to the best precision at each recall, a point (recall 0, precision 1) added, and the
+    precision made monotone (the best at any recall at least as high). Walking down in recall, a gap wider than
+    `recall_delta` is filled with points every `recall_delta` below the higher end, carrying its precision; the
+    point at recall 0 then takes the precision of the point above it, and the area is integrated with trapezoids.
+    Precision and recall are float32, as in the op.
+    """
+    precision, recall = np.asarray(precision, np.float32), np.asarray(recall, np.float32)
+    if len(precision) == 0:
+        return 0.0
+    best = {np.float32(0.0): np.float32(1.0)}
+    for p, r in zip(precision, recall):
+        best[r] = max(best.get(r, np.float32(0.0)), p)
+    delta, slack = np.float32(recall_delta), np.float32(1e-6)
+    curve: list[tuple[np.float32, np.float32]] = []  # (recall, precision), recall descending
+    top = np.float32(0.0)
+    for r in sorted(best, reverse=True):
+        if curve:
+            step = curve[-1][0]
+            while step - r > delta + slack:
+                step = np.float32(step - delta)
+                curve.append((step, top))
+        top = max(top, best[r])
+        curve.append((r, top))
+    if len(curve) >= 2:
+        curve[-1] = (curve[-1][0], curve[-2][1])
+    area = np.float32(0.0)
+    for (r0, p0), (r1, p1) in zip(curve, curve[1:]):
+        area = np.float32(area + 0.5 * float(np.float32(r0 - r1)) * float(np.float32(p0 + p1)))
+    return float(area)
+
+
+def _waymo_pr(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, ha: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Precision, heading-weighted precision and recall at each cutoff (float32); precision 1 where recall is 0."""
+    f = np.float32
+    tp, fp, fn = tp.astype(f), fp.astype(f), fn.astype(f)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), f(0.0)).astype(f)
+        precision_h = np.where(tp + fp > 0, ha.astype(f) / (tp + fp), f(0.0)).astype(f)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), f(0.0)).astype(f)
+    precision[recall == 0] = 1.0
+    precision_h[recall == 0] = 1.0
+    return precision, precision_h, recall
+
+
 def waymo_eval(detections: list[dict], ground_truths: list[dict], class_names: tuple[str, ...],
-               iou_thresholds: dict[str, float] = KITTI_IOU) -> dict[str, float]:
-    """Waymo-style 3D mAP / mAPH at LEVEL_1 and LEVEL_2 (ground truths carry `num_points` `(G,)`)."""
-    out: dict[str, float] = {}
-    for level, min_pts in (("L1", 6), ("L2", 1)):
-        maps, maphs = [], []
+               iou_thresholds: dict[str, float] = KITTI_IOU, metric: str = "3d") -> dict[str, float]:
+    """Waymo 3D AP / APH at LEVEL_1 and LEVEL_2 as the official metrics op computes them, in percent.
+
+    The op's algorithm (its evaluator's default configuration: OBJECT_TYPE breakdown, 101 score cutoffs 0, 0.01,
+    ..., 0.99, 1, Hungarian matching, 3D boxes): per frame, class and cutoff, `_waymo_frame`'s matching and
+    counts; the counts summed over frames; precision `tp / (tp + fp)`, APH's precision `sum(heading accuracy) /
+    (tp + fp)`, recall `tp / (tp + fn)` with LEVEL_1 counting only LEVEL_1 boxes as misses (LEVEL_2 includes
+    LEVEL_1); AP by `waymo_average_precision`. Matches the op to its printed precision on the committed fixture
+    (tests/parity/test_waymo_eval_official.py); where two matchings have the same total IoU to the millionth,
+    the choice between them (and so APH) may differ from the op's solver.
+
+    Args:
+        detections: per frame, `{"boxes": (D, 7), "scores": (D,), "labels": (D,)}`, boxes
+            `[x, y, z, dx, dy, dz, heading]` in metres and radians.
+        ground_truths: per frame, `{"boxes": (G, 7), "labels": (G,), "num_points": (G,)}`, `labels` -1 for no
+            evaluated class; optional `"waymo_level": (G,)`, the labels' own `detection_difficulty_level`
+            (see `waymo_level`; boxes with no point are left out).
+        class_names: the classes, in label order; `iou_thresholds` by name (0.5 for a class not named).
+        metric: "3d" (the leaderboards' TYPE_3D boxes) or "bev" (the op's TYPE_2D: IoU of the rotated BEV
+            rectangles).
+
+    Returns:
+        `{"Car/L1/AP": ..., "Car/L2/APH": ..., "L1/mAP": ..., "L2/mAPH": ...}`; NaN for a class with no ground
+        truth in the set (the op prints 0), and the means leave such classes out.
+    """
+    if metric not in ("3d", "bev"):
+        raise Perception3DError(f"waymo_eval: metric must be '3d' or 'bev', not {metric!r}")
+    cutoffs = len(WAYMO_SCORE_CUTOFFS)
+    counts = np.zeros((len(class_names), cutoffs, 5))
+    has_gt = np.zeros(len(class_names), bool)
+    for f, (det, gt) in enumerate(zip(detections, ground_truths)):
+        if "num_points" not in gt:
+            raise Perception3DError(f"waymo_eval: ground truth of frame {f} has no 'num_points' (lidar points per "
+                                    "box), which sets its Waymo difficulty level")
+        labels = gt["labels"].cpu().numpy()
+        level = waymo_level(gt["num_points"].cpu().numpy(),
+                            gt["waymo_level"].cpu().numpy() if "waymo_level" in gt else None)
+        det_labels = det["labels"].cpu().numpy()
         for c, name in enumerate(class_names):
-            thr = iou_thresholds.get(name, 0.5)
-            s_all, st_all, h_all, n_gt = [], [], [], 0
-            for det, gt in zip(detections, ground_truths):
-                dm, gm = det["labels"] == c, gt["labels"] == c
-                npts = gt["num_points"][gm]
-                valid = npts >= min_pts
-                n_gt += int(valid.sum())
-                st, hd = match_frame(det["boxes"][dm].cpu(), det["scores"][dm].cpu(), gt["boxes"][gm].cpu(),
-                                     valid.cpu(), thr, "3d")
-                s_all.append(det["scores"][dm].cpu().numpy())
-                st_all.append(st)
-                h_all.append(hd)
-            s, st, hd = (np.concatenate(x) for x in (s_all, st_all, h_all))
-            ap = average_precision(s, st, n_gt, recall_points=None)
-            aph = average_precision(s, st, n_gt, weights=hd, recall_points=None)
-            out[f"{name}/{level}/AP"], out[f"{name}/{level}/APH"] = 100 * ap, 100 * aph
-            if not math.isnan(ap):
-                maps.append(ap)
-                maphs.append(aph)
-        out[f"{level}/mAP"] = 100 * float(np.mean(maps)) if maps else float("nan")
-        out[f"{level}/mAPH"] = 100 * float(np.mean(maphs)) if maphs else float("nan")
+            g = np.flatnonzero((labels == c) & (level > 0))
+            d = np.flatnonzero(det_labels == c)
+            has_gt[c] |= len(g) > 0
+            if len(d) == 0 and len(g) == 0:
+                continue
+            iou = _waymo_iou(det["boxes"][d], gt["boxes"][g], metric)
+            counts[c] += _waymo_frame(iou, det["scores"].detach().cpu().numpy()[d],
+                                      det["boxes"][d, 6].detach().cpu().double().numpy(),
+                                      gt["boxes"][g, 6].detach().cpu().double().numpy(), level[g],
+                                      iou_thresholds.get(name, 0.5))
+    out: dict[str, float] = {}
+    for lname, fn_col in (("L1", 2), ("L2", 3)):
+        aps, aphs = [], []
+        for c, name in enumerate(class_names):
+            if not has_gt[c]:
+                out[f"{name}/{lname}/AP"] = out[f"{name}/{lname}/APH"] = float("nan")
+                continue
+            tp, fp, fn, ha = counts[c, :, 0], counts[c, :, 1], counts[c, :, fn_col], counts[c, :, 4]
+            precision, precision_h, recall = _waymo_pr(tp, fp, fn, ha)
+            aps.append(100 * waymo_average_precision(precision, recall))
+            aphs.append(100 * waymo_average_precision(precision_h, recall))
+            out[f"{name}/{lname}/AP"], out[f"{name}/{lname}/APH"] = aps[-1], aphs[-1]
+        out[f"{lname}/mAP"] = float(np.mean(aps)) if aps else float("nan")
+        out[f"{lname}/mAPH"] = float(np.mean(aphs)) if aphs else float("nan")
     return out

@@ -8,8 +8,9 @@ The package pins TensorFlow 2.13 and numpy 1.23, which this project's environmen
 with the Python of a separate virtual environment holding only that package. It generates seeded lidar-frame boxes
 (Vehicle, Pedestrian, Cyclist; point counts on both sides of the LEVEL_2 limit of 5), predictions (jittered copies,
 duplicates, misses, false positives), runs the official op with the default configuration of the package's
-`WODDetectionEvaluator` (OBJECT_TYPE breakdown only; IoU 0.7 / 0.5 / 0.5; boxes with <= 5 points LEVEL_2) and
-writes `fixture.json`: the boxes and the official numbers.
+`WODDetectionEvaluator` (OBJECT_TYPE breakdown only; IoU 0.7 / 0.5 / 0.5; boxes with <= 5 points LEVEL_2), once
+with 3D boxes (`Label.Box.TYPE_3D` = 1, the leaderboards' setting) and once with rotated BEV boxes (`TYPE_2D` = 2),
+and writes `fixture.json`: the boxes and the official numbers of both.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def make_frames(seed: int = 0, frames: int = 40) -> tuple[list[dict], list[dict]
     return gts, dts
 
 
-def official(gts: list[dict], dts: list[dict]) -> dict:
+def official(gts: list[dict], dts: list[dict], box_type: int) -> dict:
     import tensorflow as tf
     from waymo_open_dataset.metrics.ops import py_metrics_ops
     from waymo_open_dataset.metrics.python import config_util_py
@@ -71,7 +72,7 @@ def official(gts: list[dict], dts: list[dict]) -> dict:
     difficulty.levels.append(2)
     config.matcher_type = metrics_pb2.MatcherProto.TYPE_HUNGARIAN
     config.iou_thresholds.extend([0.0, 0.7, 0.5, 0.5, 0.5])
-    config.box_type = 2  # TYPE_3D
+    config.box_type = box_type  # label_pb2.Label.Box.Type: 1 TYPE_3D, 2 TYPE_2D (7-DOF boxes, BEV IoU)
     config.score_cutoffs.extend([i * 0.01 for i in range(100)] + [1.0])
     names = list(TYPES)
 
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("tests/fixtures/parity/waymo_eval"))
     args = parser.parse_args()
     gts, dts = make_frames()
-    numbers = official(gts, dts)
+    numbers = {"TYPE_3D": official(gts, dts, 1), "TYPE_2D": official(gts, dts, 2)}
     import waymo_open_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -108,8 +109,9 @@ def main() -> None:
               "version": getattr(waymo_open_dataset, "__version__", "1.6.7"), "script": "tools/parity/waymo_eval.py",
               "official": numbers, "ground_truths": gts, "detections": dts}
     (args.out / "fixture.json").write_text(json.dumps(record, separators=(",", ":")))
-    for k, v in numbers.items():
-        print(f"{k}: AP {v['AP']:.4f} APH {v['APH']:.4f}")
+    for box_type, table in numbers.items():
+        for k, v in table.items():
+            print(f"{box_type} {k}: AP {v['AP']:.4f} APH {v['APH']:.4f}")
 
 
 if __name__ == "__main__":
