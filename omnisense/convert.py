@@ -54,6 +54,12 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
     except (KeyError, ValueError) as exc:
         raise WeightsError(checkpoint, f"does not look like an official {family} checkpoint ({exc})") from None
     model = build_model(variant)
+    for name, tensor in model.state_dict().items():  # an int8 tensor where the model has floats is not a weight
+        got = ours.get(name)
+        if got is not None and tensor.is_floating_point() and not got.is_floating_point():
+            raise WeightsError(checkpoint, f"tensor {name!r} is {str(got.dtype).replace('torch.', '')}, the model's is "
+                                           f"{str(tensor.dtype).replace('torch.', '')} (quantised checkpoints are not "
+                                           "supported)")
     base = compare_state(model.state_dict(), ours)
     report = ConversionReport(missing=base.missing, unexpected=base.unexpected, mis_shaped=base.mis_shaped,
                               matched=base.matched)

@@ -35,6 +35,32 @@ from perception3d._io import atomic_write
 # larger value only ruins every distance computed afterwards (and overflows float32 squares at 1e19).
 MAX_ABS_COORDINATE = 1e9
 
+# The most points one file may hold, checked from its header before the points are read (.npy, .bin, .las/.laz,
+# .ply, .pcd) and after reading for the others: a 10-million-point cloud runs through register, detect and
+# classify within a few GB (README, "Bad input"); a billion-point file is refused, not allocated.
+MAX_POINTS = 20_000_000
+MAX_POINTS_ENV = "OMNISENSE_MAX_POINTS"
+
+
+def max_points() -> int:
+    """MAX_POINTS, or the OMNISENSE_MAX_POINTS environment variable when set."""
+    import os
+
+    value = os.environ.get(MAX_POINTS_ENV)
+    try:
+        return int(value) if value else MAX_POINTS
+    except ValueError:
+        return MAX_POINTS
+
+
+def check_point_count(path: str | Path, n: int) -> None:
+    """Refuse a file declaring more than `max_points()` points, before they are read."""
+    limit = max_points()
+    if n > limit:
+        raise PointCloudFileError(path, f"{n:,} points is above the limit of {limit:,} points per file "
+                                        f"({MAX_POINTS_ENV} raises it)")
+
+
 POINT_EXTENSIONS = (".ply", ".pcd", ".xyz", ".txt", ".pts", ".npy", ".bin", ".las", ".laz", ".off", ".obj")
 MESH_EXTENSIONS = (".off", ".obj", ".ply")
 
@@ -219,6 +245,7 @@ def check_content(path: str | Path, ext: str | None = None) -> None:
 
 
 def _build(path: Path, **arrays) -> PointCloudData:
+    check_point_count(path, len(arrays["xyz"]))
     try:
         return PointCloudData(**arrays)
     except PointCloudValueError as err:
@@ -606,17 +633,31 @@ def _read_text(path: Path) -> dict:
 
 
 def _read_npy(path: Path) -> dict:
-    try:
-        table = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise PointCloudFileError(path, f"not a readable .npy array ({str(err)[:80]})") from None
+    table = load_npy_checked(path)
     if table.dtype.kind not in "fiu" or table.ndim != 2:  # no bool, complex, strings or records
         raise PointCloudFileError(path, f"expected a numeric array [N, 3|4|6], got {table.shape} {table.dtype}")
     return _columns_to_arrays(path, table, ".npy array")
 
 
+def load_npy_checked(path: Path) -> np.ndarray:
+    """An .npy array (never unpickled) whose row count is checked against `max_points()` from its header,
+    before the body is read."""
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        if mapped.ndim >= 1:
+            check_point_count(path, int(mapped.shape[0]))
+        table = np.array(mapped)
+        del mapped
+    except PointCloudFileError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise PointCloudFileError(path, f"not a readable .npy array ({str(err)[:80]})") from None
+    return table
+
+
 def _read_kitti_bin(path: Path) -> dict:
     size = path.stat().st_size
+    check_point_count(path, size // 16)
     if size % 16:
         raise PointCloudFileError(path, f"KITTI .bin size {size} bytes is not a multiple of 16 (N x 4 float32)")
     table = np.fromfile(path, dtype="<f4").reshape(-1, 4)
@@ -627,7 +668,11 @@ def _read_las(path: Path) -> dict:
     import laspy
 
     try:
+        with laspy.open(path) as reader:
+            check_point_count(path, int(reader.header.point_count))
         las = laspy.read(path)
+    except PointCloudFileError:
+        raise
     except Exception as err:  # laspy raises many kinds (LaspyException, ValueError, struct.error, ...)
         raise PointCloudFileError(path, f"unreadable LAS/LAZ ({type(err).__name__}: {str(err)[:80]})") from None
     declared, got = int(las.header.point_count), len(las.points)

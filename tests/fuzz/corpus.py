@@ -38,11 +38,14 @@ class Call:
         argv: arguments of `omnisense.cli.main`.
         names: the file (or key) the one-line error must name; its last path component is looked for.
         outputs: paths that must not exist afterwards (or, if they existed before, must be unchanged).
+        forbidden: globs under the case folder that must match nothing afterwards (`fit`: no checkpoint; the run
+            folder with its resolved config and log is the record of the failed attempt).
     """
 
     argv: list[str]
     names: str | Path
     outputs: list[Path] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)  # globs (under the case folder) nothing may match after
 
 
 @dataclass(frozen=True)
@@ -916,7 +919,7 @@ def _fit_inputs() -> dict[str, Callable[[Workspace], tuple[list[str], Path]]]:
 def _fit(make: Callable):
     def build(ws: Workspace) -> Call:
         args, named = make(ws)
-        return Call(["fit", *args], named, [ws.path("runs")])
+        return Call(["fit", *args], named, forbidden=["runs/**/*.ckpt", "runs/**/.*.tmp"])
     return build
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import signal
 import sys
 import traceback
@@ -19,6 +20,8 @@ from pathlib import Path
 from tests.fuzz.corpus import Call, Case, Samples, Workspace
 
 CASE_TIMEOUT_S = 120
+# Lightning's run chatter, printed by every `fit` before its data is read: not part of an error message.
+CHATTER = re.compile(r"^(Seed set to \d+|GPU available: |TPU available: |HPU available: |💡 Tip: )")
 
 
 class _Hang(Exception):
@@ -84,7 +87,7 @@ def judge(case: Case, call: Call, code, stderr: str, before: dict, after: dict,
         problems.append("crash")
     if code == 0:
         problems.append("accepted")
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines() if line.strip() and not CHATTER.match(line)]
     if code == 2:
         if len(lines) != 1:
             problems.append(f"{len(lines)} lines")
@@ -95,11 +98,21 @@ def judge(case: Case, call: Call, code, stderr: str, before: dict, after: dict,
         now = _digest(out)
         if now != digest:
             problems.append("overwrote an output" if digest is not None else "wrote an output")
+    root = call_root(call)
+    for pattern in call.forbidden:
+        if root is not None and any(root.glob(pattern)):
+            problems.append(f"wrote an output ({pattern})")
     changed = sorted(k for k in set(before) | set(after)
-                     if before.get(k) != after.get(k) and not _is_output(k, call))
+                     if before.get(k) != after.get(k) and not _is_output(k, call)
+                     and not any(Path(k.rstrip("/")).match(p) or k.startswith(p.split("/")[0] + "/")
+                                 for p in call.forbidden))
     if changed:
         problems.append("inputs changed: " + ", ".join(changed[:3]))
     return problems
+
+
+def call_root(call: Call) -> Path | None:
+    return getattr(call, "root", None)
 
 
 def _is_output(rel: str, call: Call) -> bool:
@@ -148,6 +161,7 @@ def run_case(case: Case, samples: Samples, folder: Path, capture=None) -> Outcom
         call = case.build(ws)
     except Exception:  # noqa: BLE001
         return Outcome(case, None, "build-failed", traceback.format_exc(), ["corpus could not build the case"])
+    call.root = ws.dir
     outputs_before = {out: _digest(out) for out in call.outputs}
     before = snapshot(ws.dir)
     if capture is None:
@@ -155,7 +169,8 @@ def run_case(case: Case, samples: Samples, folder: Path, capture=None) -> Outcom
             code, tb = run_argv(call.argv, None)
         stderr = box.getvalue()
     else:
-        code, tb = run_argv(call.argv, None)
+        with contextlib.redirect_stdout(io.StringIO()):
+            code, tb = run_argv(call.argv, None)
         stderr = capture()
     stderr += tb
     after = snapshot(ws.dir)
