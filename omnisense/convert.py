@@ -64,8 +64,8 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
     report = ConversionReport(missing=base.missing, unexpected=base.unexpected, mis_shaped=base.mis_shaped,
                               matched=base.matched)
     if not report.ok and not allow_partial:
-        raise WeightsError(checkpoint, f"does not fill {variant} (use --allow-partial to write anyway):\n"
-                           + report.summary())
+        raise WeightsError(checkpoint, f"does not fill {variant} (use --allow-partial to write anyway): "
+                           + report.summary().replace("\n", "; "))  # one line, every tensor still named
     state = {k: v for k, v in ours.items() if k in model.state_dict()}
     meta = WeightsMeta(
         task=task, model={"variant": variant, "kwargs": {}}, input=_input_spec(task, model),

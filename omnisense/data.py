@@ -159,11 +159,14 @@ def _verified(name: str, folder: Path) -> bool:
 
 @contextlib.contextmanager
 def _locked(target: Path):
-    """An exclusive lock (flock) on `<parent>/.<name>.lock`: concurrent fetches or makes of the same target run
-    one after the other, and the later one finds the finished result."""
+    """An exclusive lock (flock) on `<cache>/locks/<name>-<hash of the path>.lock`: concurrent fetches or makes
+    of the same target run one after the other, and the later one finds the finished result."""
     import fcntl
 
-    lock = _ensure(target.parent) / f".{target.name}.lock"
+    import hashlib
+
+    key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:24]
+    lock = _ensure(cache_dir() / "locks") / f"{target.name[:40]}-{key}.lock"  # nothing beside the user's folder
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
