@@ -21,7 +21,7 @@ from tests.fuzz.corpus import Call, Case, Samples, Workspace
 
 CASE_TIMEOUT_S = 120
 # Lightning's run chatter, printed by every `fit` before its data is read: not part of an error message.
-CHATTER = re.compile(r"^(Seed set to \d+|GPU available: |TPU available: |HPU available: |💡 Tip: )")
+CHATTER = re.compile(r"^(?:INFO: )?(Seed set to \d+|GPU available: |TPU available: |HPU available: |💡 Tip: )")
 
 
 class _Hang(Exception):
