@@ -155,13 +155,55 @@ def check_resume(model, ckpt_path) -> None:
         raise WeightsError(ckpt_path, f"does not fit {type(model).__name__}: tensors " + ", ".join(parts))
 
 
-def _config_path(argv: list[str]) -> str | None:
+def _config_paths(argv: list[str]) -> list[str]:
+    out = []
     for i, arg in enumerate(argv):
         if arg in ("--config", "-c") and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--config="):
-            return arg.split("=", 1)[1]
-    return None
+            out.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            out.append(arg.split("=", 1)[1])
+    return out
+
+
+def _blame(configs: list[str], text: str) -> str:
+    """The config file an error is about: the first unreadable one, else the one that holds the offending key
+    (a quoted name in the message, or the last component of its key path), else all of them."""
+    for config in configs:
+        path = Path(config)
+        if not path.is_file():
+            return config
+    words = re.findall(r"'([A-Za-z_][\w.]*)'", text) + re.findall(r"^([\w.]+):", text)
+    leaves = {w.split(".")[-1] for w in words} | {w.split(".")[0] for w in words}
+    for config in reversed(configs):
+        try:
+            content = Path(config).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return config
+        if any(re.search(rf"^\s*{re.escape(leaf)}\s*:", content, re.M) for leaf in leaves if leaf):
+            return config
+    return ", ".join(configs)
+
+
+def _summarise_parser_error(message: str) -> str:
+    """jsonargparse's nested report as one line: the dotted key path and the innermost problem, e.g.
+    `model.lr: Expected a <class 'float'>. Got value: x`."""
+    keys, detail = [], None
+    for raw in message.splitlines():
+        line = raw.strip().lstrip("- ").strip()
+        if not line:
+            continue
+        if line.startswith(("Expected a <class 'NoneType'>", "Given value")):
+            break
+        m = re.match(r'Parser key "([^"]+)":', line)
+        if m:
+            keys.append(m.group(1))
+            continue
+        if line.startswith(("Does not validate against", "Subtypes:", "Errors:", "Problem with given class_path")):
+            continue
+        detail = line
+    detail = detail or (message.strip().splitlines() or ["invalid"])[0]
+    text = f"{'.'.join(keys)}: {detail}" if keys else detail
+    return re.sub(r"\s+", " ", text)[:400]
 
 
 class config_errors_as_one_line:
@@ -181,11 +223,17 @@ class config_errors_as_one_line:
             return False
         from omnisense._errors import OmnisenseError
 
-        config = _config_path(self.argv)
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        text = "; ".join(lines[:3]) if lines else type(exc).__name__
-        text = re.sub(r"\s+", " ", text)[:400]
-        if config is not None:
+        configs = _config_paths(self.argv)
+        text = _summarise_parser_error(str(exc)) if isinstance(exc, ArgumentError) else "not UTF-8 text"
+        if text.startswith("unrecognized arguments"):
+            raise OmnisenseError(f"command line: {text}") from None
+        key = text.split(":", 1)[0].split(".")[-1]
+        override = next((a for a in self.argv if a.startswith("--") and not a.startswith("--config")
+                         and a.split("=", 1)[0].split(".")[-1] == key), None)
+        if override is not None:
+            raise OmnisenseError(f"command line ({override.split('=', 1)[0]}): {text}") from None
+        config = _blame(configs, text) if configs else None
+        if config is not None and config in configs:
             path = Path(config)
             if not path.exists():
                 raise OmnisenseError(f"{config}: no such config file") from None
@@ -209,5 +257,7 @@ class config_errors_as_one_line:
             if not isinstance(loaded, dict):
                 raise OmnisenseError(f"{config}: a config must be a mapping of sections (trainer:, model:, data:), "
                                      f"not a {type(loaded).__name__}") from None
+            raise OmnisenseError(f"{config}: {text}") from None
+        if config is not None:  # several configs, none clearly at fault
             raise OmnisenseError(f"{config}: {text}") from None
         raise OmnisenseError(f"command line: {text}") from None
