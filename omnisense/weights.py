@@ -401,23 +401,24 @@ def checkpoint_state(ckpt_path: str | Path, *, prefix: str = "model.") -> tuple[
     prefix is a WeightsError naming the file.
     """
     ckpt_path = Path(ckpt_path)
-    ckpt = read_training_checkpoint(ckpt_path)
+    ckpt = read_training_checkpoint(ckpt_path, require=("state_dict",))
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise WeightsError(ckpt_path, f"no tensors under the prefix {prefix!r}")
     return state, ckpt
 
 
-def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_training_checkpoint(path: str | Path, *, require: tuple[str, ...] = ("state_dict", "global_step", "epoch")
+                             ) -> dict[str, Any]:
     """A Lightning training checkpoint, read with `weights_only=True` and checked: a dict with a `state_dict` of
-    tensors (all finite) and the loop state (`global_step`, `epoch`). Anything else (missing, empty, truncated,
+    tensors (all finite) and the loop state (`global_step`, `epoch`; `require` names the keys that must be there). Anything else (missing, empty, truncated,
     random bytes, pickled objects, safetensors weights, a foreign checkpoint) is one WeightsError naming the file.
     """
     path = _existing_file(path, "checkpoint")
     ckpt = safe_torch_load(path)
     if not isinstance(ckpt, Mapping):
         raise WeightsError(path, f"not a Lightning training checkpoint (holds a {type(ckpt).__name__}, not a dict)")
-    missing = [k for k in ("state_dict", "global_step", "epoch") if k not in ckpt]
+    missing = [k for k in require if k not in ckpt]
     if missing:
         raise WeightsError(path, f"not a Lightning training checkpoint (no {', '.join(repr(k) for k in missing)})")
     state = ckpt["state_dict"]

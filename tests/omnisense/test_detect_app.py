@@ -61,7 +61,7 @@ def test_bad_inputs(scan, weights, tmp_path):
         detect.run(_args(bad, weights, tmp_path))
     empty = tmp_path / "empty.bin"
     empty.write_bytes(b"")
-    with pytest.raises(PointCloudValueError, match="empty"):
+    with pytest.raises(PointCloudFileError, match="empty.bin: empty"):  # the reader names the file
         detect.run(_args(empty, weights, tmp_path))
     far = tmp_path / "far.bin"
     np.full((10, 4), 1000.0, np.float32).tofile(far)
