@@ -266,24 +266,25 @@ def _content_kind(path: Path) -> str:
 
 def read_safetensors(path: Path) -> dict[str, Tensor]:
     """A safetensors file, its header checked first: the declared tensors must lie inside the file (a truncated
-    file names the first tensor it cuts), dtypes known, shapes matching their byte ranges."""
+    file names the first tensor it cuts), and the header must be a JSON object."""
     from safetensors import SafetensorError
-    from safetensors.torch import load
+    from safetensors.torch import load_file
 
-    data = path.read_bytes()
-    if len(data) < 8:
-        raise WeightsError(path, f"truncated safetensors: {len(data)} bytes, not even the header length")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise WeightsError(path, f"truncated or not safetensors: the header declares {n} bytes, the file holds "
-                                 f"{len(data) - 8} after the length")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 0 or n > size - 8:
+            raise WeightsError(path, f"not a readable weights file: truncated or not safetensors (the header "
+                                     f"declares {max(n, 0)} bytes, the file holds {max(size - 8, 0)} after the length)")
+        raw = f.read(n)
     try:
-        header = json.loads(data[8: 8 + n])
+        header = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise WeightsError(path, "not a safetensors file (its header is not JSON)") from None
+        raise WeightsError(path, "not a readable weights file: its safetensors header is not JSON") from None
     if not isinstance(header, dict):
-        raise WeightsError(path, "not a safetensors file (its header is not a JSON object)")
-    body = len(data) - 8 - n
+        raise WeightsError(path, "not a readable weights file: its safetensors header is not a JSON object")
+    body = size - 8 - n
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -292,9 +293,9 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
             raise WeightsError(path, f"truncated safetensors: tensor {name!r} ends at byte {end} of the data, the "
                                      f"file holds {body}")
     try:
-        return load(data)
-    except (SafetensorError, ValueError) as exc:
-        raise WeightsError(path, f"not a readable safetensors file ({str(exc).splitlines()[0][:100]})") from None
+        return load_file(str(path))
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise WeightsError(path, f"not a readable weights file ({str(exc).splitlines()[0][:100]})") from None
 
 
 def safe_torch_load(path: Path) -> Any:
@@ -306,7 +307,7 @@ def safe_torch_load(path: Path) -> Any:
     if kind == "safetensors":
         raise WeightsError(path, "is a safetensors weights file, not a PyTorch checkpoint")
     if kind not in ("torch-zip", "pickle"):
-        raise WeightsError(path, f"not a PyTorch checkpoint (content: {kind})")
+        raise WeightsError(path, f"not a readable PyTorch checkpoint (content: {kind})")
     try:
         with warnings.catch_warnings():  # torch warns about unusual pickle protocols of files it then refuses
             warnings.simplefilter("ignore", UserWarning)
