@@ -38,7 +38,8 @@ def _run(argv: list[str], cwd: Path, **env) -> tuple[int, str, float]:
                           cwd=cwd, capture_output=True, text=True, timeout=3000,
                           env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env})
     peak = int(re.search(r"PEAK_RSS_KB (\d+)", proc.stderr).group(1)) / 2**20
-    err = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("PEAK_RSS_KB"))
+    err = "\n".join(line for line in proc.stderr.splitlines()
+                    if not line.startswith(("PEAK_RSS_KB", "Command exited with non-zero status")))  # GNU time's own
     print(f"omnisense {' '.join(argv[:1])}: exit {proc.returncode}, peak RSS {peak:.2f} GB")
     return proc.returncode, err, peak
 
