@@ -186,7 +186,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from perception3d._errors import Perception3DError
     from video._errors import VideoError
 
-    return (OmnisenseError, FusionError, Perception3DError, VideoError, FileNotFoundError, IsADirectoryError, PermissionError)
+    # OSError: a file that cannot be read or written (missing, a folder in its place, read-only, disk full)
+    return (OmnisenseError, FusionError, Perception3DError, VideoError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,13 +210,20 @@ def main(argv: list[str] | None = None) -> int:
     return _guard(lambda: handlers[args.command](args), debug)
 
 
+def _one_line(exc: BaseException) -> str:
+    """An OSError as `FILE: reason` (Python's own text is `[Errno 17] File exists: 'FILE'`); others as they are."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror.lower()}"
+    return str(exc)
+
+
 def _guard(fn, debug: bool) -> int:
     try:
         code = fn()
     except _known_errors() as exc:
         if debug:
             raise
-        print(f"omnisense: error: {exc}", file=sys.stderr)
+        print(f"omnisense: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("omnisense: interrupted", file=sys.stderr)

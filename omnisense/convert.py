@@ -69,12 +69,18 @@ def convert(family: str, checkpoint: Path, output: Path, *, variant: str | None 
     variant = variant or info.get("variant") or default_variant
     kwargs = dict(info.get("kwargs", {}))
     model = build_model(variant, **kwargs)
+    for name, tensor in model.state_dict().items():  # an int8 tensor where the model has floats is not a weight
+        got = ours.get(name)
+        if got is not None and tensor.is_floating_point() and not got.is_floating_point():
+            raise WeightsError(checkpoint, f"tensor {name!r} is {str(got.dtype).replace('torch.', '')}, the model's is "
+                                           f"{str(tensor.dtype).replace('torch.', '')} (quantised checkpoints are not "
+                                           "supported)")
     base = compare_state(model.state_dict(), ours)
     report = ConversionReport(missing=base.missing, unexpected=base.unexpected, mis_shaped=base.mis_shaped,
                               matched=base.matched)
     if not report.ok and not allow_partial:
-        raise WeightsError(checkpoint, f"does not fill {variant} (use --allow-partial to write anyway):\n"
-                           + report.summary())
+        raise WeightsError(checkpoint, f"does not fill {variant} (use --allow-partial to write anyway): "
+                           + report.summary().replace("\n", "; "))  # one line, every tensor still named
     state = {k: v for k, v in ours.items() if k in model.state_dict()}
     meta = WeightsMeta(
         task=task, model={"variant": variant, "kwargs": kwargs},

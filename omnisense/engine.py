@@ -75,11 +75,18 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utiliti
 
 class OmnisenseCLI(LightningCLI):
     """LightningCLI with a checkpoint section whose defaults save often and keep `last.ckpt`, a predictions
-    section (where `predict` writes its records) and `--tensorboard`."""
+    section (where `predict` writes its records) and `--tensorboard`; checkpoints are saved and read by
+    `omnisense._checkpoint_io.AtomicCheckpointIO` (same-folder atomic saves, checked loads)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         quiet_console()
         super().__init__(*args, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:  # Lightning reads --ckpt_path here first: check it before it does
+        from omnisense._checkpoint_io import check_ckpt_file
+
+        check_ckpt_file(self.config)
+        super()._parse_ckpt_path()
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -96,7 +103,10 @@ class OmnisenseCLI(LightningCLI):
                                  "(pip install 'omnisense[tensorboard]')")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
+        from omnisense._checkpoint_io import check_resume, plug_into
+
+        check_resume(self.model, self.config[self.subcommand].get("ckpt_path") if self.subcommand else None)
+        trainer = plug_into(super().instantiate_trainer(**kwargs))
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("tensorboard"):
             trainer.loggers = with_tensorboard(trainer.loggers)
@@ -119,6 +129,14 @@ def with_tensorboard(loggers: list) -> list:
 
 
 def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
+    """`_run_lightning_cli` with config errors (YAML syntax, empty file, unknown key) as one line naming the file."""
+    from omnisense._checkpoint_io import config_errors_as_one_line
+
+    with config_errors_as_one_line(argv):
+        return _run_lightning_cli(argv, return_results=return_results)
+
+
+def _run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
     """Run `fit | validate | test | predict` with LightningCLI on `argv` (e.g. ["fit", "--config", "x.yaml"]).
 
     Unknown keys and wrong types in a config are reported by jsonargparse with the key's name; the process
@@ -135,7 +153,7 @@ def run_lightning_cli(argv: list[str], *, return_results: bool = False) -> Any:
         # With a logger every run has its own version folder, so this never replaces another run's config;
         # without one (`--trainer.logger false`) the resolved config of the latest run sits in default_root_dir.
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"parser_mode": "yaml", "allow_abbrev": False},
+        parser_kwargs={"parser_mode": "yaml", "allow_abbrev": False, "exit_on_error": False},
     )
     stage = {"validate": "val", "test": "test"}.get(cli.subcommand)
     if stage and not any(k.startswith(f"{stage}/") for k in cli.trainer.callback_metrics):

@@ -172,6 +172,18 @@ def _knn_idx(query: Tensor, ref: Tensor, k: int, exclude_self: bool = False) -> 
     return knn(query.unsqueeze(0), ref.unsqueeze(0), min(k, ref.shape[0]))[1][0]
 
 
+def well_conditioned_cov(cov: Tensor) -> Tensor:
+    """Covariances [..., 3, 3] scaled by their trace, the non-finite or zero ones replaced by the identity / 3.
+
+    Eigenvalue ratios and eigenvectors are unchanged by the scale, and the solver then never sees an entry of
+    1e60 or a NaN: LAPACK's eigh fails to converge on those ("ill-conditioned") rather than returning anything.
+    """
+    trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    ok = torch.isfinite(cov).all(-1).all(-1)[..., None, None] & torch.isfinite(trace) & (trace > 0)
+    eye = torch.eye(3, dtype=cov.dtype, device=cov.device) / 3
+    return torch.where(ok, cov / torch.where(ok, trace, torch.ones_like(trace)), eye)
+
+
 def local_shape_features(points: Tensor, k: int = 16, group_idx: Tensor | None = None) -> Tensor:
     """The shape of each point's k-neighbourhood [N, 3]: covariance eigenvalues / their sum, ascending.
 
@@ -182,7 +194,7 @@ def local_shape_features(points: Tensor, k: int = 16, group_idx: Tensor | None =
     group = points[group_idx]  # [N, k, 3]
     centred = group - group.mean(1, keepdim=True)
     cov = centred.transpose(1, 2) @ centred / group.shape[1]  # [N, 3, 3]
-    eig = torch.linalg.eigvalsh(cov.double()).clamp_min(0).to(points.dtype)  # ascending
+    eig = torch.linalg.eigvalsh(well_conditioned_cov(cov.double())).clamp_min(0).to(points.dtype)  # ascending
     return eig / eig.sum(-1, keepdim=True).clamp_min(1e-12)
 
 

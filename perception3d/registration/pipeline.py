@@ -44,6 +44,9 @@ def check_points(points: np.ndarray, name: str, min_points: int = 16) -> np.ndar
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(1).sum())
         raise PointCloudValueError(f"{name}: {bad} point(s) have NaN or infinite coordinates")
+    if np.abs(arr).max() > 1e9:  # perception3d.io.MAX_ABS_COORDINATE: no distance computed afterwards means anything
+        far = int((np.abs(arr) > 1e9).any(1).sum())
+        raise PointCloudValueError(f"{name}: {far} point(s) have a coordinate beyond 1e9 (corrupt values)")
     if arr.shape[0] < min_points:
         raise PointCloudValueError(f"{name}: {arr.shape[0]} points is too few to register (need >= {min_points})")
     if np.ptp(arr, axis=0).max() <= 0:

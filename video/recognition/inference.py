@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from video._errors import MediaFileError
 from video.io import VideoReader
 from video.sampling import test_clips
 from video.transforms import center_crop, normalize, resize_short_side, to_clip
@@ -45,6 +46,10 @@ class Recognition:
         return self.__dict__.copy()
 
 
+# A clip of one frame is a still image: no motion to recognise.
+MIN_FRAMES = 2
+
+
 @torch.no_grad()
 def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: InputSpec, *, num_clips: int = 1,
               topk: int = 5, device: str = "cpu", backend: str = "auto") -> Recognition:
@@ -54,6 +59,8 @@ def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: 
     so a model trained at 12 fps with stride 2 sees the same time span in a 25 fps video.
     """
     reader = VideoReader(path, backend=backend)
+    if len(reader) < MIN_FRAMES:
+        raise MediaFileError(path, f"{len(reader)} decodable frame; an action needs a clip of at least {MIN_FRAMES}")
     interval = spec.frame_interval
     if spec.fps and reader.fps > 0:
         interval = max(1, int(round(spec.frame_interval * reader.fps / spec.fps)))
