@@ -5,7 +5,8 @@ The model is loaded once; a progress bar runs on stderr (when it is a terminal);
 task's schema (`omnisense.outputs`) written as one JSON line to `--output FILE.jsonl`, or to stdout when neither
 `--output` nor `--out-dir` is given, or as `<name>.json` under `--out-dir`. A bad input is reported on its own line
 (the file and the problem), recorded as an `omnisense.error/1` record and skipped; `--fail-fast` stops at the
-first one. The exit status is 2 when any input failed, after a summary line ("N ok, M failed").
+first one. The exit status is 2 when any input failed, after a summary line ("N ok, M failed"). A run of ONE input
+that fails prints one line (`omnisense: error: FILE: problem`), writes nothing and exits 2, like any other error.
 
 Nothing is overwritten without `--overwrite`: every output a run would write (the JSONL, the per-input files, a
 plot, ...) is checked before the model is loaded, and an existing one stops the run with one line and exit 2,
@@ -64,7 +65,11 @@ def collect_inputs(items: Sequence[str | Path], extensions: Sequence[str],
         else:
             out.append(path)
     seen: set[Path] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
+    found = [p for p in out if not (p in seen or seen.add(p))]
+    if not found and items:
+        raise OmnisenseError(f"{items[0]}: no input files in it (looked for {', '.join(sorted(exts))})"
+                             + (f" (and in {len(items) - 1} more)" if len(items) > 1 else ""))
+    return found
 
 
 def unique_names(inputs: Sequence[Any], name: Callable[[Any], str] = lambda p: Path(p).stem) -> list[str]:
@@ -89,6 +94,18 @@ def refuse_existing(paths: Sequence[Path | None], overwrite: bool) -> None:
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise OmnisenseError(f"refusing to overwrite {existing[0]}{more}: pass --overwrite to replace it")
+
+
+def check_writable(paths: Sequence[Path | None]) -> None:
+    """Stop before any work when an output cannot be written: a file stands where one of its folders should be."""
+    for path in paths:
+        if path is None:
+            continue
+        for parent in Path(path).parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OmnisenseError(f"cannot write {path}: {parent} is a file, not a folder")
+                break
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
@@ -140,10 +157,12 @@ class Batch:
             for item, n in zip(self.inputs, names):
                 planned += self.per_input_outputs(item, n)
         refuse_existing(planned, args.overwrite)
+        check_writable(planned)
 
         runtime = configure(args.device, args.threads)
         state = self.load(runtime)
         to_stdout = args.output is None and args.out_dir is None
+        single = len(self.inputs) == 1  # one input that fails: one line naming it, exit 2, nothing written
         ok = failed = 0
         errors = input_errors()
         bar = _progress(len(self.inputs), self.label, disable=args.no_progress or len(self.inputs) < 2)
@@ -157,6 +176,11 @@ class Batch:
                     record = error_record(_shown(item), _message(err))
                 except Exception as err:  # noqa: BLE001 - a batch reports an unexpected failure and goes on
                     record = error_record(_shown(item), f"unexpected {type(err).__name__}: {_message(err)}")
+                if single and "error" in record:
+                    message = record["error"] if record["input"] in record["error"] else \
+                        f"{record['input']}: {record['error']}"
+                    print(f"omnisense: error: {message}", file=sys.stderr)
+                    return 2
                 self.records.append(record)
                 if "error" in record:
                     failed += 1

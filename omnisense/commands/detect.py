@@ -84,6 +84,10 @@ def read_sweep(path: Path, frame: int = 0, topic: str | None = None):
     if path.suffix.lower() in SCAN_EXTENSIONS or not path.is_file():
         return read_scan(path)
     xyz = read_points(path).xyz.astype(np.float32)
+    if len(xyz) < 4:  # as read_scan: a sweep of fewer points is no sweep
+        from perception3d._errors import PointCloudValueError
+
+        raise PointCloudValueError(f"{path}: {len(xyz)} point(s), a lidar sweep needs at least 4")
     return np.concatenate([xyz, np.zeros((len(xyz), 1), np.float32)], 1)
 
 

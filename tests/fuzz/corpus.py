@@ -978,10 +978,9 @@ def data_cases() -> list[Case]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Outputs that exist already: nothing is overwritten without --overwrite (the cli branch adds the flag)
+# Outputs that exist already: nothing is overwritten without --overwrite
 # ----------------------------------------------------------------------------------------------------------------
 
-OVERWRITE_REASON = "needs --overwrite from the cli branch"
 
 
 def overwrite_cases() -> list[Case]:
@@ -997,8 +996,8 @@ def overwrite_cases() -> list[Case]:
             return Call([command, *inputs, flag, str(target), *extra], target, outs)
         return build
 
-    cases = [Case(f"{c}/output-exists", c, existing(c, "--output"), xfail=OVERWRITE_REASON) for c in _WEIGHTS_OF]
-    cases += [Case(f"{c}/plot-exists", c, existing(c, "--plot"), xfail=OVERWRITE_REASON)
+    cases = [Case(f"{c}/output-exists", c, existing(c, "--output")) for c in _WEIGHTS_OF]
+    cases += [Case(f"{c}/plot-exists", c, existing(c, "--plot"))
               for c in ("register", "detect", "fuse")]
     cases.append(Case("convert/output-exists", "convert", _convert_existing))  # save_weights refuses already
     return cases

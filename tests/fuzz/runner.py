@@ -162,6 +162,8 @@ def run_case(case: Case, samples: Samples, folder: Path, capture=None) -> Outcom
     except Exception:  # noqa: BLE001
         return Outcome(case, None, "build-failed", traceback.format_exc(), ["corpus could not build the case"])
     call.root = ws.dir
+    if capture is not None:
+        capture()  # what building the case printed is not the call's
     outputs_before = {out: _digest(out) for out in call.outputs}
     before = snapshot(ws.dir)
     if capture is None:
