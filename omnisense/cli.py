@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         mod = _registry.resolve(module)
         p = bench_sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON here")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
         mod.add_arguments(p)
         add_runtime_arguments(p, threads="--threads" not in p._option_string_actions)
         p.set_defaults(_bench=module)
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the named model variants and the shipped weights")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the listing as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
     p = sub.add_parser("demo", help="the main job: one example of each capability on built-in sample data")
     p.add_argument("--output", type=Path, default=Path("outputs/demo"), help="report folder (default: outputs/demo)")
@@ -108,6 +110,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     from omnisense import _runtime
     from omnisense.bench._common import print_report, write_json
 
+    from omnisense.commands._batch import refuse_existing
+
+    refuse_existing([args.json], args.overwrite)  # before the work, not after it
     runtime = _runtime.configure(args.device, args.threads)
     args.device, args.threads = runtime.device, runtime.threads
     from omnisense._progress import heartbeat
@@ -165,6 +170,9 @@ def _run_export(args: argparse.Namespace) -> int:
 def _run_models(args: argparse.Namespace) -> int:
     from omnisense import models as _catalogue
 
+    from omnisense.commands._batch import refuse_existing
+
+    refuse_existing([args.json], args.overwrite)
     listing = _catalogue.listing()
     _catalogue.print_listing(listing)
     if args.json:
