@@ -255,7 +255,7 @@ def center_head_loss(preds: dict[str, Tensor], targets: Targets, geometry: HeadG
     return out
 
 
-NMS_CONVENTIONS = ("exact", "openpcdet_bev")
+NMS_CONVENTIONS = ("exact", "openpcdet_bev", "mmdet3d_bev")
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,11 @@ class PostProcessConfig:
             y + dy/2, pi/2 - heading]`, and the kernel turns that rectangle by `-(pi/2 - heading)` about its
             centre, so the rectangle it intersects is the box turned 90 degrees (dx along heading - pi/2);
             the kept list is grouped by class (class 0 first), each group by descending score.
+            "mmdet3d_bev": what FlatFormer's official head (mmdet3d v0.x `multi_class_nms_gpu` -> the iou3d
+            `nms_gpu` kernel) computes, for weights converted from its checkpoints: it hands the kernel
+            `xywhr2xyxyr(bev)` = `[x - dx/2, y - dy/2, x + dx/2, y + dy/2, heading]`, which the kernel turns by
+            `-heading` (mmdet3d v0.x's LiDAR box convention), so the rectangle it intersects is the box with its
+            heading negated; the kept list is grouped by class, each group by descending score.
         iou_scoring: how the IoU branch rescores. "decoded" (OpenPCDet's CenterHead, DSVT, and this project's
             own weights): the branch predicts `2 IoU - 1`, read as `(x + 1) / 2` clamped to [0, 1], and the scores
             of the decoded top-K peaks that pass the filter are rectified (`iou_rectifier` or `iou_power`).
@@ -356,8 +361,10 @@ def class_nms(boxes: Tensor, scores: Tensor, labels: Tensor, cfg: PostProcessCon
     post = list(cfg.nms_post_max) if isinstance(cfg.nms_post_max, tuple) else cfg.nms_post_max
     if cfg.nms_convention == "exact":
         return nms_rotated_per_class(boxes, scores, labels, list(cfg.nms_thresholds), pre, post)
-    # "openpcdet_bev": the kernel's rectangle is the box turned 90 degrees about its centre, i.e. dx and dy swapped
-    turned = boxes[:, [0, 1, 2, 4, 3, 5, 6]]
+    if cfg.nms_convention == "openpcdet_bev":  # the kernel's rectangle: the box turned 90 degrees (dx, dy swapped)
+        turned = boxes[:, [0, 1, 2, 4, 3, 5, 6]]
+    else:  # "mmdet3d_bev": the kernel's rectangle: the box turned by -heading instead of +heading
+        turned = torch.cat([boxes[:, :6], -boxes[:, 6:7]], 1)
     kept = nms_rotated_per_class(turned, scores, labels, list(cfg.nms_thresholds), pre, post)  # by score
     return kept[torch.sort(labels[kept], stable=True).indices]  # grouped by class, by score inside each
 

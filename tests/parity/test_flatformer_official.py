@@ -1,15 +1,19 @@
 """FlatFormer against the official code (mit-han-lab/flatformer): the middle encoder through
-`convert_mmdet3d_flatformer`, with an eps probe, and the head's decoding with its IoU rescoring and the pre-NMS
-filter; the fixture comes from tools/parity/flatformer.py."""
+`convert_mmdet3d_flatformer`, with an eps probe, and the head's decoding with its IoU rescoring, the pre-NMS
+filter and the NMS (`nms_convention="mmdet3d_bev"`); the fixture comes from tools/parity/flatformer.py, the NMS
+kernel's emulation from tools/parity/mmdet3d_iou_bev.py."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import torch
+import pytest
 from torch import nn
 
-from perception3d.detection.head import HeadGeometry, PostProcessConfig, decode_boxes, pre_nms_filter
+from perception3d.detection.head import (HeadGeometry, PostProcessConfig, class_nms, decode_boxes, post_process,
+                                         pre_nms_filter)
 from perception3d.kernels import FlatFormer
 from perception3d.models.flatformer import convert_mmdet3d_flatformer
 from tests.parity._fixtures import ATOL, RTOL, load, max_error
@@ -98,3 +102,108 @@ def test_decoded_iou_scoring_would_not_match():
 def test_the_flatformer_layer_norms_are_pytorch_default():
     model, _, _ = _encoder()
     assert all(m.eps == 1e-5 for m in model.modules() if isinstance(m, nn.LayerNorm))
+
+
+def _official_post(convention: str = "mmdet3d_bev"):
+    """The fixture's maps in our layout, its geometry, and the official test_cfg as a PostProcessConfig."""
+    fx, meta = load("flatformer")
+    cfg = json.loads(meta["config"])
+    coder, test_cfg, head = cfg["coder"], cfg["test_cfg"], fx["head"]
+    maps = {"center": head["reg"], "center_z": head["height"], "dim": head["dim"], "rot": head["rot"][:, [1, 0]],
+            "iou": head["iou"], "hm": head["heatmap"]}
+    x0, y0 = coder["pc_range"]
+    geometry = HeadGeometry((x0, y0, -4.0, -x0, -y0, 2.0), tuple(coder["voxel_size"]), coder["out_size_factor"])
+    post = PostProcessConfig(score_threshold=coder["score_threshold"], center_range=tuple(coder["post_center_range"]),
+                             max_per_frame=coder["max_num"], iou_rectifier=(), iou_power=test_cfg["iou_pow"],
+                             iou_scoring="heatmap", nms_thresholds=tuple(test_cfg["nms_thr"]),
+                             nms_pre_max=tuple(test_cfg["pre_max_size"]), nms_post_max=tuple(test_cfg["post_max_size"]),
+                             nms_convention=convention)
+    return fx, maps, geometry, post
+
+
+def test_flatformer_nms_keeps_the_official_boxes():
+    """`class_nms(..., "mmdet3d_bev")` on the decoded boxes keeps exactly the official rows, in the official order
+    (class by class, by score inside each; post_max_size biting on classes 0 and 2)."""
+    fx, maps, geometry, post = _official_post()
+    heatmap = torch.sigmoid(maps["hm"]) * maps["iou"].clamp(0, 1).pow(post.iou_power)
+    boxes, scores, labels, _ = decode_boxes(maps, geometry, post.max_per_frame, heatmap)
+    for f in range(2):
+        keep = pre_nms_filter(boxes[f], scores[f], geometry, post)
+        kept = class_nms(boxes[f][keep], scores[f][keep], labels[f][keep], post)
+        assert kept.tolist() == fx["nms"][f"keep_{f}"].tolist()
+        assert 0 < len(kept) < int(keep.sum())
+
+
+def test_flatformer_post_processing_matches_the_official_nms():
+    """The whole decoder (rescoring, decoding, filter, NMS) returns the official boxes, scores and labels."""
+    fx, maps, geometry, post = _official_post()
+    for f, det in enumerate(post_process(maps, geometry, post)):
+        assert torch.equal(det["labels"], fx["nms"][f"labels_{f}"].long())
+        torch.testing.assert_close(det["boxes"], fx["nms"][f"bboxes_{f}"][:, :7], atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(det["scores"], fx["nms"][f"scores_{f}"], atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("convention", ["exact", "openpcdet_bev"])
+def test_other_nms_conventions_differ_from_the_official_on_the_fixture(convention):
+    fx, maps, geometry, post = _official_post(convention)
+    differs = []
+    for f, det in enumerate(post_process(maps, geometry, post)):
+        official = fx["nms"][f"bboxes_{f}"][:, :7]
+        differs.append(det["boxes"].shape != official.shape or not torch.allclose(det["boxes"], official))
+    assert any(differs)
+
+
+def _random_boxes(gen: torch.Generator, n: int) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=gen) * 8
+    dims = torch.rand(n, 3, generator=gen) * torch.tensor([3.5, 1.5, 1.0]) + torch.tensor([1.0, 0.5, 1.0])
+    heading = (torch.rand(n, 1, generator=gen) * 2 - 1) * math.pi
+    return torch.cat([xy, torch.zeros(n, 1), dims, heading], 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mmdet3d_bev_nms_equals_the_kernel_emulation(tool, seed):
+    """`class_nms(..., "mmdet3d_bev")` against tools/parity/mmdet3d_iou_bev.py (`multi_class_nms_gpu` with the
+    kernel's geometry, from their source) on random boxes: the same kept indices in the same order."""
+    emulation = tool("parity/mmdet3d_iou_bev")
+    gen = torch.Generator().manual_seed(seed)
+    n = 60
+    boxes, scores = _random_boxes(gen, n), torch.rand(n, generator=gen)
+    labels = torch.randint(0, 3, (n,), generator=gen)
+    cfg = PostProcessConfig(nms_thresholds=(0.3, 0.2, 0.1), nms_pre_max=(50, 15, 50), nms_post_max=(12, 12, 6),
+                            nms_convention="mmdet3d_bev")
+    expected = emulation.multi_class_nms(boxes.tolist(), scores.tolist(), labels.tolist(), cfg.nms_thresholds,
+                                         cfg.nms_pre_max, cfg.nms_post_max)
+    assert class_nms(boxes, scores, labels, cfg).tolist() == expected
+
+
+def test_mmdet3d_bev_differs_from_exact_on_random_boxes(tool):
+    """The random sets discriminate: NMS on the true rectangles keeps another set on at least one seed."""
+    emulation = tool("parity/mmdet3d_iou_bev")
+    differs = 0
+    for seed in range(6):
+        gen = torch.Generator().manual_seed(seed)
+        boxes, scores = _random_boxes(gen, 60), torch.rand(60, generator=gen)
+        labels = torch.randint(0, 3, (60,), generator=gen)
+        cfg = PostProcessConfig(nms_thresholds=(0.3, 0.2, 0.1), nms_pre_max=(50, 15, 50), nms_post_max=(12, 12, 6))
+        expected = emulation.multi_class_nms(boxes.tolist(), scores.tolist(), labels.tolist(), cfg.nms_thresholds,
+                                             cfg.nms_pre_max, cfg.nms_post_max)
+        differs += sorted(class_nms(boxes, scores, labels, cfg).tolist()) != sorted(expected)
+    assert differs > 0
+
+
+def test_the_official_kernel_turns_the_rectangle_by_minus_heading(tool):
+    """Two 4.5 x 2 m boxes with heading 0.6, 0.5 m apart along it: IoU 0.8 on the true rectangles; the kernel,
+    turning each by -0.6, sees them 0.5 m apart at 1.2 rad to their length, and an IoU below 0.7."""
+    emulation = tool("parity/mmdet3d_iou_bev")
+    boxes = torch.tensor([[0.0, 0.0, 0.0, 4.5, 2.0, 1.5, 0.6],
+                          [0.5 * math.cos(0.6), 0.5 * math.sin(0.6), 0.0, 4.5, 2.0, 1.5, 0.6]])
+    a, b = emulation.official_bev_boxes(boxes.tolist())
+    mirrored = boxes.clone()
+    mirrored[:, 6] *= -1
+    a_true, b_true = emulation.official_bev_boxes(mirrored.tolist())  # the kernel on -heading: the true rectangles
+    assert emulation.iou_bev(a_true, b_true) == pytest.approx(0.8, abs=1e-6)
+    assert emulation.iou_bev(a, b) < 0.7
+    scores, labels = torch.tensor([0.9, 0.8]), torch.tensor([0, 0])
+    kw = dict(nms_thresholds=(0.7,), nms_pre_max=100, nms_post_max=100)
+    assert class_nms(boxes, scores, labels, PostProcessConfig(**kw)).tolist() == [0]
+    assert class_nms(boxes, scores, labels, PostProcessConfig(**kw, nms_convention="mmdet3d_bev")).tolist() == [0, 1]
