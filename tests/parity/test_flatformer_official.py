@@ -1,6 +1,7 @@
 """FlatFormer against the official code (mit-han-lab/flatformer): the middle encoder through
 `convert_mmdet3d_flatformer`, with an eps probe, and the head's decoding with its IoU rescoring, the pre-NMS
-filter and the NMS (`nms_convention="mmdet3d_bev"`); the fixture comes from tools/parity/flatformer.py, the NMS
+filter, the box convention (`box_convention="mmdet3d_v0"`) and the NMS
+(`nms_convention="mmdet3d_bev"`); the fixture comes from tools/parity/flatformer.py, the NMS
 kernel's emulation from tools/parity/mmdet3d_iou_bev.py."""
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import torch
 import pytest
 from torch import nn
 
-from perception3d.detection.head import (HeadGeometry, PostProcessConfig, class_nms, decode_boxes, post_process,
-                                         pre_nms_filter)
+from perception3d.detection.boxes import boxes_to_corners_bev
+from perception3d.detection.head import (HeadGeometry, PostProcessConfig, class_nms, decode_boxes, from_mmdet3d_v0,
+                                         post_process, pre_nms_filter)
 from perception3d.kernels import FlatFormer
 from perception3d.models.flatformer import convert_mmdet3d_flatformer
 from tests.parity._fixtures import ATOL, RTOL, load, max_error
@@ -104,7 +106,7 @@ def test_the_flatformer_layer_norms_are_pytorch_default():
     assert all(m.eps == 1e-5 for m in model.modules() if isinstance(m, nn.LayerNorm))
 
 
-def _official_post(convention: str = "mmdet3d_bev"):
+def _official_post(nms: str = "mmdet3d_bev", box: str = "mmdet3d_v0"):
     """The fixture's maps in our layout, its geometry, and the official test_cfg as a PostProcessConfig."""
     fx, meta = load("flatformer")
     cfg = json.loads(meta["config"])
@@ -117,39 +119,65 @@ def _official_post(convention: str = "mmdet3d_bev"):
                              max_per_frame=coder["max_num"], iou_rectifier=(), iou_power=test_cfg["iou_pow"],
                              iou_scoring="heatmap", nms_thresholds=tuple(test_cfg["nms_thr"]),
                              nms_pre_max=tuple(test_cfg["pre_max_size"]), nms_post_max=tuple(test_cfg["post_max_size"]),
-                             nms_convention=convention)
+                             nms_convention=nms, box_convention=box)
     return fx, maps, geometry, post
 
 
-def test_flatformer_nms_keeps_the_official_boxes():
-    """`class_nms(..., "mmdet3d_bev")` on the decoded boxes keeps exactly the official rows, in the official order
-    (class by class, by score inside each; post_max_size biting on classes 0 and 2)."""
-    fx, maps, geometry, post = _official_post()
+def _decoded(maps, geometry, post):
     heatmap = torch.sigmoid(maps["hm"]) * maps["iou"].clamp(0, 1).pow(post.iou_power)
     boxes, scores, labels, _ = decode_boxes(maps, geometry, post.max_per_frame, heatmap)
     for f in range(2):
         keep = pre_nms_filter(boxes[f], scores[f], geometry, post)
-        kept = class_nms(boxes[f][keep], scores[f][keep], labels[f][keep], post)
+        yield boxes[f][keep], scores[f][keep], labels[f][keep]
+
+
+def test_flatformer_nms_keeps_the_official_boxes():
+    """On the decoded boxes turned into our convention, `class_nms(..., "mmdet3d_bev")` keeps exactly the official
+    rows, in the official order (class by class, by score inside each; post_max_size biting on classes 0 and 2)."""
+    fx, maps, geometry, post = _official_post()
+    for f, (boxes, scores, labels) in enumerate(_decoded(maps, geometry, post)):
+        kept = class_nms(from_mmdet3d_v0(boxes), scores, labels, post)
         assert kept.tolist() == fx["nms"][f"keep_{f}"].tolist()
-        assert 0 < len(kept) < int(keep.sum())
+        assert 0 < len(kept) < len(boxes)
 
 
 def test_flatformer_post_processing_matches_the_official_nms():
-    """The whole decoder (rescoring, decoding, filter, NMS) returns the official boxes, scores and labels."""
+    """The whole decoder (rescoring, decoding, filter, box convention, NMS) returns the official boxes after NMS,
+    turned into our convention as the official Waymo export does, with the official scores and labels."""
     fx, maps, geometry, post = _official_post()
     for f, det in enumerate(post_process(maps, geometry, post)):
         assert torch.equal(det["labels"], fx["nms"][f"labels_{f}"].long())
-        torch.testing.assert_close(det["boxes"], fx["nms"][f"bboxes_{f}"][:, :7], atol=ATOL, rtol=RTOL)
+        official = fx["nms"][f"bboxes_{f}"][:, :7]
+        torch.testing.assert_close(det["boxes"], from_mmdet3d_v0(official), atol=ATOL, rtol=RTOL)
         torch.testing.assert_close(det["scores"], fx["nms"][f"scores_{f}"], atol=ATOL, rtol=RTOL)
 
 
-@pytest.mark.parametrize("convention", ["exact", "openpcdet_bev"])
-def test_other_nms_conventions_differ_from_the_official_on_the_fixture(convention):
-    fx, maps, geometry, post = _official_post(convention)
+def _same_corners(ours: torch.Tensor, official: list) -> bool:
+    """The same four corners, in any order (1e-4 m)."""
+    theirs = torch.tensor(official, dtype=ours.dtype)
+    return bool((torch.cdist(ours, theirs).min(1).values < 1e-4).all())
+
+
+def test_our_boxes_are_the_rectangles_mmdet3d_v0_draws(tool):
+    """`from_mmdet3d_v0` keeps the rectangle: our corners of the converted official boxes are the corners mmdet3d
+    v0.x's `corners` draws for the official ones (and reading the official numbers as ours mirrors them)."""
+    emulation = tool("parity/mmdet3d_iou_bev")
+    fx, _, _, _ = _official_post()
+    official = torch.cat([fx["nms"]["bboxes_0"], fx["nms"]["bboxes_1"]])[:, :7]
+    ours = boxes_to_corners_bev(from_mmdet3d_v0(official))
+    assert all(_same_corners(c, emulation.lidar_v0_bev_corners(b)) for c, b in zip(ours, official.tolist()))
+    raw = boxes_to_corners_bev(official)
+    assert sum(_same_corners(c, emulation.lidar_v0_bev_corners(b)) for c, b in zip(raw, official.tolist())) < len(raw)
+
+
+@pytest.mark.parametrize("nms,box", [("exact", "mmdet3d_v0"), ("mmdet3d_bev", "ours"), ("openpcdet_bev", "mmdet3d_v0")])
+def test_other_conventions_differ_from_the_official_on_the_fixture(nms, box):
+    """The fixture discriminates: by-score order, the raw boxes, or DSVT's turned rectangles give other lists."""
+    fx, maps, geometry, post = _official_post(nms, box)
     differs = []
-    for f, det in enumerate(post_process(maps, geometry, post)):
-        official = fx["nms"][f"bboxes_{f}"][:, :7]
-        differs.append(det["boxes"].shape != official.shape or not torch.allclose(det["boxes"], official))
+    for f, (boxes, scores, labels) in enumerate(_decoded(maps, geometry, post)):
+        kept = class_nms(from_mmdet3d_v0(boxes) if box == "mmdet3d_v0" else boxes, scores, labels, post)
+        differs.append(kept.tolist() != fx["nms"][f"keep_{f}"].tolist())
     assert any(differs)
 
 
@@ -160,50 +188,51 @@ def _random_boxes(gen: torch.Generator, n: int) -> torch.Tensor:
     return torch.cat([xy, torch.zeros(n, 1), dims, heading], 1)
 
 
+def _random_set(seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    boxes, scores = _random_boxes(gen, 60), torch.rand(60, generator=gen)
+    return boxes, scores, torch.randint(0, 3, (60,), generator=gen)
+
+
+_RANDOM_CFG = dict(nms_thresholds=(0.3, 0.2, 0.1), nms_pre_max=(50, 15, 50), nms_post_max=(12, 12, 6))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_mmdet3d_bev_nms_equals_the_kernel_emulation(tool, seed):
-    """`class_nms(..., "mmdet3d_bev")` against tools/parity/mmdet3d_iou_bev.py (`multi_class_nms_gpu` with the
-    kernel's geometry, from their source) on random boxes: the same kept indices in the same order."""
+    """`class_nms(..., "mmdet3d_bev")` on our boxes against tools/parity/mmdet3d_iou_bev.py (`multi_class_nms_gpu`
+    and the kernel's geometry, from their source) on the same boxes in mmdet3d v0.x's convention: the same kept
+    indices in the same order."""
     emulation = tool("parity/mmdet3d_iou_bev")
-    gen = torch.Generator().manual_seed(seed)
-    n = 60
-    boxes, scores = _random_boxes(gen, n), torch.rand(n, generator=gen)
-    labels = torch.randint(0, 3, (n,), generator=gen)
-    cfg = PostProcessConfig(nms_thresholds=(0.3, 0.2, 0.1), nms_pre_max=(50, 15, 50), nms_post_max=(12, 12, 6),
-                            nms_convention="mmdet3d_bev")
-    expected = emulation.multi_class_nms(boxes.tolist(), scores.tolist(), labels.tolist(), cfg.nms_thresholds,
-                                         cfg.nms_pre_max, cfg.nms_post_max)
+    boxes, scores, labels = _random_set(seed)
+    cfg = PostProcessConfig(**_RANDOM_CFG, nms_convention="mmdet3d_bev")
+    expected = emulation.multi_class_nms(emulation.to_mmdet3d_v0(boxes.tolist()), scores.tolist(), labels.tolist(),
+                                         cfg.nms_thresholds, cfg.nms_pre_max, cfg.nms_post_max)
     assert class_nms(boxes, scores, labels, cfg).tolist() == expected
+    corners = boxes_to_corners_bev(boxes)
+    assert all(_same_corners(c, emulation.lidar_v0_bev_corners(b))
+               for c, b in zip(corners, emulation.to_mmdet3d_v0(boxes.tolist())))
 
 
-def test_mmdet3d_bev_differs_from_exact_on_random_boxes(tool):
-    """The random sets discriminate: NMS on the true rectangles keeps another set on at least one seed."""
+def test_the_kernel_on_unconverted_boxes_keeps_other_sets(tool):
+    """Handing the kernel our numbers as if they were mmdet3d v0.x boxes (no conversion) keeps another set on
+    the random sets: the conversion is what makes the kernel's rectangle the box."""
     emulation = tool("parity/mmdet3d_iou_bev")
     differs = 0
     for seed in range(6):
-        gen = torch.Generator().manual_seed(seed)
-        boxes, scores = _random_boxes(gen, 60), torch.rand(60, generator=gen)
-        labels = torch.randint(0, 3, (60,), generator=gen)
-        cfg = PostProcessConfig(nms_thresholds=(0.3, 0.2, 0.1), nms_pre_max=(50, 15, 50), nms_post_max=(12, 12, 6))
-        expected = emulation.multi_class_nms(boxes.tolist(), scores.tolist(), labels.tolist(), cfg.nms_thresholds,
-                                             cfg.nms_pre_max, cfg.nms_post_max)
-        differs += sorted(class_nms(boxes, scores, labels, cfg).tolist()) != sorted(expected)
+        boxes, scores, labels = _random_set(seed)
+        cfg = PostProcessConfig(**_RANDOM_CFG, nms_convention="mmdet3d_bev")
+        raw = emulation.multi_class_nms(boxes.tolist(), scores.tolist(), labels.tolist(), cfg.nms_thresholds,
+                                        cfg.nms_pre_max, cfg.nms_post_max)
+        differs += sorted(class_nms(boxes, scores, labels, cfg).tolist()) != sorted(raw)
     assert differs > 0
 
 
-def test_the_official_kernel_turns_the_rectangle_by_minus_heading(tool):
-    """Two 4.5 x 2 m boxes with heading 0.6, 0.5 m apart along it: IoU 0.8 on the true rectangles; the kernel,
-    turning each by -0.6, sees them 0.5 m apart at 1.2 rad to their length, and an IoU below 0.7."""
+def test_the_kernel_reads_mmdet3d_v0_boxes(tool):
+    """Two 4.5 x 2 m boxes with heading 0.6, 0.5 m apart along it: IoU 0.8. The kernel gives 0.8 on the boxes in
+    mmdet3d v0.x's convention, less than 0.7 on our numbers read unconverted."""
     emulation = tool("parity/mmdet3d_iou_bev")
-    boxes = torch.tensor([[0.0, 0.0, 0.0, 4.5, 2.0, 1.5, 0.6],
-                          [0.5 * math.cos(0.6), 0.5 * math.sin(0.6), 0.0, 4.5, 2.0, 1.5, 0.6]])
-    a, b = emulation.official_bev_boxes(boxes.tolist())
-    mirrored = boxes.clone()
-    mirrored[:, 6] *= -1
-    a_true, b_true = emulation.official_bev_boxes(mirrored.tolist())  # the kernel on -heading: the true rectangles
-    assert emulation.iou_bev(a_true, b_true) == pytest.approx(0.8, abs=1e-6)
+    boxes = [[0.0, 0.0, 0.0, 4.5, 2.0, 1.5, 0.6], [0.5 * math.cos(0.6), 0.5 * math.sin(0.6), 0.0, 4.5, 2.0, 1.5, 0.6]]
+    a, b = emulation.official_bev_boxes(emulation.to_mmdet3d_v0(boxes))
+    assert emulation.iou_bev(a, b) == pytest.approx(0.8, abs=1e-6)
+    a, b = emulation.official_bev_boxes(boxes)
     assert emulation.iou_bev(a, b) < 0.7
-    scores, labels = torch.tensor([0.9, 0.8]), torch.tensor([0, 0])
-    kw = dict(nms_thresholds=(0.7,), nms_pre_max=100, nms_post_max=100)
-    assert class_nms(boxes, scores, labels, PostProcessConfig(**kw)).tolist() == [0]
-    assert class_nms(boxes, scores, labels, PostProcessConfig(**kw, nms_convention="mmdet3d_bev")).tolist() == [0, 1]

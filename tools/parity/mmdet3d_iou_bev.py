@@ -8,9 +8,12 @@ the mean, `iou_bev` over max(union, 1e-8), and `nms_kernel` dropping a box whose
 above the threshold) is the same, statement for statement, as OpenPCDet's BEV kernel, so it is taken from
 tools/parity/openpcdet_iou_bev.py. What differs is the box handed to it: mmdet3d turns the decoded box
 `[x, y, z, d0, d1, d2, r]` into `LiDARInstance3DBoxes.bev` = `[x, y, d0, d1, r]`, then `xywhr2xyxyr` =
-`[x - d0/2, y - d1/2, x + d0/2, y + d1/2, r]`; the kernel turns that rectangle by -r about its centre (which is
-how mmdet3d v0.x's own `corners` draw a LiDAR box). So, read as this project's boxes (dx along the heading, turned
-by +heading), the rectangle it intersects is the box with its heading negated.
+`[x - d0/2, y - d1/2, x + d0/2, y + d1/2, r]`; the kernel turns that rectangle by -r about its centre, which is
+how mmdet3d v0.x's own `LiDARInstance3DBoxes.corners` draw a box (`rotation_3d_in_axis` about z multiplies row
+vectors by `[[cos, -sin], [sin, cos]]`), with (d0, d1, d2) = (w, l, h). So the kernel intersects the boxes' true
+rectangles. In this project's convention (dx along the heading, turned by +heading) the same box is
+`[x, y, z, l, w, h, -r - pi/2]` (mmdet3d's Waymo export: `heading = -(rotation_y + pi/2)`); `to_mmdet3d_v0` goes
+back.
 
 `multi_class_nms_gpu` runs class by class (0, 1, 2): the boxes of the class sorted by descending score, the first
 `pre_max_sizes[c]` kept, the kernel's greedy NMS at `threshs[c]`, the first `post_max_sizes[c]` of those kept;
@@ -24,6 +27,7 @@ Used by tools/parity/flatformer.py in place of the compiled op, and by tests/par
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location("openpcdet_iou_bev", Path(__file__).with_name("openpcdet_iou_bev.py"))
@@ -43,6 +47,25 @@ def official_bev_boxes(boxes):
         x, y, _, d0, d1, _, r = (float(v) for v in b[:7])
         out.append((x - d0 / 2, y - d1 / 2, x + d0 / 2, y + d1 / 2, r))
     return out
+
+
+def to_mmdet3d_v0(boxes):
+    """This project's boxes `[x, y, z, dx, dy, dz, heading]` as mmdet3d v0.x LiDAR boxes `[x, y, z, w, l, h, yaw]`:
+    w = dy, l = dx, yaw = -heading - pi/2 (the same rectangle)."""
+    out = []
+    for b in boxes:
+        x, y, z, dx, dy, dz, h = (float(v) for v in b[:7])
+        out.append((x, y, z, dy, dx, dz, -h - math.pi / 2))
+    return out
+
+
+def lidar_v0_bev_corners(box):
+    """The BEV corners mmdet3d v0.x draws for a LiDAR box [x, y, z, w, l, h, yaw]: the (w along x, l along y)
+    rectangle's corners (x', y') turned to (x' cos + y' sin, -x' sin + y' cos), then moved to the centre."""
+    x, y, _, w, l, _, r = (float(v) for v in box[:7])
+    c, s = math.cos(r), math.sin(r)
+    return [(x + px * c + py * s, y - px * s + py * c)
+            for px, py in ((-w / 2, -l / 2), (w / 2, -l / 2), (w / 2, l / 2), (-w / 2, l / 2))]
 
 
 def multi_class_nms(boxes, scores, labels, threshs, pre_max_sizes, post_max_sizes) -> list[int]:
