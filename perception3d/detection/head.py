@@ -255,7 +255,8 @@ def center_head_loss(preds: dict[str, Tensor], targets: Targets, geometry: HeadG
     return out
 
 
-NMS_CONVENTIONS = ("exact", "openpcdet_bev")
+NMS_CONVENTIONS = ("exact", "openpcdet_bev", "mmdet3d_bev")
+BOX_CONVENTIONS = ("ours", "mmdet3d_v0")
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,17 @@ class PostProcessConfig:
             y + dy/2, pi/2 - heading]`, and the kernel turns that rectangle by `-(pi/2 - heading)` about its
             centre, so the rectangle it intersects is the box turned 90 degrees (dx along heading - pi/2);
             the kept list is grouped by class (class 0 first), each group by descending score.
+            "mmdet3d_bev": what FlatFormer's official head (mmdet3d v0.x `multi_class_nms_gpu` -> the iou3d
+            `nms_gpu` kernel) computes, for weights converted from its checkpoints: the kernel intersects the
+            boxes' true rectangles (it draws `[x - w/2, y - l/2, x + w/2, y + l/2]` turned by -yaw, which is how
+            mmdet3d v0.x draws its LiDAR boxes; see `box_convention`), so the geometry is "exact"; the kept list is
+            grouped by class (class 0 first), each group by descending score.
+        box_convention: how the head's box regression reads. "ours" (OpenPCDet's, Waymo's, and this project's):
+            `[x, y, z, dx, dy, dz, heading]`, dx along the heading, turned by +heading from the x axis.
+            "mmdet3d_v0" (FlatFormer's official head, mmdet3d v0.x's LiDAR boxes, for weights converted from it):
+            the head predicts `[x, y, z, w, l, h, yaw]`, w along x and l along y turned by -yaw; decoded boxes are
+            turned into ours as the official Waymo export does: heading = -yaw - pi/2 (brought into [-pi, pi]),
+            dx = l, dy = w. The rectangle is unchanged.
         iou_scoring: how the IoU branch rescores. "decoded" (OpenPCDet's CenterHead, DSVT, and this project's
             own weights): the branch predicts `2 IoU - 1`, read as `(x + 1) / 2` clamped to [0, 1], and the scores
             of the decoded top-K peaks that pass the filter are rectified (`iou_rectifier` or `iou_power`).
@@ -289,6 +301,7 @@ class PostProcessConfig:
     score_threshold: float = 0.1
     center_range: tuple[float, float, float, float, float, float] | None = None
     nms_convention: str = "exact"
+    box_convention: str = "ours"
     iou_scoring: str = "decoded"
     max_per_frame: int = 500
     iou_rectifier: tuple[float, ...] = (0.68, 0.71, 0.65)
@@ -300,6 +313,8 @@ class PostProcessConfig:
     def __post_init__(self) -> None:
         if self.nms_convention not in NMS_CONVENTIONS:
             raise ValueError(f"nms_convention must be one of {NMS_CONVENTIONS}, got {self.nms_convention!r}")
+        if self.box_convention not in BOX_CONVENTIONS:
+            raise ValueError(f"box_convention must be one of {BOX_CONVENTIONS}, got {self.box_convention!r}")
         if self.iou_scoring not in ("decoded", "heatmap"):
             raise ValueError(f"iou_scoring must be 'decoded' or 'heatmap', got {self.iou_scoring!r}")
         if self.iou_scoring == "heatmap" and self.iou_power is None:
@@ -356,10 +371,19 @@ def class_nms(boxes: Tensor, scores: Tensor, labels: Tensor, cfg: PostProcessCon
     post = list(cfg.nms_post_max) if isinstance(cfg.nms_post_max, tuple) else cfg.nms_post_max
     if cfg.nms_convention == "exact":
         return nms_rotated_per_class(boxes, scores, labels, list(cfg.nms_thresholds), pre, post)
-    # "openpcdet_bev": the kernel's rectangle is the box turned 90 degrees about its centre, i.e. dx and dy swapped
-    turned = boxes[:, [0, 1, 2, 4, 3, 5, 6]]
+    # "openpcdet_bev": the kernel's rectangle is the box turned 90 degrees (dx, dy swapped); "mmdet3d_bev": the box
+    turned = boxes[:, [0, 1, 2, 4, 3, 5, 6]] if cfg.nms_convention == "openpcdet_bev" else boxes
     kept = nms_rotated_per_class(turned, scores, labels, list(cfg.nms_thresholds), pre, post)  # by score
     return kept[torch.sort(labels[kept], stable=True).indices]  # grouped by class, by score inside each
+
+
+def from_mmdet3d_v0(boxes: Tensor) -> Tensor:
+    """mmdet3d v0.x LiDAR boxes `(..., 7)` [x, y, z, w, l, h, yaw] -> ours [x, y, z, l, w, h, -yaw - pi/2], the
+    heading brought into [-pi, pi] as mmdet3d's Waymo export does; the same rectangle."""
+    heading = -boxes[..., 6] - math.pi / 2
+    heading = torch.where(heading < -math.pi, heading + 2 * math.pi, heading)
+    heading = torch.where(heading > math.pi, heading - 2 * math.pi, heading)
+    return torch.cat([boxes[..., :3], boxes[..., 4:5], boxes[..., 3:4], boxes[..., 5:6], heading[..., None]], -1)
 
 
 def post_process(preds: dict[str, Tensor], geometry: HeadGeometry, cfg: PostProcessConfig) -> list[dict[str, Tensor]]:
@@ -369,6 +393,8 @@ def post_process(preds: dict[str, Tensor], geometry: HeadGeometry, cfg: PostProc
     if cfg.iou_scoring == "heatmap":
         heatmap = torch.sigmoid(preds["hm"]) * preds["iou"].clamp(0, 1).pow(cfg.iou_power)
     boxes, scores, labels, iou = decode_boxes(preds, geometry, cfg.max_per_frame, heatmap)
+    if cfg.box_convention == "mmdet3d_v0":
+        boxes = from_mmdet3d_v0(boxes)
     out = []
     for i in range(boxes.shape[0]):
         keep = pre_nms_filter(boxes[i], scores[i], geometry, cfg)

@@ -37,12 +37,16 @@ def _post_flatformer(**kw) -> PostProcessConfig:
     # test_cfg of the released config: score > 0.1, iou_pow 2, rotate NMS per class. The official head multiplies
     # the heatmap by clamp(iou, 0, 1)^2 before decoding (`iou_scoring="heatmap"`, its IoU branch predicting the
     # IoU itself); this project's own weights predict 2 IoU - 1 and are rescored after decoding ("decoded").
+    # Its regression is in mmdet3d v0.x's LiDAR box convention ([w, l, h], turned by -yaw: `box_convention=
+    # "mmdet3d_v0"`, turned into ours after decoding) and its NMS lists the kept boxes class by class
+    # (`nms_convention="mmdet3d_bev"`); this project's own weights use "ours" and "exact" (by score).
     return PostProcessConfig(**{**dict(score_threshold=0.1, max_per_frame=500, iou_rectifier=(), iou_power=2.0,
                                        nms_thresholds=(0.8, 0.55, 0.55), nms_pre_max=(2048, 1024, 1024),
                                        nms_post_max=(300, 100, 100)), **kw})
 
 
-def flatformer_waymo(*, iou_scoring: str = "decoded", **overrides) -> CenterPointDetector:
+def flatformer_waymo(*, iou_scoring: str = "decoded", nms_convention: str = "exact", box_convention: str = "ours",
+                      **overrides) -> CenterPointDetector:
     """The paper's Waymo model (flatformer_waymo_D1_2x_3class): 0.32 m pillars on [-74.88, 74.88] m.
 
     Deviation: points carry 4 channels (x, y, z, intensity), not Waymo's 5 (with elongation), so that the
@@ -59,11 +63,13 @@ def flatformer_waymo(*, iou_scoring: str = "decoded", **overrides) -> CenterPoin
         head=dict(shared_channels=64, head_conv=64, num_conv=2),
         # bbox_coder: post_center_range, max_num 4096; `iou_scoring="heatmap"` for converted official weights
         post=_post_flatformer(center_range=(-74.88, -74.88, -10.0, 74.88, 74.88, 10.0), max_per_frame=4096,
-                              iou_scoring=iou_scoring),
+                              iou_scoring=iou_scoring, nms_convention=nms_convention,
+                              box_convention=box_convention),
         min_radius=1, **overrides)
 
 
-def flatformer_small(*, iou_scoring: str = "decoded", **overrides) -> CenterPointDetector:
+def flatformer_small(*, iou_scoring: str = "decoded", nms_convention: str = "exact", box_convention: str = "ours",
+                      **overrides) -> CenterPointDetector:
     """A CPU-trainable FlatFormer for the simulated set: 0.32 m pillars on [-25.6, 25.6] m (160 x 160).
 
     Deviations from the paper, for a shared 2-core CPU: a 51.2 m square range (not 149.76 m), width 64
@@ -79,11 +85,14 @@ def flatformer_small(*, iou_scoring: str = "decoded", **overrides) -> CenterPoin
         vfe_halve=False, backbone_3d=backbone, bev_grid_shape=(160, 160, 1),
         bev=dict(layer_nums=[1, 1], layer_strides=[2, 2], num_filters=[48, 64], upsample_strides=[1, 2],
                  num_upsample_filters=[32, 32], style="second"),
-        head=dict(shared_channels=32, head_conv=32, num_conv=2), post=_post_flatformer(iou_scoring=iou_scoring),
+        head=dict(shared_channels=32, head_conv=32, num_conv=2),
+        post=_post_flatformer(iou_scoring=iou_scoring, nms_convention=nms_convention,
+                              box_convention=box_convention),
         min_radius=1, **overrides)
 
 
-def flatformer_tiny(*, iou_scoring: str = "decoded", **overrides) -> CenterPointDetector:
+def flatformer_tiny(*, iou_scoring: str = "decoded", nms_convention: str = "exact", box_convention: str = "ours",
+                     **overrides) -> CenterPointDetector:
     """For tests: 0.4 m pillars on [-12.8, 12.8] m (64 x 64), width 32."""
     point_range = (-12.8, -12.8, -4.0, 12.8, 12.8, 2.0)
     backbone = FlatFormerBackbone(in_channels=32, num_heads=4, num_blocks=1, activation="gelu", window_shape=(4, 4),
@@ -93,7 +102,9 @@ def flatformer_tiny(*, iou_scoring: str = "decoded", **overrides) -> CenterPoint
         vfe_halve=False, backbone_3d=backbone, bev_grid_shape=(64, 64, 1),
         bev=dict(layer_nums=[1, 1], layer_strides=[1, 2], num_filters=[32, 32], upsample_strides=[1, 2],
                  num_upsample_filters=[16, 16], style="second"),
-        head=dict(shared_channels=16, head_conv=16, num_conv=2), post=_post_flatformer(iou_scoring=iou_scoring),
+        head=dict(shared_channels=16, head_conv=16, num_conv=2),
+        post=_post_flatformer(iou_scoring=iou_scoring, nms_convention=nms_convention,
+                              box_convention=box_convention),
         min_radius=1, **overrides)
 
 
@@ -165,13 +176,16 @@ def describe_official(state: dict[str, Tensor], *, checkpoint: str = "") -> dict
     """What a converted FlatFormer Waymo checkpoint (flatformer_waymo_D1_2x_3class layout) is.
 
     The official rescoring is turned on (`iou_scoring="heatmap"`: the IoU branch of the official head predicts
-    the IoU itself and rescales the heatmap before decoding).
+    the IoU itself and rescales the heatmap before decoding), and so are the official box convention
+    (`box_convention="mmdet3d_v0"`: the head regresses mmdet3d v0.x LiDAR boxes [w, l, h, yaw], turned by -yaw;
+    decoded boxes become ours with heading -yaw - pi/2, as the official Waymo export does) and NMS order
+    (`nms_convention="mmdet3d_bev"`: kept boxes class by class).
 
     The point channels come from the first VFE layer (Waymo: x, y, z, intensity, elongation = 5, 11 inputs with
     the 6 centre offsets); the classes are the config's.
     """
     channels = int(state["vfe.pfn_layers.0.linear.weight"].shape[1]) - 6
-    kwargs: dict = {"iou_scoring": "heatmap"}
+    kwargs: dict = {"iou_scoring": "heatmap", "nms_convention": "mmdet3d_bev", "box_convention": "mmdet3d_v0"}
     if channels != 4:
         kwargs["point_channels"] = channels
     return {"variant": "flatformer_waymo", "kwargs": kwargs,

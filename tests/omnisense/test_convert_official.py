@@ -155,6 +155,9 @@ def test_flatformer_middle_encoder_checkpoint_fills_every_key(tmp_path):
     assert report.ok and report.matched == len(source.state_dict())
     model, meta = load_model(tmp_path / "ff.safetensors")
     assert meta.classes == ["Car", "Pedestrian", "Cyclist"]
+    assert meta.model["kwargs"]["nms_convention"] == "mmdet3d_bev" and model.post.nms_convention == "mmdet3d_bev"
+    assert model.post.box_convention == "mmdet3d_v0" and model.post.iou_scoring == "heatmap"
+    assert (flatformer_tiny().post.nms_convention, flatformer_tiny().post.box_convention) == ("exact", "ours")
     for k, v in source.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v, msg=k)
 

@@ -1,7 +1,9 @@
 """Parity fixture for FlatFormer from the official code (mit-han-lab/flatformer, mmdet3d v0.x): the FlatFormer
-middle encoder (`mmdet3d/models/middle_encoders/flatformer.py`) and the head's decoding up to NMS
+middle encoder (`mmdet3d/models/middle_encoders/flatformer.py`) and the head's post-processing
 (`CenterHead.get_bboxes` of `mmdet3d/models/dense_heads/centerpoint_head.py`, which rescales the heatmap by the
-IoU branch, then `CenterPointBBoxCoder.decode`: top-K, score threshold, post_center_range).
+IoU branch, then `CenterPointBBoxCoder.decode`: top-K, score threshold, post_center_range; then its NMS,
+`get_task_detections` -> `multi_class_nms_gpu` of `mmdet3d/ops/iou3d/iou3d_utils.py`, per class as the Waymo
+config sets it).
 
     python tools/parity/flatformer.py /path/to/flatformer-checkout [--out tests/fixtures/parity/flatformer]
 
@@ -10,14 +12,16 @@ detector names it), `input.feats` / `input.coords` (pillar features and (batch, 
 frames), `output.tokens` (the encoder's per-token output, before its BEV scatter), `output.tokens_probe` (the
 same with block 0 layer 0's `norm1` and `fc2` scaled by `PROBE_SCALE`, so that `norm2`'s eps decides the output),
 `head.*` (random head maps in the official layout: heatmap, reg, height, dim (log), rot (sin, cos), vel, iou) and
-`decoded.*` (the coder's boxes, scores and labels per frame). NMS is not covered (mmdet3d v0.x's rotated NMS
-reads its own box convention).
+`decoded.*` (the coder's boxes, scores and labels per frame) and `nms.*` (what `get_task_detections` returns per
+frame: boxes, scores, labels, and `keep`, their rows in `decoded.*`).
 
 Stubs: `flash_attn_unpadded_qkvpacked_func` by softmax attention inside each equal-length sequence (what its
 documentation defines; dropout 0, scale 1/sqrt(head dim), not causal); mmcv's `auto_fp16` / `force_fp32` and the
 registries as pass-through decorators; `torch.arange(device="cuda")` in the position embedding runs on the CPU;
-mmcv/mmdet modules the head file imports for training are empty stand-ins. Nothing of the official code is
-written out.
+mmcv/mmdet modules the head file imports for training are empty stand-ins; the compiled `iou3d_cuda.nms_gpu` by
+tools/parity/mmdet3d_iou_bev.py (the kernel's geometry, emulated from its source); `Tensor.cuda` is the identity
+while the script runs; `img_metas[i]["box_type_3d"]` by a stand-in whose `.bev` is `LiDARInstance3DBoxes.bev`
+(columns x, y, d0, d1, r). Nothing of the official code is written out.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ ENCODER = dict(in_channels=16, num_heads=2, num_blocks=1, activation="gelu", win
                group_size=16)
 CODER = dict(pc_range=[-6.4, -6.4], out_size_factor=1, voxel_size=[0.4, 0.4],
              post_center_range=[-5.5, -5.5, -0.6, 5.5, 5.5, 0.6], max_num=300, score_threshold=0.1, code_size=9)
-TEST_CFG = dict(nms_type="rotate", iou_pow=2.0, score_threshold=0.1)
+# the Waymo config's test_cfg keys, with NMS thresholds and box counts small enough to bite on a 12.8 m grid
+TEST_CFG = dict(nms_type="rotate", iou_pow=2.0, score_threshold=0.1, post_center_limit_range=CODER["post_center_range"],
+                nms_thr=[0.3, 0.2, 0.25], pre_max_size=[60, 1024, 40], post_max_size=[20, 100, 15])
+HERE = Path(__file__).resolve().parent
 
 
 def _passthrough(*args, **kwargs):
@@ -67,13 +74,27 @@ def _install_stubs(checkout: Path) -> None:
     module("mmdet3d.models.builder", MIDDLE_ENCODERS=registry, HEADS=registry, build_loss=lambda cfg: None)
     sys.modules["mmdet3d.models"].builder = sys.modules["mmdet3d.models.builder"]
     core = sys.modules["mmdet3d.core"]
-    for name in ("circle_nms", "draw_heatmap_gaussian", "gaussian_radius", "xywhr2xyxyr"):
+    for name in ("circle_nms", "draw_heatmap_gaussian", "gaussian_radius"):
         setattr(core, name, None)
+    spec = importlib.util.spec_from_file_location("mmdet3d_box_utils", root / "core/bbox/structures/utils.py")
+    box_utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(box_utils)  # numpy and torch only
+    core.xywhr2xyxyr = box_utils.xywhr2xyxyr
     sys.modules["mmdet3d.core.bbox"].bbox_overlaps_3d = None
     module("mmdet3d.models.utils", clip_sigmoid=torch.sigmoid)
-    module("mmdet3d.ops")
-    module("mmdet3d.ops.iou3d")
-    module("mmdet3d.ops.iou3d.iou3d_utils", nms_gpu=None, multi_class_nms_gpu=None)
+    module("mmdet3d.ops", root / "ops")
+    module("mmdet3d.ops.iou3d", root / "ops" / "iou3d")
+    spec = importlib.util.spec_from_file_location("mmdet3d_iou_bev", HERE / "mmdet3d_iou_bev.py")
+    emulation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(emulation)
+
+    def nms_gpu(boxes, keep, thresh, device_id):
+        kept = emulation.nms(boxes.tolist(), float(thresh))
+        keep[: len(kept)] = torch.tensor(kept, dtype=keep.dtype)
+        return len(kept)
+
+    module("mmdet3d.ops.iou3d.iou3d_cuda", nms_gpu=nms_gpu)
+    torch.Tensor.cuda = lambda self, *a, **k: self
     module("mmcv")
     module("mmcv.runner", auto_fp16=_passthrough, force_fp32=_passthrough, BaseModule=nn.Module)
     module("mmcv.cnn", ConvModule=None, build_conv_layer=None)
@@ -165,18 +186,25 @@ def main() -> None:
 
     coder.decode = recording_decode
 
-    class Stop(Exception):
-        pass
+    class Boxes:  # LiDARInstance3DBoxes, as far as the head reads it
+        def __init__(self, tensor, box_dim=7):
+            self.tensor = tensor
 
-    def stop(*a, **k):
-        raise Stop
+        @property
+        def bev(self):
+            return self.tensor[:, [0, 1, 3, 4, 6]]
 
-    fake_head = types.SimpleNamespace(num_classes=[3], test_cfg=TEST_CFG, norm_bbox=True, bbox_coder=coder,
-                                      get_task_detections=stop)
-    try:
-        head_mod.CenterHead.get_bboxes(fake_head, [[{k: v.clone() for k, v in maps.items()}]], [{}, {}])
-    except Stop:
-        pass
+    fake_head = types.SimpleNamespace(num_classes=[3], test_cfg=TEST_CFG, norm_bbox=True, bbox_coder=coder)
+    selected = []
+
+    def recording_task_detections(*a, **k):
+        out = head_mod.CenterHead.get_task_detections(fake_head, *a, **k)
+        selected.extend({k: v.clone() for k, v in frame.items()} for frame in out)
+        return out
+
+    fake_head.get_task_detections = recording_task_detections
+    metas = [{"box_type_3d": Boxes}, {"box_type_3d": Boxes}]
+    head_mod.CenterHead.get_bboxes(fake_head, [[{k: v.clone() for k, v in maps.items()}]], metas)
     commit = subprocess.run(["git", "-C", str(args.checkout), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
     state = {f"official.middle_encoder.{k}": v.detach().clone().contiguous() for k, v in encoder.state_dict().items()}
@@ -185,6 +213,15 @@ def main() -> None:
     for f, frame in enumerate(decoded[0]):
         for k, v in frame.items():
             tensors[f"decoded.{k}_{f}"] = v.contiguous()
+    for f, frame in enumerate(selected):
+        for k, v in frame.items():
+            tensors[f"nms.{k}_{f}"] = v.contiguous()
+        rows = torch.cat([decoded[0][f]["bboxes"], decoded[0][f]["scores"][:, None],
+                          decoded[0][f]["labels"][:, None].to(frame["bboxes"].dtype)], 1)
+        kept = torch.cat([frame["bboxes"], frame["scores"][:, None], frame["labels"][:, None].to(rows.dtype)], 1)
+        same = (kept[:, None, :] == rows[None, :, :]).all(-1)  # the official returns rows of decoded.*
+        assert bool((same.sum(1) == 1).all()), "a kept box is not exactly one decoded row"
+        tensors[f"nms.keep_{f}"] = same.int().argmax(1)
     args.out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(args.out / "fixture.safetensors"),
               metadata={"repository": "mit-han-lab/flatformer", "commit": commit,
@@ -192,7 +229,7 @@ def main() -> None:
                         "probe_scale": str(PROBE_SCALE),
                         "config": json.dumps({"encoder": ENCODER, "coder": CODER, "test_cfg": TEST_CFG})})
     print(f"wrote {args.out / 'fixture.safetensors'}: {len(coords)} tokens, "
-          f"{[len(d['bboxes']) for d in decoded[0]]} decoded boxes")
+          f"{[len(d['bboxes']) for d in decoded[0]]} decoded boxes, {[len(d['bboxes']) for d in selected]} after NMS")
 
 
 if __name__ == "__main__":
