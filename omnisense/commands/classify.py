@@ -31,14 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh-samples", type=int, default=4096, help="points drawn on a mesh's surface")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-reject", action="store_true",
+                        help="give the raw top-k even when the weights' rejection rule finds the evidence weak")
 
 
 def classify_file(points: Path, *, weights: str | Path = DEFAULT_WEIGHTS, topk: int = 5, votes: int = 1,
-                  mesh_samples: int = 4096, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+                  mesh_samples: int = 4096, seed: int = 0, device: str = "cpu", reject: bool = True) -> dict[str, Any]:
     """The command's work: read the file, load the model, `perception3d.classification.inference.classify`."""
     from omnisense.models import load_model
     from perception3d import PointCloudFileError, PointCloudValueError
     from perception3d.classification.inference import classify
+    from perception3d.classification.rejection import Rejection
     from perception3d.io import read_points
 
     points = Path(points)
@@ -49,7 +52,8 @@ def classify_file(points: Path, *, weights: str | Path = DEFAULT_WEIGHTS, topk: 
     cloud = read_points(points, mesh_samples=mesh_samples if ext in MESH_EXTENSIONS else None, seed=seed)
     try:
         result = classify(model, cloud.xyz, spec=meta.transforms(), classes=meta.classes, topk=topk,
-                          num_votes=votes, seed=seed, device=device)
+                          num_votes=votes, seed=seed, device=device, rejection=Rejection.from_dict(meta.rejection),
+                          reject=reject, vocabulary=meta.vocabulary)
     except PointCloudValueError as err:
         raise PointCloudFileError(points, str(err)) from None
     return {"file": str(points), **result, "mesh_sampled": ext in MESH_EXTENSIONS, "weights": str(weights),
@@ -60,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     from omnisense._io import write_json_atomic
 
     result = classify_file(args.points, weights=args.weights, topk=args.topk, votes=args.votes,
-                           mesh_samples=args.mesh_samples, seed=args.seed, device=args.device)
+                           mesh_samples=args.mesh_samples, seed=args.seed, device=args.device,
+                           reject=not args.no_reject)
+    if not result["known"]:
+        print(f"{result['label']} (vocabulary: {result['vocabulary']}; {result['rejection']['score']} "
+              f"{result['rejection']['value']} against thresholds {result['rejection']['threshold']})")
     for rank, row in enumerate(result["top"], 1):
         print(f"{rank}. {row['class']:<12s} {row['probability']:.3f}")
     notes = []

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--clips", type=int, default=1, help="clips sampled uniformly, probabilities averaged")
     parser.add_argument("--output", type=Path, default=Path("result.json"))
+    parser.add_argument("--no-reject", action="store_true",
+                        help="give the raw top-k even when the weights' rejection rule finds the evidence weak")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,15 +31,19 @@ def run(args: argparse.Namespace) -> int:
     from omnisense._io import write_json_atomic
     from omnisense.models import load_model
     from video.recognition.inference import recognize
+    from video.rejection import Rejection
 
     weights = args.weights or SHIPPED[args.model]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, meta = load_model(weights, device=device, task="recognition")
     result = recognize(model, args.video, meta.classes, meta.transforms(), num_clips=args.clips, topk=args.topk,
-                       device=device)
+                       device=device, rejection=Rejection.from_dict(meta.rejection), reject=not args.no_reject,
+                       vocabulary=meta.vocabulary)
     write_json_atomic(args.output, {"weights": str(weights), **result.to_dict()})
     print(f"{args.video}: {result.frames} frames at {result.fps:.3g} fps ({result.backend}), {args.clips} clip(s)")
+    if not result.known:
+        print(f"  {result.label} (vocabulary: {result.vocabulary})")
     for row in result.topk:
-        print(f"  {row['prob']:6.3f}  {row['class']}")
+        print(f"  {row['probability']:6.3f}  {row['class']}")
     print(f"written: {args.output}")
     return 0

@@ -34,7 +34,7 @@ def demo(ctx):
         for model, weights in (("uniformer", "uniformer_tiny_synthetic"), ("vivit", "vivit_tiny_synthetic")):
             net, meta = load_model(weights, device=ctx.device)
             result = recognize(net, video, meta.classes, meta.transforms(), num_clips=2, topk=3, device=ctx.device)
-            top = ", ".join(f"{r['class']} {r['prob']:.2f}" for r in result.topk)
+            top = ", ".join(f"{r['class']} {r['probability']:.2f}" for r in result.topk)
             held_out = meta.metrics.get("test/acc1")
             note = f", held-out top-1 {held_out:.3f}" if held_out is not None else ""
             lines.append(f"- {model} (`{weights}`{note}): {top}")

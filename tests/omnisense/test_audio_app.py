@@ -63,7 +63,7 @@ def test_classifier_hears_a_tone_in_files_and_video(tone_files):
     classifier = _classifier(SHIPPED_EVENTS)
     for name in ("tone.wav", "tone_44k_stereo.flac", "tone.mp4"):
         result = classifier.classify_file(tone_files / name, topk=3)
-        assert result["top"][0]["label"] == "tone", (name, result["top"])
+        assert result["top"][0]["class"] == "tone", (name, result["top"])
         assert len(result["top"]) == 3 and sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     # 2 s = 198 frames: clips start at frames 0 and 50, plus the tail clip at 98.
     assert classifier.classify_file(tone_files / "tone2s.wav")["clips"] == 3

@@ -123,7 +123,7 @@ def test_run_writes_json(tmp_path, weights, capsys):
     path = write_points(tmp_path / "c.ply", _sphere())
     out = tmp_path / "r.json"
     args = argparse.Namespace(points=path, weights=weights, topk=3, output=out, votes=2, mesh_samples=100, seed=0,
-                              device="cpu")
+                              device="cpu", no_reject=False)
     assert app.run(args) == 0
     record = json.loads(out.read_text())
     assert [r["class"] for r in record["top"]] and record["votes"] == 2

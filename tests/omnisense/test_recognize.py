@@ -40,7 +40,7 @@ def test_recognize_writes_topk_json(clip_and_weights, tmp_path):
     assert recognize.run(args) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert len(result["topk"]) == 3 and len(result["clips"]) == 2 and result["frames"] == 24
-    probs = [r["prob"] for r in result["topk"]]
+    probs = [r["probability"] for r in result["topk"]]
     assert probs == sorted(probs, reverse=True) and all(r["class"] in CLASSES for r in result["topk"])
 
 
