@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"shipped name or .safetensors file (default: {DEFAULT_WEIGHTS})")
     parser.add_argument("--output", type=Path, default=Path("result.json"))
     parser.add_argument("--plot", type=Path, help="PNG timeline of the labels")
+    parser.add_argument("--no-person-detector", action="store_true",
+                        help="do not run the HOG person detector on views without person scores")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from omnisense.models import load_model
 
     model, meta = load_model(str(args.weights), task="fusion")
-    result = fuse_recording(model, args.recording, spec=meta.transforms(), classes=meta.classes)
+    detector = None
+    if not args.no_person_detector:
+        from video.people import HogPersonDetector
+
+        detector = HogPersonDetector()
+    result = fuse_recording(model, args.recording, spec=meta.transforms(), classes=meta.classes,
+                            person_detector=detector)
     write_json_atomic(args.output, {"weights": str(args.weights), **result})
     print(f"{args.recording}: {len(result['times'])} grid steps at {result['grid_rate_hz']} Hz, "
           f"{sum(s['kind'] == 'video' for s in result['sensors'])} views; sequence labels: "

@@ -137,7 +137,7 @@ def test_fuse_app_end_to_end(tmp_path):
                        classes=list(CLASSES), input=spec.to_dict())
     weights = save_weights(tmp_path / "w.safetensors", model.state_dict(), meta)
     args = argparse.Namespace(recording=tmp_path / "rec", weights=str(weights), output=tmp_path / "out.json",
-                              plot=tmp_path / "timeline.png")
+                              plot=tmp_path / "timeline.png", no_person_detector=False)
     assert fuse.run(args) == 0
     result = json.loads((tmp_path / "out.json").read_text())
     t = len(result["times"])
