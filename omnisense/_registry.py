@@ -30,6 +30,7 @@ BENCHES: dict[str, str] = {
     "classify": "omnisense.bench.classify",
     "video": "omnisense.bench.video",
     "startup": "omnisense.bench.startup",
+    "people": "omnisense.bench.people",
 }
 
 # `omnisense data make <name> --seed S --out DIR [--size tiny|small|full]`:

@@ -1,6 +1,6 @@
 """`omnisense bench people`: the person detector's precision and recall on hand-labelled real frames.
 
-The frames are listed in tests/video/data/person_frames.json (real frames of vtest.avi, bikes.mp4, carphone, box.mp4
+The frames are listed in tests/video/person_frames.json (real frames of vtest.avi, bikes.mp4, carphone, box.mp4
 and cup.mp4, each labelled by looking at it: 1 when a person's body is visible). Each is decoded with
 `video.io.VideoReader` and scored by `video.people.HogPersonDetector`; the naive baseline says "person" for every
 frame (its precision is the share of frames with a person).
@@ -15,7 +15,7 @@ from typing import Any
 
 HELP = "person detector (OpenCV HOG) precision and recall on hand-labelled real frames, against 'always a person'"
 
-LABELS = Path(__file__).resolve().parents[2] / "tests" / "video" / "data" / "person_frames.json"
+LABELS = Path(__file__).resolve().parents[2] / "tests" / "video" / "person_frames.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

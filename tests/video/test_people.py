@@ -28,7 +28,7 @@ def test_bad_frames_are_refused():
 
 @pytest.mark.slow
 def test_precision_and_recall_on_hand_labelled_real_frames(sample_data):
-    """40 real frames labelled by hand (tests/video/data/person_frames.json): measured precision 0.69, recall 0.82
+    """40 real frames labelled by hand (tests/video/person_frames.json): measured precision 0.69, recall 0.82
     (README); the floors leave room for decoder differences, not for a detector that says yes to everything (the
     'always a person' baseline has precision 0.55)."""
     from omnisense.bench.people import evaluate
