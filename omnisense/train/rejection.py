@@ -48,7 +48,8 @@ ACTIONS_VOCABULARY = "synthetic moving-shape actions"
 VOCABULARIES = {"gpsformer_elite_shapes": SHAPES_VOCABULARY, "gpsformer_paper_shapes": SHAPES_VOCABULARY,
                 "uniformer_tiny_synthetic": ACTIONS_VOCABULARY, "vivit_tiny_synthetic": ACTIONS_VOCABULARY,
                 "audio_cnn_small_sonic_pi": "sonic-pi instrument samples",
-                "audio_cnn_small_audio_events": "generated audio events"}
+                "audio_cnn_small_audio_events": "generated audio events",
+                "audio_cnn_small_real_sounds": "coarse real sounds"}
 
 
 def _data(rel: str) -> Path:
@@ -187,7 +188,20 @@ def audio_ood(quick: bool) -> Iterator[tuple[str, Path]]:
         yield str(f.relative_to(f.parents[1])), f
 
 
-def audio_logits(name: str, quick: bool) -> dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+ELECTRONIC = ("glitch_", "mehackit_", "elec_beep", "elec_blip", "elec_blup", "elec_plip", "elec_twip", "elec_ping",
+              "elec_pop")
+
+
+def electronic_sounds(quick: bool) -> Iterator[tuple[str, Path]]:
+    """Synthetic electronic sounds of sonic-pi (glitches, robot and phone noises, synth blips): outside the coarse
+    real-sound vocabulary."""
+    files = sorted(p for p in sample_data("sonic-pi-samples").glob("*.flac") if p.name.startswith(ELECTRONIC))
+    for f in files[::4] if quick else files:
+        yield f"sonic-pi/{f.name}", f
+
+
+def audio_logits(name: str, quick: bool,
+                 root: Path | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
     from omnisense.train.audio import AudioClassificationData
     from video.audio.inference import AudioClassifier
     from video.audio.io import load_audio
@@ -199,15 +213,18 @@ def audio_logits(name: str, quick: bool) -> dict[str, list[tuple[str, np.ndarray
         logits, features, stats = clf.logits(load_audio(path, clf.spec.sample_rate)[0], features=True, stats=True)
         return logits.mean(0).numpy(), features.numpy(), stats.numpy()
 
-    if not (meta.config and meta.config["data"]["init_args"]["dataset"] == "sonic-pi"):
-        raise SystemExit(f"{name}: no held-out in-vocabulary set known for its dataset")
-    data = AudioClassificationData(**{**meta.config["data"]["init_args"], "root": None})
+    dataset = meta.config["data"]["init_args"]["dataset"] if meta.config else None
+    if dataset not in ("sonic-pi", "folder") or (dataset == "folder" and root is None):
+        raise SystemExit(f"{name}: no held-out in-vocabulary set known (a folder dataset needs --audio-root)")
+    data = AudioClassificationData(**{**meta.config["data"]["init_args"],
+                                      "root": str(root) if dataset == "folder" else None})
     split, names = data.split_items()
     n = 8 if quick else None
     sets = {"fit": [(names[i.label], *run(Path(i.path))) for i in split["train"][: 3 * n if quick else None]],
             "calibration": [(Path(i.path).name, *run(Path(i.path))) for i in split["val"][:n]],
             "test": [(Path(i.path).name, *run(Path(i.path))) for i in split["test"][:n]]}
-    sets["ood"] = [(rel, *run(path)) for rel, path in audio_ood(quick)]
+    ood = audio_ood(quick) if dataset == "sonic-pi" else electronic_sounds(quick)
+    sets["ood"] = [(rel, *run(path)) for rel, path in ood]
     return sets
 
 
@@ -264,12 +281,12 @@ def calibrate(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray
             "feature_mean": means, "feature_var": var, "input_mean": input_mean, "input_var": input_var}
 
 
-def logits_of(name: str, quick: bool, actions_root: Path | None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+def logits_of(name: str, quick: bool, actions_root: Path | None, audio_root: Path | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
     if name.startswith("gpsformer"):
         return shape_logits(name, quick)
     if name.startswith(("uniformer", "vivit")):
         return action_logits(name, quick, actions_root)
-    return audio_logits(name, quick)
+    return audio_logits(name, quick, audio_root)
 
 
 DATA_NOTES: dict[str, Callable[[bool], str]] = {
@@ -281,6 +298,8 @@ DATA_NOTES: dict[str, Callable[[bool], str]] = {
     "audio": lambda q: ("calibration: the val files, test: the test files of the sonic-pi split by file; out of "
                         "vocabulary: pocketsphinx speech, asterisk prompts and recorded silences, the opensoundscape "
                         "birds, the audio of box.mp4 and cup.mp4"),
+    "real-sounds": lambda q: ("calibration: the val files, test: the test files of the real-sounds split by file; "
+                              "out of vocabulary: sonic-pi's synthetic electronic sounds (glitch, robot, phone, blips)"),
 }
 
 
@@ -309,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small subset (as the tests run it)")
     parser.add_argument("--quantile", type=float, default=0.03)
     parser.add_argument("--actions-root", type=Path, help="a `data make actions` folder to reuse")
+    parser.add_argument("--audio-root", type=Path, help="the `data make real-sounds` folder, for the real-sound model")
     parser.add_argument("--cache", type=Path, help="folder keeping each model's logits and features between runs")
     parser.add_argument("--write", action="store_true", help="store the chosen rule in the weights' metadata")
     parser.add_argument("--out", type=Path, default=Path("runs/rejection.json"))
@@ -320,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         if cache is not None and cache.exists():
             sets = _load_sets(cache)
         else:
-            sets = logits_of(name, args.quick, args.actions_root)
+            sets = logits_of(name, args.quick, args.actions_root, args.audio_root)
             if cache is not None:
                 _save_sets(cache, sets)
         result = calibrate(sets, quantile=args.quantile)
@@ -332,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {kind:24s} threshold {np.round(row['threshold'], 4)}  test accepted {row['test_accepted']:.3f}  "
                   f"out-of-vocabulary rejected {row['ood_rejected']:.3f}  (accepted: {row['ood_accepted'][:6]})")
         if args.write:
-            family = "shapes" if name.startswith("gpsformer") else "audio" if name.startswith("audio") else "actions"
+            family = ("shapes" if name.startswith("gpsformer") else "real-sounds" if name.endswith("real_sounds")
+                      else "audio" if name.startswith("audio") else "actions")
             stats = {}
             if "mahalanobis" in result["best"]:  # 5 significant digits keep the JSON small and lose nothing
                 stats = {"feature_mean": [[float(f"{v:.5g}") for v in row] for row in result["feature_mean"]],
