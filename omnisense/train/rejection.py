@@ -214,10 +214,10 @@ def audio_logits(name: str, quick: bool,
         return logits.mean(0).numpy(), features.numpy(), stats.numpy()
 
     dataset = meta.config["data"]["init_args"]["dataset"] if meta.config else None
-    if dataset not in ("sonic-pi", "folder") or (dataset == "folder" and root is None):
+    if dataset not in ("sonic-pi", "folder", "real-sounds") or (dataset != "sonic-pi" and root is None):
         raise SystemExit(f"{name}: no held-out in-vocabulary set known (a folder dataset needs --audio-root)")
     data = AudioClassificationData(**{**meta.config["data"]["init_args"],
-                                      "root": str(root) if dataset == "folder" else None})
+                                      "root": str(root) if dataset != "sonic-pi" else None})
     split, names = data.split_items()
     n = 8 if quick else None
     sets = {"fit": [(names[i.label], *run(Path(i.path))) for i in split["train"][: 3 * n if quick else None]],

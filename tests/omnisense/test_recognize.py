@@ -84,3 +84,23 @@ def test_bench_video_runs_small_models(clip_and_weights):
     args.device = "cpu"
     report = bench.run(args)
     assert {r["name"] for r in report.rows} == {"decord", "pyav", "uniformer_tiny", "vivit_tiny"}
+
+
+@pytest.mark.parametrize("rule,known", [
+    ({"score": "max_softmax", "threshold": 1.01}, False),  # no softmax reaches 1.01: always rejected
+    ({"score": "max_softmax", "threshold": 0.0}, True),
+    ({"score": "input_stats", "threshold": -1e9, "input_mean": [0.0] * 12, "input_var": [1.0] * 12}, True),
+])
+def test_recognize_answers_none_of_the_known_classes_under_its_rule(clip_and_weights, rule, known):
+    from video.recognition.inference import recognize
+    from video.rejection import NONE_OF_THE_KNOWN, Rejection
+
+    video, weights = clip_and_weights
+    model, meta = load_model(str(weights), task="recognition")
+    result = recognize(model, video, meta.classes, meta.transforms(), topk=3, rejection=Rejection.from_dict(rule),
+                       vocabulary="synthetic actions")
+    assert result.known == known and result.vocabulary == "synthetic actions"
+    assert (result.label == NONE_OF_THE_KNOWN) == (not known) and (len(result.topk) == 3) == known
+    raw = recognize(model, video, meta.classes, meta.transforms(), topk=3, rejection=Rejection.from_dict(rule),
+                    reject=False)
+    assert raw.known and len(raw.topk) == 3 and raw.rejection["applied"] is False
