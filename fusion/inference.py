@@ -40,7 +40,8 @@ class FusionSpec:
         grid_rate_hz: the common grid the sensors are aligned on (MultiTSF: 2.5 Hz).
         window_steps: grid steps fused at once by `fuse_recording` (30 steps: 12 s).
         frame_size: frames are decoded at `frame_size` x `frame_size` pixels.
-        frame_mean, frame_std: frame normalisation, `(x / 255 - mean) / std`.
+        frame_mean, frame_std: frame normalisation, `(x / 255 - mean) / std`: one value, or one per RGB channel
+            (the official MultiTSF's ImageNet statistics).
         audio_rate: audio is resampled to this rate (Hz).
         audio_chunk_s: seconds of audio per grid step, centred on it.
         audio_frames, audio_mels: the fbank of a chunk, `[audio_frames, audio_mels]` (10 ms frames).
@@ -52,8 +53,8 @@ class FusionSpec:
     grid_rate_hz: float = 2.5
     window_steps: int = 30
     frame_size: int = 64
-    frame_mean: float = 0.5
-    frame_std: float = 0.25
+    frame_mean: float | tuple[float, float, float] = 0.5
+    frame_std: float | tuple[float, float, float] = 0.25
     audio_rate: int = 16000
     audio_chunk_s: float = 0.4
     audio_frames: int = 40
@@ -66,8 +67,8 @@ class FusionSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FusionSpec":
         """The spec from a weights file's `input` record; an unknown key is a TypeError naming it."""
-        spec = cls(**d)
-        if spec.fbank_std <= 0 or spec.frame_std <= 0:
+        spec = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        if spec.fbank_std <= 0 or min(np.atleast_1d(spec.frame_std)) <= 0:
             raise ValueError(f"fbank_std and frame_std must be positive, got {spec.fbank_std}, {spec.frame_std}")
         return spec
 
@@ -107,7 +108,8 @@ def normalize_fbank(fbank: np.ndarray, spec: FusionSpec) -> np.ndarray:
 def frames_to_tensor(frames: np.ndarray | Tensor, spec: FusionSpec) -> Tensor:
     """uint8 frames [..., H, W, 3] -> normalised float [..., 3, H, W]."""
     x = torch.as_tensor(frames).float().div(255.0)
-    return ((x - spec.frame_mean) / spec.frame_std).movedim(-1, -3)
+    mean, std = torch.as_tensor(spec.frame_mean, dtype=x.dtype), torch.as_tensor(spec.frame_std, dtype=x.dtype)
+    return ((x - mean) / std).movedim(-1, -3)
 
 
 def prepare_recording(rec, grid: np.ndarray, spec: FusionSpec, *, max_sweeps: int, seed: int = 0

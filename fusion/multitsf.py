@@ -2,8 +2,9 @@
 
 Paper: Nguyen, Kawanishi, John, Komamizu, Ide, "MultiTSF: Transformer-based Sensor Fusion for Human-Centric
 Multi-view and Multi-modal Action Recognition", arXiv 2504.02279, and "MultiSensor-Home", arXiv 2504.02287
-(IEEE FG 2025). Official code: github.com/thanhhff/MultiTSF (model `CNN2D_Transformer`; no weights released that
-we use: everything here is trained by our own recipe). Facts: ../shared/reference/video_audio_fusion.md, 3.2.
+(IEEE FG 2025). Official code: github.com/thanhhff/MultiTSF (model `CNN2D_Transformer`; the shipped weights here
+are trained by our own recipe; a checkpoint of the official code loads through `convert_official`, see the end of
+this docstring). Facts: ../shared/reference/video_audio_fusion.md, 3.2.
 
 The released model, and what we keep or change (each change says why):
 
@@ -24,14 +25,23 @@ The released model, and what we keep or change (each change says why):
    learned "missing" vector (the code has no missing-modality handling).
 5. Temporal transformer shared across views (and the lidar row): 2 pre-LN layers, 12 heads, MLP 3072, dropout
    0.1, a learned CLS token prepended, fixed sinusoidal time embedding, final LayerNorm (eps 1e-6). Change: the
-   sinusoid encodes the time in seconds from the window start (`fusion.core.TimeEmbedding`) instead of the frame
-   index, so views at other rates or offsets agree; invalid frames are masked out of attention.
+   sinusoid encodes the time in seconds from the window start (`fusion.core.TimeEmbedding`, [sin | cos] halves)
+   instead of the frame index (official: index 0 for the CLS token, 1..T for the frames, sin and cos interleaved
+   per frequency, periods 2 pi 10000^(2i/d) steps), so views at other rates or offsets agree; invalid frames are
+   masked out of attention. The layers' LayerNorms use eps 1e-6 (as the final one); the official ones PyTorch's
+   default 1e-5. Options `time_embedding="index"` and `temporal_eps=1e-5` restore the official computation.
 6. Frame head: 1x1 conv 768 -> K on the frame tokens, max over views -> [B, T, K] (the CLS token is unused, as
    in the code).
 7. Inter-view ("device interaction") transformer: 1 post-LN layer, d 768, 4 heads, FF 256, dropout 0.1, ReLU,
    attending across the views at each time step -> mean over views -> mean over time -> LN + Linear -> [B, K].
-   Fix: the code omits `batch_first=True`, so its layer attends across batch x time; ours attends across views
-   (and the lidar row), masked over missing ones (`fusion.core.TransformerLayer`).
+   Fix: the code omits `batch_first=True`, so its layer reads [B*T, V, D] as (sequence, batch): each view index
+   attends across all (sample, time) pairs of the batch, and a sample's output depends on the others in its
+   batch; ours attends across views (and the lidar row), masked over missing ones (`fusion.core.TransformerLayer`).
+   Option `view_attention="batch_time"` restores the official computation.
+
+Converted official weights (`convert_official`: the `CNN2D_Transformer` state dict of github.com/thanhhff/MultiTSF)
+turn the three official computations on (`time_embedding="index"`, `temporal_eps=1e-5`,
+`view_attention="batch_time"`, recorded in the weights metadata); training from scratch keeps our defaults.
 8. Losses (`multitsf_loss`): TwoWay loss (Kobayashi, CVPR 2023; Tp=4, Tn=1) on sequence logits and on frame
    logits (valid frames only), plus the human soft-target CE, summed with equal weights.
 9. Optimiser (in the task): Adam lr 1e-4, wd 5e-4, cosine to 1e-5 (300 epochs, batch 12 in the paper).
@@ -217,6 +227,13 @@ class MultiTSF(nn.Module):
         sequence_from: "pool" (paper: LN + Linear on the mean over views and time) or "pool+frames" (plus the max
             over valid time steps of the frame logits: a sequence label is the union of the frame labels). The
             latter measured worse (module docstring, item 10); it stays as an option for that comparison.
+        time_embedding: "seconds" (ours: `TimeEmbedding` of the time since the window start, [sin | cos] halves,
+            the CLS token without one) or "index" (official: the transformer sinusoid of the position in
+            [CLS, frame 1, .., frame T], sin and cos interleaved; the rate of the frames is not seen).
+        temporal_eps: eps of the temporal layers' LayerNorms (ours 1e-6; official 1e-5, PyTorch's default).
+        view_attention: "views" (ours: at each time step, across the views and the lidar row) or "batch_time"
+            (official, a missing `batch_first`: for each view index, across every (sample, time) pair of the
+            batch; a sample's output then depends on the batch it is in).
     """
 
     def __init__(self, *, num_classes: int = 16, frame_encoder: str | None = "vit_small_patch32_224",
@@ -225,8 +242,14 @@ class MultiTSF(nn.Module):
                  temporal_layers: int = 2, temporal_heads: int = 12, temporal_mlp: int = 3072, view_heads: int = 4,
                  view_ff: int = 256, view_layers: int = 1, dropout: float = 0.1, lidar_dim: int = 0,
                  lidar_window: float = 0.25, frame_pool: str = "max", frame_from: str = "temporal",
-                 sequence_from: str = "pool"):
+                 sequence_from: str = "pool", time_embedding: str = "seconds", temporal_eps: float = 1e-6,
+                 view_attention: str = "views"):
         super().__init__()
+        if time_embedding not in ("seconds", "index"):
+            raise ValueError(f"time_embedding must be 'seconds' or 'index', got {time_embedding!r}")
+        if view_attention not in ("views", "batch_time"):
+            raise ValueError(f"view_attention must be 'views' or 'batch_time', got {view_attention!r}")
+        self.time_embedding, self.view_attention = time_embedding, view_attention
         if frame_from not in ("temporal", "fused"):
             raise ValueError(f"frame_from must be 'temporal' or 'fused', got {frame_from!r}")
         if sequence_from not in ("pool", "pool+frames"):
@@ -253,7 +276,8 @@ class MultiTSF(nn.Module):
         self.time = TimeEmbedding(dim)
         self.cls = nn.Parameter(torch.zeros(dim))
         self.temporal = nn.ModuleList(TransformerLayer(dim, temporal_heads, temporal_mlp, dropout=dropout,
-                                                       norm_first=True) for _ in range(temporal_layers))
+                                                       norm_first=True, eps=temporal_eps)
+                                      for _ in range(temporal_layers))
         self.temporal_norm = nn.LayerNorm(dim, eps=1e-6)
         self.frame_head = FrameHead(dim, num_classes, pool=frame_pool)
         self.views = nn.ModuleList(TransformerLayer(dim, view_heads, view_ff, dropout=dropout, norm_first=False,
@@ -315,22 +339,34 @@ class MultiTSF(nn.Module):
             valids.append(lv[:, None])
         if not rows:
             raise ValueError("MultiTSF needs at least one of video, audio, lidar")
-        x = torch.cat(rows, 1) + self.time(rel)[:, None]                                 # [B, S, T, D]
+        x = torch.cat(rows, 1)                                                           # [B, S, T, D]
+        cls = self.cls
+        if self.time_embedding == "seconds":
+            x = x + self.time(rel)[:, None]
+        else:
+            index = index_embedding(t + 1, self.dim).to(x)                               # [1+T, D]
+            x, cls = x + index[1:], cls + index[0]
         valid = torch.cat(valids, 1)                                                     # [B, S, T]
         s = x.shape[1]
         # Temporal transformer per row, CLS first (always valid: a row never has zero keys).
-        seq = torch.cat([self.cls.expand(b * s, 1, -1), x.reshape(b * s, t, -1)], 1)     # [B*S, 1+T, D]
+        seq = torch.cat([cls.expand(b * s, 1, -1), x.reshape(b * s, t, -1)], 1)          # [B*S, 1+T, D]
         keys = torch.cat([valid.new_ones(b * s, 1), valid.reshape(b * s, t)], 1)
         for layer in self.temporal:
             seq = layer(seq, keys)
         x = self.temporal_norm(seq)[:, 1:].reshape(b, s, t, -1)
         temporal = x
-        # Inter-view transformer: across rows at each time step.
-        xs = x.transpose(1, 2).reshape(b * t, s, -1)
-        vs = valid.transpose(1, 2).reshape(b * t, s)
-        for layer in self.views:
-            xs = layer(xs, vs)
-        x = xs.view(b, t, s, -1).transpose(1, 2)
+        if self.view_attention == "views":  # inter-view transformer: across rows at each time step
+            xs = x.transpose(1, 2).reshape(b * t, s, -1)                                 # [B*T, S, D]
+            vs = valid.transpose(1, 2).reshape(b * t, s)
+            for layer in self.views:
+                xs = layer(xs, vs)
+            x = xs.view(b, t, s, -1).transpose(1, 2)
+        else:  # official: for each row index, across all (sample, time) pairs of the batch
+            xs = x.transpose(0, 1).reshape(s, b * t, -1)                                 # [S, B*T, D]
+            vs = valid.transpose(0, 1).reshape(s, b * t)
+            for layer in self.views:
+                xs = layer(xs, vs)
+            x = xs.view(s, b, t, -1).transpose(0, 1)
         tokens = temporal if self.frame_from == "temporal" else x
         row_frame = self.frame_head.fc(tokens)                                           # [B, S, T, K]
         frame = self.frame_head(tokens, valid)                                           # [B, T, K]
@@ -340,6 +376,15 @@ class MultiTSF(nn.Module):
             peak = frame.masked_fill(~any_row, float("-inf")).amax(1)                    # [B, K]
             sequence = sequence + torch.where(any_row.any(1), peak, torch.zeros_like(peak))
         return MultiTSFOutput(sequence, frame, human, row_frame, valid)
+
+
+def index_embedding(n: int, dim: int) -> Tensor:
+    """The transformer sinusoid of positions 0..n-1 [n, dim]: angle p / 10000^(2 (j // 2) / dim), sin at even j and
+    cos at odd j (the official MultiTSF's `get_sine_cosine_pos_emb`), computed in float64 as it does."""
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    j = torch.arange(dim, dtype=torch.float64)
+    angle = pos / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / dim)  # [n, dim]
+    return torch.where(j.long() % 2 == 0, angle.sin(), angle.cos()).float()
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -417,3 +462,94 @@ def multitsf_tiny(**overrides) -> MultiTSF:
                               temporal_heads=2, temporal_mlp=64, view_heads=2, view_ff=32, lidar_dim=32,
                               frame_from="fused"),
                        **overrides})
+
+
+# --------------------------------------------------------------------------------------------- official checkpoints
+
+# The official computations a converted checkpoint needs (see MultiTSF's time_embedding, temporal_eps and
+# view_attention), and the official MultiSensor-Home input: 70 frames at 2.5 Hz, 224 x 224 ImageNet-normalised,
+# per frame 0.4 s of 16 kHz audio as AST's 128-mel fbank padded to 1024 frames with AudioSet's statistics.
+OFFICIAL_KWARGS = {"time_embedding": "index", "temporal_eps": 1e-5, "view_attention": "batch_time"}
+OFFICIAL_INPUT = {"grid_rate_hz": 2.5, "window_steps": 70, "frame_size": 224, "frame_mean": [0.485, 0.456, 0.406],
+                  "frame_std": [0.229, 0.224, 0.225], "audio_rate": 16000, "audio_chunk_s": 0.4,
+                  "audio_frames": 1024, "audio_mels": 128, "fbank_mean": -4.2677393, "fbank_std": 4.5689974}
+
+
+def multisensor_home_classes() -> list[str]:
+    """The 16 MultiSensor-Home action classes in the official label order (`class_dict` of the official
+    config/config_mm.py)."""
+    from pathlib import Path
+
+    return (Path(__file__).with_name("multisensor_home_classes.txt")).read_text().split()
+
+
+def convert_official(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict]:
+    """Map the official `CNN2D_Transformer` state dict (github.com/thanhhff/MultiTSF) to `multitsf_paper`'s keys.
+
+    `video_encoder.model.*` is the timm frame encoder (`encoder.*`); the audio MLP's fc1..3/output are
+    `audio.net.0/2/4/6`; the fused qkv (temporal) and in_proj (inter-view) projections are split into our q and kv;
+    the 1x1 Conv1d heads become Linear; `mlp_head` is the sequence head. Dropped, unused by the official forward:
+    `temporal_transformer.cls_token` and `temporal_transformer.patch_embed.*`. Not in the official model and set
+    to zero, which makes them no-ops: `row_embed` (no row embedding) and `missing_video` / `missing_audio` (no
+    missing-modality handling; read only for masked inputs). `module.` prefixes (DataParallel) are stripped; keys
+    that match nothing are passed through, so that the conversion report names them.
+
+    Returns:
+        (state, info): info holds the constructor options of the official computation ("kwargs"), the official
+        class list ("classes") and input spec ("input").
+    """
+    out: dict[str, Tensor] = {}
+    layer = "temporal_transformer.transformer_layers.layers."
+    for key, value in state.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        if key in ("temporal_transformer.cls_token",) or key.startswith("temporal_transformer.patch_embed."):
+            continue
+        if key.startswith("video_encoder.model."):
+            out["encoder." + key[len("video_encoder.model."):]] = value
+        elif key.startswith("audio_encoder."):
+            name, _, param = key[len("audio_encoder."):].partition(".")
+            index = {"fc1": 0, "fc2": 2, "fc3": 4, "output": 6}.get(name)
+            out[f"audio.net.{index}.{param}" if index is not None else key] = value
+        elif key == "temporal_transformer.cls_token_temporal":
+            out["cls"] = value.reshape(-1)
+        elif key.startswith("temporal_transformer.norm."):
+            out["temporal_norm." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith(layer):
+            i, rest = key[len(layer):].split(".", 1)
+            param = rest.rsplit(".", 1)[1]
+            if rest.startswith("attentions.0.attn.qkv."):
+                d = value.shape[0] // 3
+                out[f"temporal.{i}.attn.q.{param}"], out[f"temporal.{i}.attn.kv.{param}"] = value[:d], value[d:]
+            else:
+                target = {"attentions.0.norm": "norm1", "attentions.0.attn.proj": "attn.proj",
+                          "ffns.0.norm": "norm2", "ffns.0.layers.0.0": "mlp.0", "ffns.0.layers.1": "mlp.3"}
+                module = target.get(rest.rsplit(".", 1)[0])
+                out[f"temporal.{i}.{module}.{param}" if module else key] = value
+        elif key.startswith("device_transformer.layers."):
+            i, rest = key[len("device_transformer.layers."):].split(".", 1)
+            if rest.startswith("self_attn.in_proj_"):
+                param = rest[len("self_attn.in_proj_"):]
+                d = value.shape[0] // 3
+                out[f"views.{i}.attn.q.{param}"], out[f"views.{i}.attn.kv.{param}"] = value[:d], value[d:]
+            else:
+                target = {"self_attn.out_proj": "attn.proj", "linear1": "mlp.0", "linear2": "mlp.3",
+                          "norm1": "norm1", "norm2": "norm2"}
+                module, param = rest.rsplit(".", 1)
+                out[f"views.{i}.{target[module]}.{param}" if module in target else key] = value
+        elif key.startswith("mlp_head.0."):
+            out["sequence_head.norm." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith("mlp_head.1."):
+            out["sequence_head.fc." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith(("mlp_head_frames.", "mlp_human_frames.")):  # Conv1d(kernel 1) -> Linear
+            param = key.rsplit(".", 1)[1]
+            head = "frame_head.fc." if key.startswith("mlp_head_frames.") else "human_head."
+            out[head + param] = value.reshape(value.shape[0], -1) if param == "weight" else value
+        else:
+            out[key] = value
+    if "sequence_head.norm.weight" not in out or "human_head.weight" not in out:
+        raise KeyError("no mlp_head.0.weight or mlp_human_frames.weight: not a CNN2D_Transformer state dict")
+    dim, video_dim = out["sequence_head.norm.weight"].shape[0], out["human_head.weight"].shape[1]
+    out["row_embed"] = out["sequence_head.norm.weight"].new_zeros(2, dim)
+    out["missing_video"] = out["sequence_head.norm.weight"].new_zeros(video_dim)
+    out["missing_audio"] = out["sequence_head.norm.weight"].new_zeros(dim - video_dim)
+    return out, {"kwargs": dict(OFFICIAL_KWARGS), "classes": multisensor_home_classes(), "input": dict(OFFICIAL_INPUT)}

@@ -124,10 +124,14 @@ def read_video_frames(path: Path, *, size: tuple[int, int] | None = None, max_fr
 
     path = Path(path)
     frames, times = [], []
+    if not path.is_file() or path.stat().st_size == 0:
+        raise FileProblem(path, "empty file (0 bytes)" if path.is_file() else "not a file")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise FileProblem(path, "no video stream")
+            if container.format.name.endswith("_pipe") or container.format.name in ("image2", "gif", "apng"):
+                raise FileProblem(path, f"a still image ({container.format.name}), not a video")
             stream = container.streams.video[0]
             for frame in container.decode(stream):
                 if frame.pts is None:
@@ -137,7 +141,7 @@ def read_video_frames(path: Path, *, size: tuple[int, int] | None = None, max_fr
                 times.append(float(frame.pts * stream.time_base))
                 if max_frames and len(frames) >= max_frames:
                     break
-    except (av.error.FFmpegError, OSError) as exc:
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise FileProblem(path, f"cannot decode video: {exc}") from None
     if not frames:
         raise FileProblem(path, "no decodable video frames")
@@ -163,7 +167,7 @@ def read_audio_track(path: Path, *, rate: int = 16000) -> tuple[np.ndarray, floa
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-    except (av.error.FFmpegError, OSError) as exc:
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise FileProblem(path, f"cannot decode audio: {exc}") from None
     if not chunks:
         return None
@@ -290,9 +294,63 @@ class Recording:
         return out
 
 
-def _clock(spec: dict | None) -> ClockModel:
-    spec = spec or {}
-    return ClockModel(float(spec.get("scale", 1.0)), float(spec.get("offset", 0.0)))
+# Clock parameters a manifest may carry. A sensor clock runs at the true rate give or take its drift (ppm; the
+# synthetic recordings use +-200 ppm): a scale outside [0.5, 2] is a unit mistake or corrupt. Offsets realign
+# start times, and no recording spans more than a day.
+CLOCK_SCALE_RANGE = (0.5, 2.0)
+MAX_CLOCK_OFFSET_S = 86400.0
+# The longest recording (true seconds between the first and the last sample of all sensors) read at all: the
+# alignment grid grows with it, and an absurd clock would otherwise build a grid of billions of steps.
+MAX_RECORDING_S = 86400.0
+
+
+def _clock(spec: Any, where: Path, sensor: str) -> ClockModel:
+    """A sensor's clock from its manifest entry, checked: finite numbers, scale and offset in range."""
+    if spec is None:
+        return ClockModel()
+    if not isinstance(spec, dict):
+        raise FileProblem(where, f"sensor {sensor!r}: 'clock' must be an object with scale and offset, got {spec!r}")
+    values = {}
+    for key, default in (("scale", 1.0), ("offset", 0.0)):
+        value = spec.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise FileProblem(where, f"sensor {sensor!r}: clock {key} {value!r} is not a finite number")
+        values[key] = float(value)
+    lo, hi = CLOCK_SCALE_RANGE
+    if not lo <= values["scale"] <= hi:
+        raise FileProblem(where, f"sensor {sensor!r}: clock scale {values['scale']:g} is outside [{lo:g}, {hi:g}] "
+                                 "(a clock runs at the true rate give or take its drift)")
+    if abs(values["offset"]) > MAX_CLOCK_OFFSET_S:
+        raise FileProblem(where, f"sensor {sensor!r}: clock offset {values['offset']:g} s is beyond "
+                                 f"+-{MAX_CLOCK_OFFSET_S:g} s")
+    return ClockModel(values["scale"], values["offset"])
+
+
+def _sensor_entry(spec: Any, index: int, where: Path) -> tuple[str, str, str]:
+    """(name, kind, path) of the manifest's `sensors[index]`, each a non-empty string."""
+    if not isinstance(spec, dict):
+        raise FileProblem(where, f"sensors[{index}] must be an object with name, kind and path, got {spec!r:.60}")
+    out = []
+    for key in ("name", "kind", "path"):
+        value = spec.get(key)
+        if not isinstance(value, str) or not value:
+            what = "has no" if value is None else "has a non-text"
+            raise FileProblem(where, f"sensors[{index}] ({spec.get('name', '?')!r}) {what} '{key}'")
+        out.append(value)
+    return out[0], out[1], out[2]
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    """A numeric .npy array (never unpickled), or FileProblem naming the file."""
+    if not path.is_file():
+        raise FileProblem(path, "missing" if not path.exists() else "not a file")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise FileProblem(path, f"not a readable .npy array ({str(exc)[:80]})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise FileProblem(path, f"{what} must be numbers, got {getattr(arr, 'dtype', type(arr).__name__)}")
+    return arr
 
 
 def read_lidar_folder(folder: Path) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -301,17 +359,27 @@ def read_lidar_folder(folder: Path) -> tuple[np.ndarray, list[np.ndarray]]:
     stamps_path = folder / "timestamps.npy"
     if not stamps_path.exists():
         raise FileProblem(stamps_path, "missing: a sweep folder needs timestamps.npy")
-    times = np.load(stamps_path, allow_pickle=False)
+    times = _load_npy(stamps_path, "timestamps")
+    if times.ndim != 1:
+        raise FileProblem(stamps_path, f"timestamps must be a 1-D array [N], got shape {times.shape}")
+    times = times.astype(np.float64)
+    if not np.isfinite(times).all():
+        raise FileProblem(stamps_path, f"{int((~np.isfinite(times)).sum())} timestamps are NaN or infinite")
+    if len(times) > 1 and (np.diff(times) < 0).any():
+        at = int(np.argmax(np.diff(times) < 0))
+        raise FileProblem(stamps_path, f"timestamps go backwards at sweep {at + 1} ({times[at]:g} -> {times[at + 1]:g} s)")
     files = sorted(folder.glob("sweep_*.npy"))
     if len(files) != len(times):
         raise FileProblem(folder, f"{len(files)} sweep files but {len(times)} timestamps")
     sweeps = []
     for f in files:
-        pts = np.load(f, allow_pickle=False)
+        pts = _load_npy(f, "a sweep")
         if pts.ndim != 2 or pts.shape[1] < 3 or not np.isfinite(pts).all():
             raise FileProblem(f, f"a sweep must be a finite [P, >=3] array, got {pts.shape}")
+        if (np.abs(pts[:, :3]) > 1e9).any():  # perception3d.io.MAX_ABS_COORDINATE
+            raise FileProblem(f, "a coordinate beyond 1e9 m (corrupt values)")
         sweeps.append(pts.astype(np.float32))
-    return times.astype(np.float64), sweeps
+    return times, sweeps
 
 
 def read_recording(path: str | Path, *, frame_size: tuple[int, int] | None = (64, 64), audio_rate: int = 16000,
@@ -344,16 +412,32 @@ def read_recording(path: str | Path, *, frame_size: tuple[int, int] | None = (64
         manifest = {"sensors": sensors}
     if not isinstance(manifest, dict) or not isinstance(manifest.get("sensors"), list):
         raise FileProblem(path, "manifest needs a 'sensors' list")
+    if not manifest["sensors"]:
+        raise FileProblem(path, "the 'sensors' list is empty")
+    entries = [_sensor_entry(spec, i, path) for i, spec in enumerate(manifest["sensors"])]
+    names = [name for name, _, _ in entries]
+    if len(set(names)) != len(names):
+        raise FileProblem(path, f"sensor names repeat: {sorted({n for n in names if names.count(n) > 1})}")
     streams: list[SensorStream] = []
-    for spec in manifest["sensors"]:
-        file = base / spec["path"]
+    for spec, (name, kind, rel) in zip(manifest["sensors"], entries):
+        if kind not in ("video", "lidar"):
+            raise FileProblem(path, f"sensor {name!r}: unknown kind {kind!r} (video or lidar)")
+        file = base / rel
         if not file.exists():
-            raise FileProblem(path, f"sensor {spec.get('name')!r} names a missing file {file}")
-        clock = _clock(spec.get("clock"))
-        if spec["kind"] == "video":
+            raise FileProblem(path, f"sensor {name!r} names a missing file {file}")
+        clock = _clock(spec.get("clock"), path, name)
+        if kind == "video":
             frames, times = read_video_frames(file, size=frame_size)
+            _check_times(file, times, "frame times")
             person = spec.get("person")
-            person = np.asarray(person, np.float32) if person is not None else None
+            if person is not None:
+                try:
+                    person = np.asarray(person, np.float64)
+                except (TypeError, ValueError):
+                    raise FileProblem(path, f"sensor {name!r}: 'person' must be a list of numbers") from None
+                if person.ndim != 1 or not np.isfinite(person).all() or (person < 0).any() or (person > 1).any():
+                    raise FileProblem(path, f"sensor {name!r}: 'person' scores must be finite numbers in [0, 1]")
+                person = person.astype(np.float32)
             if person is not None and len(person) != len(frames):
                 person = None  # scores of a different decode; better none than misaligned (MultiTSF's bug)
             if person is None and person_detector is not None:
@@ -361,17 +445,27 @@ def read_recording(path: str | Path, *, frame_size: tuple[int, int] | None = (64
 
                 person = video_person_scores(file, person_detector)
                 person = person if len(person) == len(frames) else None
-            streams.append(SensorStream(spec["name"], "video", times, frames, clock, person=person,
-                                        view=spec["name"]))
+            streams.append(SensorStream(name, "video", times, frames, clock, person=person, view=name))
             if with_audio:
                 track = read_audio_track(file, rate=audio_rate)
                 if track is not None:
-                    streams.append(SensorStream(spec["name"] + "/audio", "audio", np.array([track[1]]), track[0],
-                                                clock, rate=audio_rate, view=spec["name"]))
-        elif spec["kind"] == "lidar":
-            times, sweeps = read_lidar_folder(file)
-            streams.append(SensorStream(spec["name"], "lidar", times, sweeps, clock))
+                    streams.append(SensorStream(name + "/audio", "audio", np.array([track[1]]), track[0],
+                                                clock, rate=audio_rate, view=name))
         else:
-            raise FileProblem(path, f"unknown sensor kind {spec['kind']!r}")
-    return Recording(path, streams, list(manifest.get("tricks", [])), list(manifest.get("classes", [])),
-                     {k: v for k, v in manifest.items() if k not in ("sensors", "tricks", "classes")})
+            times, sweeps = read_lidar_folder(file)
+            streams.append(SensorStream(name, "lidar", times, sweeps, clock))
+    recording = Recording(path, streams, list(manifest.get("tricks", [])), list(manifest.get("classes", [])),
+                          {k: v for k, v in manifest.items() if k not in ("sensors", "tricks", "classes")})
+    start, end = recording.span
+    if not end - start <= MAX_RECORDING_S:
+        raise FileProblem(path, f"the sensors' clocks spread the recording over {end - start:.3g} s (limit "
+                                f"{MAX_RECORDING_S:g} s): check each sensor's clock offset and scale")
+    return recording
+
+
+def _check_times(path: Path, times: np.ndarray, what: str) -> None:
+    """Finite, non-decreasing sample times of a file, or FileProblem naming it."""
+    if not np.isfinite(times).all():
+        raise FileProblem(path, f"{what} hold NaN or infinite values")
+    if len(times) > 1 and (np.diff(times) < 0).any():
+        raise FileProblem(path, f"{what} go backwards")

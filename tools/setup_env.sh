@@ -10,6 +10,8 @@ need_apt=()
 # open3d needs libusb at import time (shared/reference/dependencies.md).
 ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || need_apt+=(libusb-1.0-0)
 # The sample-data fetcher unpacks Debian packages with dpkg-deb, which every Debian machine has.
+# Optional: Debian's chromium for the browser tests and tools/screenshots.py (OMNISENSE_WITH_CHROMIUM=1).
+if [ "${OMNISENSE_WITH_CHROMIUM:-0}" = 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -26,7 +28,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 echo "[setup] installing omnisense and its pinned stack into $VENV (a few minutes the first time)"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,tensorboard]"
 "$VENV/bin/python" - <<'PY'
 # spconv's CPU build asks torch for a CUDA stream in backward; make that a no-op without a GPU.
 # The fix lives in perception3d._spconv_compat and is applied at use; here we only check it imports.

@@ -67,12 +67,15 @@ def _probe_container(path: Path) -> tuple[str, str, float, int, int]:
         raise MediaFileError(path, "no such file")
     if path.stat().st_size == 0:
         raise MediaFileError(path, "empty file")
+    check_media_content(path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 kinds = sorted({s.type for s in container.streams}) or ["none"]
                 raise MediaFileError(path, f"no video stream (streams: {', '.join(kinds)})")
             stream = container.streams.video[0]
+            if container.format.name in _STILL_FORMATS or container.format.name.endswith("_pipe"):
+                raise MediaFileError(path, f"a still image ({container.format.name}), not a video")
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
             return (stream.codec_context.name, container.format.name, fps,
@@ -81,6 +84,31 @@ def _probe_container(path: Path) -> tuple[str, str, float, int, int]:
         raise
     except Exception as err:  # av.error.* for truncated or non-media files
         raise MediaFileError(path, f"cannot open as a video: {err}") from None
+
+
+# FFmpeg demuxers of single images: a JPEG named .mp4 opens as a one-frame "video" through these.
+_STILL_FORMATS = {"image2", "gif", "apng", "webp_pipe", "jpeg_pipe", "png_pipe", "bmp_pipe", "tiff_pipe"}
+# Magic bytes of contents that are never a video, whatever the extension says.
+_NOT_MEDIA_MAGIC = ((b"\x93NUMPY", "a NumPy .npy array"), (b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"),
+                    (b"GIF8", "a GIF image"), (b"ply\n", "a PLY point cloud"), (b"PK\x03\x04", "a zip archive"),
+                    (b"LASF", "a LAS point cloud"))
+
+
+def check_media_content(path: str | Path) -> None:
+    """Refuse a file whose first bytes say it is not audio or video (format by content, not by extension).
+
+    Raises:
+        MediaFileError: e.g. "content is a JPEG image, not a video or audio file".
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise MediaFileError(path, f"cannot read ({err.strerror or err})") from None
+    for magic, what in _NOT_MEDIA_MAGIC:
+        if head.startswith(magic):
+            raise MediaFileError(path, f"content is {what}, not a video or audio file")
 
 
 class VideoReader:

@@ -7,9 +7,11 @@ command, never a timed test.
 from __future__ import annotations
 
 import gc
+import os
 import platform
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +24,8 @@ class Timing:
     seconds: float
     runs: int
     peak_bytes: int | None
+    cpu_seconds: float | None = None  # median process CPU time of a call (on a busy machine: near the wall time
+    # that call would take alone, when it runs on one thread)
 
     @property
     def ms(self) -> float:
@@ -94,6 +98,67 @@ def measure(fn: Callable[[], Any], *, device: str = "cpu", warmup: int = 2, repe
             break
     peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
     return Timing(statistics.median(times), len(times), peak)
+
+
+def measure_interleaved(fns: dict[str, Callable[[], Any]], *, device: str = "cpu", warmup: int = 2, repeat: int = 5,
+                        max_seconds: float = 60.0) -> dict[str, Timing]:
+    """Time several callables taking turns (A B A B ...), the median of each: a job and its peer then see the
+    same machine, which matters on a shared one where the speed drifts during a run."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    gc.collect()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    budget_end = time.perf_counter() + max_seconds
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - cpu_start)
+        if time.perf_counter() > budget_end:
+            break
+    return {k: Timing(statistics.median(v), len(v), None, statistics.median(cpu[k])) for k, v in times.items()}
+
+
+def thread_rows(spec: str) -> list[int]:
+    """`--thread-rows` ("1,all", "1,2,4"): torch thread counts, "all" being the cores this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip().lower()
+        n = cores if part == "all" else int(part) if part.isdigit() and int(part) > 0 else None
+        if n is None:
+            from omnisense._errors import OmnisenseError
+
+            raise OmnisenseError(f"--thread-rows: {part!r} is neither a positive count nor 'all'")
+        if n not in out:
+            out.append(n)
+    return out
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with `n` torch intra-op threads, then restore the previous count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the system has none): a busy machine slows every row."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def base_context(device: str) -> dict[str, Any]:

@@ -178,3 +178,82 @@ def _spconv_row(coords: torch.Tensor, channels: int, *, device: str, repeat: int
     except Exception as error:  # noqa: BLE001: any failure of the optional peer becomes the row's note
         return {"layer": name, "ms": None, "peak_MiB": None, "runs": 0,
                 "detail": f"spconv failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Detector stages against their peers (shared by `bench detect` and `bench kernels`)
+
+
+def peer_row(job: str, peer: str, fn: Callable[[], Any], peer_fn: Callable[[], Any] | None, *, threads: int,
+             device: str, repeat: int, detail: str, target: float | None = None,
+             peer_ms: float | None = None) -> dict[str, Any]:
+    """One job timed against its peer, taking turns in the same run: `ratio` is job / peer (lower is better).
+    A fixed floor (a time budget) comes as `peer_ms` with no `peer_fn`. `cpu_ms` and `cpu_ratio`: the same with
+    the process CPU time of each call, the steadier figure on a shared machine at one thread."""
+    from omnisense.bench._common import measure_interleaved
+
+    fns = {"job": fn} if peer_fn is None else {"job": fn, "peer": peer_fn}
+    with torch.inference_mode():
+        t = measure_interleaved(fns, device=device, warmup=1 if peer_fn is None else 2, repeat=repeat,
+                                max_seconds=120)
+    ms = t["job"].ms
+    peer_value = peer_ms if peer_fn is None else t["peer"].ms
+    ratio = round(ms / peer_value, 2) if peer_value else None
+    cpu = {k: round(v.cpu_seconds * 1e3, 3) for k, v in t.items()}
+    return {"job": job, "threads": threads, "ms": round(ms, 3), "peer": peer,
+            "peer_ms": None if peer_value is None else round(peer_value, 3), "ratio": ratio,
+            "target": target, "met": None if ratio is None or target is None else ratio <= target,
+            "cpu_ms": cpu["job"], "peer_cpu_ms": cpu.get("peer", peer_ms),
+            "cpu_ratio": round(cpu["job"] / cpu.get("peer", peer_ms), 2) if cpu.get("peer", peer_ms) else None,
+            "detail": detail}
+
+
+def failed_row(job: str, peer: str, threads: int, error: Exception) -> dict[str, Any]:
+    return {"job": job, "threads": threads, "ms": None, "peer": peer, "peer_ms": None, "ratio": None, "target": None,
+            "met": None, "cpu_ms": None, "peer_cpu_ms": None, "cpu_ratio": None, "detail": f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"}
+
+
+def voxel_assignment_row(points: torch.Tensor, grid, *, threads: int, device: str, repeat: int) -> dict[str, Any]:
+    """Our dynamic voxel assignment (coords and point-to-voxel map) against spconv's `PointToVoxel`
+    (`generate_voxel_with_id`: the same map plus padded per-voxel point lists) on the same points and grid."""
+    from perception3d.detection.encoders import dynamic_voxelize
+
+    job, peer = "voxel assignment (dynamic_voxelize)", "spconv PointToVoxel"
+    bi = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
+    try:
+        from spconv.pytorch.utils import PointToVoxel  # optional peer
+
+        gen = PointToVoxel(vsize_xyz=list(grid.voxel_size), coors_range_xyz=list(grid.point_range),
+                           num_point_features=points.shape[1], max_num_voxels=points.shape[0],
+                           max_num_points_per_voxel=32, device=points.device)
+        nx, ny, nz = grid.shape
+        return peer_row(job, peer, lambda: dynamic_voxelize(points, bi, grid, 1),
+                        lambda: gen.generate_voxel_with_id(points, empty_mean=False), threads=threads, device=device,
+                        repeat=repeat, target=1.3,
+                        detail=f"{points.shape[0]} points, {nx} x {ny} x {nz} grid; spconv caps 32 points per voxel")
+    except Exception as error:  # noqa: BLE001: a missing or failing optional peer becomes the row's note
+        return failed_row(job, peer, threads, error)
+
+
+def nms_row(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, thresholds: list[float], pre, post, *,
+            threads: int, device: str, repeat: int) -> dict[str, Any]:
+    """Our rotated per-class NMS against torchvision's axis-aligned NMS, per class with the same thresholds, on
+    the boxes circumscribing the same rotated boxes (computed outside the timed call: the peer's floor)."""
+    from perception3d.detection.boxes import boxes_to_corners_bev, nms_rotated_per_class
+
+    job, peer = f"rotated NMS, {boxes.shape[0]} boxes, {len(thresholds)} classes", "torchvision nms (axis-aligned)"
+    try:
+        import torchvision
+
+        corners = boxes_to_corners_bev(boxes)
+        aabb = torch.cat([corners.amin(1), corners.amax(1)], 1)
+        per_class = [torch.nonzero(labels == c).flatten() for c in range(len(thresholds))]
+
+        def peer_fn():
+            return [idx[torchvision.ops.nms(aabb[idx], scores[idx], thr)] for idx, thr in zip(per_class, thresholds)]
+
+        return peer_row(job, peer, lambda: nms_rotated_per_class(boxes, scores, labels, thresholds, pre, post), peer_fn,
+                        threads=threads, device=device, repeat=max(repeat, 9), target=3.0,
+                        detail="the detector's own pre-NMS boxes of this frame; exact rotated BEV IoU vs axis-aligned")
+    except Exception as error:  # noqa: BLE001
+        return failed_row(job, peer, threads, error)

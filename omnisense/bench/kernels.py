@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="features and weights of the attention rows (the papers train in float16 on GPUs)")
+    parser.add_argument("--thread-rows", default="1,all", metavar="N,N",
+                        help="torch thread counts of the stage-against-peer rows ('all': the cores this process may use)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -38,10 +40,10 @@ def run(args: argparse.Namespace):
 
     import torch
 
-    from omnisense.bench._common import BenchReport, base_context
+    from omnisense.bench._common import BenchReport, base_context, load_average, thread_rows
     from omnisense.bench._kernels import (GRID, PILLAR, POINT_RANGE, PaddedWindowLayer, _row, _spconv_row,
                                           padded_windows, pillarise, read_scan, synthetic_sweep)
-    from perception3d.kernels import GroupAttention, flat_window_partitions, sinusoidal_position_embedding
+    from perception3d.kernels import flat_window_partitions, sinusoidal_position_embedding
     from perception3d.kernels.dsvt import DSVTEncoderLayer, set_partition, window_partition
     from perception3d.kernels.flatformer import FlatWindowLayer
 
@@ -125,6 +127,15 @@ def run(args: argparse.Namespace):
 
     rows.append(_spconv_row(coords, c_flat, device=device, repeat=repeat))
     rows.append(_spconv_row(coords, c_set, device=device, repeat=repeat))
+    spconv_rows = rows[-2:]
+    for row in rows:
+        row["threads"] = torch.get_num_threads()
+    load_start = load_average()
+    counts_of_threads = thread_rows(getattr(args, "thread_rows", "1,all"))
+    if device != "cpu":  # one row: threads do not change a GPU's figures
+        counts_of_threads = [torch.get_num_threads()]
+    peer_rows = _stage_rows(points, coords, flat_parts["x"], sets, counts_of_threads, device=device, dtype=dtype,
+                            repeat=repeat, seed=args.seed)
 
     def ratio(a, b):
         return None if a.get("ms") in (None, 0) or b.get("ms") in (None, 0) else round(a["ms"] / b["ms"], 2)
@@ -135,14 +146,60 @@ def run(args: argparse.Namespace):
         "flattened-window layer / SDPA alone (GPU target <= 2)": ratio(flat, sdpa_flat),
         "DSVT set layer / SDPA alone (GPU target <= 2)": ratio(ours_set, sdpa_set),
     }
-    for spconv_row, ours in ((rows[-2], flat), (rows[-1], ours_set)):
+    for spconv_row, ours in zip(spconv_rows, (flat, ours_set)):
         ratios[f"{spconv_row['layer']} / ours (same width)"] = ratio(spconv_row, ours)
     context = base_context(device)
     context.update({"dtype": args.dtype, "input": source, "points": int(points.shape[0]), "pillars": m,
-                    "grid": f"{GRID} x {GRID}, {PILLAR} m pillars over [-74.88, 74.88] m", **ratios})
+                    "grid": f"{GRID} x {GRID}, {PILLAR} m pillars over [-74.88, 74.88] m", **ratios,
+                    "thread_rows": counts_of_threads, "load_average_start": load_start,
+                    "load_average_end": load_average()})
+    rows += peer_rows
     notes = [
         "layer rows: one layer's forward in inference mode on the frame's pillars (attention + FFN + norms; "
         "the spconv row is the convolution alone); index rows: the per-frame sort/partition that all layers share",
         "peak_MiB on the CPU: the running sum of torch allocations during one call, per op (profiler); on CUDA: max_memory_allocated",
+        "job rows: each stage taking turns with its peer at each thread count; ratio = job / peer, met: ratio <= target; "
+        "attention core = the gathers into groups, SDPA and the gather back (the layer minus its dense projections)",
     ]
     return BenchReport(title=f"sparse attention kernels on one frame ({device})", rows=rows, context=context, notes=notes)
+
+
+def _stage_rows(points, coords, part, sets, counts_of_threads, *, device, dtype, repeat, seed):
+    """The attention core against SDPA alone on the same groups (FlatFormer groups, DSVT sets), and voxel
+    assignment against spconv's PointToVoxel, at each thread count."""
+    import torch
+
+    from omnisense.bench._common import torch_threads
+    from omnisense.bench._kernels import PILLAR, POINT_RANGE, peer_row, voxel_assignment_row
+    from perception3d.detection.encoders import VoxelGrid
+    from perception3d.kernels._attention import grouped_sdpa
+
+    gen = torch.Generator().manual_seed(seed)
+    m = coords.shape[0]
+    cases = []
+    for name, partition, c in (("flattened windows (FlatFormer)", part, 128), ("DSVT sets", sets, 192)):
+        h, g, length = 8, partition.num_groups, partition.group_size
+        qk = torch.randn(m, 2 * c, generator=gen).to(device, dtype)
+        v = torch.randn(m, c, generator=gen).to(device, dtype)
+        # the floor: the same groups already gathered, as equal-size dense tensors; three of them, as SDPA
+        # reads three (one tensor as q, k and v reads a third of the memory)
+        q = [torch.randn(g, h, length, c // h, generator=gen).to(device, dtype) for _ in range(3)]
+        mask = None if partition.key_padding_mask is None else ~partition.key_padding_mask[:, None, None, :]
+        cases.append((name, partition, qk, v, q, mask, h, f"{g} groups x {length}, C {c}, {h} heads"))
+    xyz = torch.from_numpy(points[:, :3].copy()).to(device)
+    pts = torch.cat([xyz, torch.zeros_like(xyz[:, :1])], 1)
+    grid = VoxelGrid(POINT_RANGE, (PILLAR, PILLAR, POINT_RANGE[5] - POINT_RANGE[2]))
+    inside = ((pts[:, :3] >= torch.tensor(POINT_RANGE[:3], device=device))
+              & (pts[:, :3] < torch.tensor(POINT_RANGE[3:], device=device))).all(1)
+    pts = pts[inside].contiguous()
+    rows = []
+    for threads in counts_of_threads:
+        with torch_threads(threads):
+            for name, partition, qk, v, q, mask, h, detail in cases:
+                rows.append(peer_row(
+                    f"attention core, {name}", "SDPA alone on the same groups",
+                    lambda: grouped_sdpa(qk, v, partition, h),
+                    lambda: torch.nn.functional.scaled_dot_product_attention(*q, attn_mask=mask),
+                    threads=threads, device=device, repeat=repeat, target=1.3, detail=detail))
+            rows.append(voxel_assignment_row(pts, grid, threads=threads, device=device, repeat=repeat))
+    return rows

@@ -109,5 +109,7 @@ def demo(ctx):
         f"Held-out accuracy recorded with the weights: test top-1 {test.get('test/acc1', float('nan')):.3f} "
         f"on {test.get('test/files', '?')} files (chance {1 / len(names):.3f}).",
     ])
-    return DemoSection(title="Audio: classify real recordings (and a video's audio track)", markdown=md,
+    command = (f"omnisense classify-audio {chosen[0].path} --weights {weights} --output audio/result.jsonl\n"
+               f"omnisense classify-audio audio/{video.name} --weights {weights} --output audio/video_result.jsonl")
+    return DemoSection(title="Audio: classify real recordings (and a video's audio track)", markdown=md, command=command,
                        images=[picture], summary=f"{correct}/{len(chosen)} held-out real recordings correct")

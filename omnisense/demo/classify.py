@@ -60,5 +60,7 @@ def demo(ctx):
         "| mesh | expected | top-1 | top-2 |\n|---|---|---|---|\n" + table +
         f"\n\nPrimitives labelled as expected: {hits} of {len(primitives)}."
     )
+    command = f"omnisense classify {meshes / DEMO_MESHES[0][0]} --votes 5 --output classify/result.jsonl"
     return DemoSection(title="Shape classification: GPSFormer on real meshes", markdown=md, images=[image],
+                       command=command,
                        summary=f"GPSFormer-elite: {hits}/{len(primitives)} CGAL primitive meshes labelled as their shape type")

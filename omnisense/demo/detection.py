@@ -16,12 +16,15 @@ def demo(ctx):
     from perception3d.detection.boxes import iou_3d, iou_bev
     from perception3d.detection.inference import detect_points, plot_bev
     from perception3d.detection.simulator import LidarConfig, simulate_frame
+    from perception3d.detection.view import write_boxes_ply, write_detection_view
 
     # the training sets' lidar (64 beams, 1024 firings per revolution), a scene no training frame holds
     frame = simulate_frame(np.random.default_rng(10_000 + ctx.seed), LidarConfig(beams=64, azimuth_steps=1024))
-    lines, images, summary = [], [], []
+    np.save(ctx.out / "sweep.npy", frame.points.astype(np.float32))  # for the command that reproduces the part
+    lines, images, summary, links, commands = [], [], [], [], []
     for model_name in ("flatformer_small_simkitti", "dsvt_pillar_small_simkitti"):
         model, meta = load_model(model_name, device=ctx.device)
+        ctx.step(f"{model_name} ...")
         det, counts = detect_points(model, frame.points, ctx.device, spec=meta.transforms())
         r = model.geometry.point_range
         gt_keep = (np.abs(frame.boxes[:, 0]) < r[3]) & (np.abs(frame.boxes[:, 1]) < r[4]) & (frame.num_points >= 5)
@@ -43,6 +46,16 @@ def demo(ctx):
                        model.class_names, extent=r[3], gt_boxes=frame.boxes[gt_keep],
                        title=f"{meta.describe_model()}: top {len(shown)} of {len(det['boxes'])} boxes (score >= {low:.2f})")
         images.append(png)
+        view = write_detection_view(ctx.out / f"view_{model_name}.html", frame.points, det, model.class_names,
+                                    score_threshold=low, gt_boxes=frame.boxes[gt_keep],
+                                    title=f"{meta.describe_model()} on a simulated 64-beam sweep")
+        links += [(f"3D view, {meta.describe_model()}", view),
+                  (f"boxes (PLY), {meta.describe_model()}",
+                   write_boxes_ply(ctx.out / f"boxes_{model_name}.ply", det, model.class_names, score_threshold=low))]
+        cli_model = "flatformer" if model_name.startswith("flatformer") else "dsvt-pillar"
+        commands.append(f"omnisense detect detection/sweep.npy --model {cli_model} --output detection/{cli_model}.jsonl "
+                        f"--plot detection/{cli_model}.png --view detection/{cli_model}.html "
+                        f"--save-boxes detection/{cli_model}.ply --score-threshold {low:.3f}")
         metrics = meta.metrics
         lines.append(f"- **{meta.describe_model()}** ({counts['used']} of {counts['input']} points in range): "
                      f"{len(det['boxes'])} boxes; ground truth with >= 5 points found at the KITTI 3D IoU "
@@ -62,7 +75,7 @@ def demo(ctx):
           f"(a tick marks the heading; the pictures show the {SHOWN_BOXES} highest-scoring), dashed black boxes the exact "
           "labels.\n\n" + "\n".join(lines))
     return DemoSection(title="Lidar 3D detection (FlatFormer, DSVT-P)", markdown=md, images=images,
-                       summary="; ".join(summary))
+                       summary="; ".join(summary), links=links, command="\n".join(commands))
 
 
 OUSTER_SWEEP = "pcaps/OS-1-128_v2.3.0_1024x10_lb_n3.pcap"  # of the sample data "ouster-samples"

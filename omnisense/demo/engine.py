@@ -28,7 +28,10 @@ def demo(ctx):
     md = (f"The debug MLP (`configs/debug/tiny.yaml`) trained for 3 epochs on generated Gaussian blobs with the "
           f"engine every model uses (Lightning Trainer, CSV logs, checkpoints). Test accuracy **{acc:.3f}** "
           f"(chance {chance:.2f}). Checkpoint: `{ckpt.relative_to(ctx.out.parent)}`.")
-    return DemoSection(title="Engine: train and test the debug model", markdown=md, images=[curve],
+    command = ("omnisense data make blobs --seed 0 --out engine/blobs-cli\n"
+               "omnisense fit --config configs/debug/tiny.yaml --data.init_args.root engine/blobs-cli "
+               "--trainer.default_root_dir engine/cli --trainer.max_epochs 3")
+    return DemoSection(title="Engine: train and test the debug model", markdown=md, images=[curve], command=command,
                        summary=f"debug MLP test accuracy {acc:.3f} (chance {chance:.2f})")
 
 

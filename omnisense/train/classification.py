@@ -14,12 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from omnisense.train._distributed import gather_samples
 
-def topk_correct(logits: Tensor, labels: Tensor, k: int) -> Tensor:
-    """Number of samples whose label is among the k highest logits. logits [B, K], labels [B]."""
-    k = min(k, logits.shape[-1])
-    top = logits.topk(k, dim=-1).indices
-    return (top == labels[:, None]).any(dim=-1).sum()
+
+def topk_records(probs: Tensor, class_names: list[str] | None, k: int = 5) -> list[dict]:
+    """Prediction records, one per sample: `{"top": [{"class", "probability"}, ...]}`, the k most probable classes
+    (names when known, else label numbers), most probable first. probs: [B, K]."""
+    values, indices = probs.float().topk(min(k, probs.shape[-1]), dim=-1)
+    out = []
+    for vs, ids in zip(values.tolist(), indices.tolist()):
+        out.append({"top": [{"class": class_names[i] if class_names else i, "probability": round(v, 6)}
+                            for v, i in zip(vs, ids)]})
+    return out
 
 
 class EvalStageHooks:
@@ -63,8 +69,7 @@ class ClassificationTask(EvalStageHooks, L.LightningModule):
         self.label_smoothing = label_smoothing
         self.class_names = class_names
         self.save_hyperparameters(ignore=["model"])
-        self._confusion: dict[str, Tensor] = {}
-        self._topk: dict[str, list[Tensor]] = {}
+        self._rows: dict[str, list[Tensor]] = {}
 
     def forward(self, inputs: Any) -> Tensor:
         return self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
@@ -81,30 +86,32 @@ class ClassificationTask(EvalStageHooks, L.LightningModule):
     def _eval_step(self, stage: str, batch: tuple[Any, Tensor]) -> None:
         inputs, labels = batch
         logits = self(inputs)
-        loss = F.cross_entropy(logits, labels)
-        self.log(f"{stage}/loss", loss, batch_size=labels.shape[0], sync_dist=True)
-        conf = self._confusion.setdefault(stage, torch.zeros(self.num_classes, self.num_classes, dtype=torch.long,
-                                                             device=labels.device))
-        conf.index_put_((labels, logits.argmax(-1)), torch.ones_like(labels), accumulate=True)
-        top5 = self._topk.setdefault(stage, [])
-        top5.append(torch.stack([topk_correct(logits, labels, 5), torch.tensor(labels.numel(), device=labels.device)]))
+        loss = F.cross_entropy(logits, labels, reduction="none")
+        top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+        # one row per sample: label, top-1 prediction, label among the top 5, loss
+        rows = torch.stack([labels.double(), logits.argmax(-1).double(), (top5 == labels[:, None]).any(-1).double(),
+                            loss.double()], dim=1)
+        self._rows.setdefault(stage, []).append(rows.cpu())
 
     def _eval_end(self, stage: str) -> None:
-        if stage not in self._confusion:
+        if stage not in self._rows:
             return
-        conf = self._confusion.pop(stage)
-        top5 = torch.stack(self._topk.pop(stage)).sum(0)
-        if self.trainer.world_size > 1:
-            conf = self.all_gather(conf).sum(0)
-            top5 = self.all_gather(top5).sum(0)
+        rows = gather_samples(self, torch.cat(self._rows.pop(stage)), stage)
+        if not rows:
+            return
+        rows = torch.stack(rows)  # [S, 4], every sample of the split once, in its order
+        labels, preds = rows[:, 0].long(), rows[:, 1].long()
+        conf = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        conf.index_put_((labels, preds), torch.ones_like(labels), accumulate=True)
         metrics = classification_metrics(conf)
-        metrics["acc5"] = float(top5[0] / top5[1].clamp(min=1))
+        metrics["acc5"] = float(rows[:, 2].mean())
+        metrics["loss"] = float(rows[:, 3].mean())
         for name, value in metrics.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "acc1", rank_zero_only=True)
+            self.log(f"{stage}/{name}", value, prog_bar=name == "acc1")
 
-    def predict_step(self, batch, batch_idx):
+    def predict_step(self, batch, batch_idx) -> list[dict]:
         inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(inputs).softmax(-1)
+        return topk_records(self(inputs).softmax(-1), self.class_names)
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self, decay_groups(self.model.named_parameters(), self.weight_decay),

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from omnisense._arrays import load_arrays
 from omnisense._errors import FileProblem
 from omnisense._io import write_bytes_atomic
 from omnisense.train._splits import SplitLoaders
@@ -85,10 +86,10 @@ class BlobsDataModule(SplitLoaders, L.LightningDataModule):
         path = folder / "blobs.npz"
         if not path.exists():
             raise FileProblem(path, "missing; write it with `omnisense data make blobs --out " f"{folder}`")
-        with np.load(path) as arrays:
-            for split in SPLITS:
-                self._data[split] = TensorDataset(torch.from_numpy(arrays[f"{split}_x"]),
-                                                  torch.from_numpy(arrays[f"{split}_y"]))
+        arrays = load_arrays(path, [f"{split}_{part}" for split in SPLITS for part in "xy"])  # checked
+        for split in SPLITS:
+            self._data[split] = TensorDataset(torch.from_numpy(arrays[f"{split}_x"]),
+                                              torch.from_numpy(arrays[f"{split}_y"]))
 
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"

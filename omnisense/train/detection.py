@@ -18,11 +18,21 @@ import torch
 from torch.utils.data import DataLoader
 
 from omnisense._errors import FileProblem
+from omnisense.train._distributed import gather_samples
 from perception3d.detection.data import AugmentConfig, KittiDetectionDataset, collate_frames
 from perception3d.detection.evaluation import kitti_eval, waymo_eval
 from perception3d.detection.head import LossWeights, build_targets, center_head_loss
 
 CLASS_NAMES = ("Car", "Pedestrian", "Cyclist")
+
+
+def detection_record(det: dict[str, torch.Tensor], class_names: tuple[str, ...], frame: str | None) -> dict:
+    """A prediction record for one frame: `{"frame", "boxes": [{"label", "score", "center", "size", "heading"}]}`
+    (lidar frame, metres, radians), every box the model kept, most confident first."""
+    from perception3d.detection.inference import boxes_to_json
+
+    boxes = sorted(boxes_to_json({k: v.cpu() for k, v in det.items()}, class_names), key=lambda b: -b["score"])
+    return {"frame": frame, "boxes": boxes}
 
 
 class DetectionTask(L.LightningModule):
@@ -89,7 +99,9 @@ class DetectionTask(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_end(self, stage: str) -> None:
-        pairs = self._eval.pop(stage, [])
+        if stage not in self._eval:
+            return
+        pairs = gather_samples(self, self._eval.pop(stage), stage)  # every frame of the split once, in order
         if not pairs:
             return
         dets, gts = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -98,6 +110,11 @@ class DetectionTask(L.LightningModule):
         for k, v in metrics.items():
             if not math.isnan(v):
                 self.log(f"{stage}/{k}", v, batch_size=1)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        dets = self.model.predict(batch["points"], batch["batch_index"], batch["batch_size"])
+        return [detection_record(det, self.model.class_names, frame) for det, frame in
+                zip(dets, batch["frame_id"])]
 
     def on_validation_epoch_end(self) -> None:
         self._eval_end("val")
@@ -166,6 +183,9 @@ class SimKittiDataModule(L.LightningDataModule):
                           num_workers=self.num_workers)
 
     def test_dataloader(self):
+        return self.val_dataloader()
+
+    def predict_dataloader(self):
         return self.val_dataloader()
 
 

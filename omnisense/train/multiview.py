@@ -42,6 +42,7 @@ from fusion.metrics import frame_map, map_class, map_sample
 from fusion.multitsf import MultiTSF, build_frame_encoder, multitsf_loss
 from omnisense._errors import FileProblem
 from omnisense._io import atomic_write, write_bytes_atomic
+from omnisense.train._distributed import gather_samples
 
 # The training recipe's input spec; the fbank statistics are the train split's (`cached_spec`).
 # max_points 128 of the ~250 points per sweep and lidar_stride 4 (the 10 Hz lidar enters at 2.5 Hz): the CPU
@@ -268,6 +269,21 @@ def sensor_dropout(batch: dict[str, Tensor], *, p_view: float, p_modality: float
 
 # --------------------------------------------------------------------------------------------- Lightning
 
+def multiview_records(sequence: Tensor, frame: Tensor, times: Tensor, class_names: list[str] | None) -> list[dict]:
+    """Prediction records, one per recording, in `omnisense fuse`'s layout: grid `times` [T] (s), `frame_scores`
+    [T][K], `sequence_scores` {class: probability} and `sequence_labels` (probability >= 0.5).
+
+    sequence: [B, K] and frame: [B, T, K] probabilities; times: [B, T].
+    """
+    out = []
+    for seq, fr, t in zip(sequence.cpu().tolist(), frame.cpu().tolist(), times.cpu().tolist()):
+        names = list(class_names) if class_names else list(range(len(seq)))
+        out.append({"times": [round(x, 3) for x in t], "frame_scores": [[round(x, 4) for x in row] for row in fr],
+                    "sequence_scores": {str(c): round(p, 4) for c, p in zip(names, seq)},
+                    "sequence_labels": [c for c, p in zip(names, seq) if p >= 0.5]})
+    return out
+
+
 class MultiViewTask(L.LightningModule):
     """Trains MultiTSF on cached multi-view features with the paper's losses.
 
@@ -276,16 +292,18 @@ class MultiViewTask(L.LightningModule):
         lr, weight_decay, eta_min: Adam and its cosine schedule (the paper: 1e-4, 5e-4, 1e-5).
         modalities: which of video / audio / lidar the model sees.
         p_view, p_modality, p_lidar: sensor dropout during training.
+        class_names: the K class names in label order, for prediction records.
     """
 
     def __init__(self, model: MultiTSF, lr: float = 1e-4, weight_decay: float = 5e-4, eta_min: float = 1e-5,
                  modalities: list[str] | None = None, p_view: float = 0.15, p_modality: float = 0.1,
-                 p_lidar: float = 0.15):
+                 p_lidar: float = 0.15, class_names: list[str] | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.modalities = tuple(modalities or MODALITIES)
-        self._val: list[tuple[np.ndarray, ...]] = []
+        self.class_names = class_names
+        self._records: dict[str, list[tuple[np.ndarray, ...]]] = {}
 
     def forward(self, batch: dict[str, Tensor]):
         return self.model(**model_inputs(batch, self.modalities))
@@ -300,33 +318,42 @@ class MultiViewTask(L.LightningModule):
             self.log(f"train/{k}", v, prog_bar=k == "loss", batch_size=len(batch["times"]))
         return losses["loss"]
 
-    def _eval_step(self, batch):
+    def _eval_step(self, stage: str, batch) -> None:
         out = self(batch)
-        self._val.append((torch.sigmoid(out.sequence).float().cpu().numpy(), batch["sequence"].cpu().numpy(),
-                          torch.sigmoid(out.frame).float().cpu().numpy(), batch["labels"].cpu().numpy(),
-                          _label_frames(batch).cpu().numpy()))
+        arrays = (torch.sigmoid(out.sequence).float().cpu().numpy(), batch["sequence"].cpu().numpy(),
+                  torch.sigmoid(out.frame).float().cpu().numpy(), batch["labels"].cpu().numpy(),
+                  _label_frames(batch).cpu().numpy())
+        # one record per recording: its sequence scores and labels, frame scores, labels and mask
+        self._records.setdefault(stage, []).extend(zip(*arrays))
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch)
+        self._eval_step("val", batch)
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch)
+        self._eval_step("test", batch)
 
-    def _eval_end(self, prefix: str):
-        if not self._val:
+    def _eval_end(self, stage: str):
+        if stage not in self._records:
             return
-        seq, seq_y, fr, fr_y, fr_v = (np.concatenate(x) for x in zip(*self._val))
-        self._val.clear()
+        records = gather_samples(self, self._records.pop(stage), stage)  # every recording once, in order
+        if not records:
+            return
+        seq, seq_y, fr, fr_y, fr_v = (np.stack(x) for x in zip(*records))
         metrics = {"frame_map": frame_map(fr, fr_y, fr_v), "map_c": map_class(seq, seq_y),
                    "map_s": map_sample(seq, seq_y)}
         for k, v in metrics.items():
-            self.log(f"{prefix}/{k}", float(np.nan_to_num(v)), prog_bar=k == "frame_map")
+            self.log(f"{stage}/{k}", float(np.nan_to_num(v)), prog_bar=k == "frame_map")
 
     def on_validation_epoch_end(self):
         self._eval_end("val")
 
     def on_test_epoch_end(self):
         self._eval_end("test")
+
+    def predict_step(self, batch, batch_idx) -> list[dict]:
+        out = self(batch)
+        return multiview_records(torch.sigmoid(out.sequence).float(), torch.sigmoid(out.frame).float(), batch["times"],
+                                 self.class_names)
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -382,5 +409,8 @@ class MultiViewDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return DataLoader(self.data["test"], batch_size=self.batch_size)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from omnisense.train._distributed import gather_samples
 from omnisense.train._splits import CloudSplitsData, generated_or_root
 from omnisense.train.classification import EvalStageHooks, adamw_warmup_cosine, decay_groups
 from omnisense.train.shapes import augment_cloud
@@ -93,6 +94,17 @@ def shape_ious(pred: Tensor, target: Tensor, category: Tensor, category_parts: l
     return torch.stack(out)
 
 
+def partseg_records(pred: Tensor, category: Tensor, category_names: list[str] | None) -> list[dict]:
+    """Prediction records, one per shape: its category and the part label of each point.
+
+    pred: [B, N] global part labels; category: [B].
+    """
+    out = []
+    for parts, c in zip(pred.tolist(), category.tolist()):
+        out.append({"category": category_names[c] if category_names else int(c), "parts": parts})
+    return out
+
+
 class PartSegmentationTask(EvalStageHooks, L.LightningModule):
     """Per-point cross-entropy with AdamW and a warm-up cosine schedule; instance and class mIoU.
 
@@ -133,19 +145,30 @@ class PartSegmentationTask(EvalStageHooks, L.LightningModule):
     def _eval_step(self, stage: str, batch) -> None:
         inputs, parts = batch
         logits = self(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), parts.reshape(-1))
-        self.log(f"{stage}/loss", loss, batch_size=parts.shape[0])
+        loss = F.cross_entropy(logits.transpose(1, 2), parts, reduction="none").mean(1)  # [B]: per shape
         pred = category_argmax(logits, inputs["category"], self.category_parts)
         ious = shape_ious(pred, parts, inputs["category"], self.category_parts)
-        self._ious.setdefault(stage, []).append(torch.stack([ious, inputs["category"].double()], dim=1))
+        # one row per shape: its mean part IoU, its category, its loss
+        rows = torch.stack([ious, inputs["category"].double(), loss.double()], dim=1)
+        self._ious.setdefault(stage, []).append(rows.cpu())
 
     def _eval_end(self, stage: str) -> None:
         if stage not in self._ious:
             return
-        rows = torch.cat(self._ious.pop(stage))  # [S, 2]: shape mIoU, category
+        rows = gather_samples(self, torch.cat(self._ious.pop(stage)), stage)
+        if not rows:
+            return
+        rows = torch.stack(rows)  # [S, 3]: every shape of the split once
         per_category = [rows[rows[:, 1] == c, 0].mean() for c in rows[:, 1].unique()]
         self.log(f"{stage}/instance_miou", float(rows[:, 0].mean()), prog_bar=True)
         self.log(f"{stage}/class_miou", float(torch.stack(per_category).mean()))
+        self.log(f"{stage}/loss", float(rows[:, 2].mean()))
+
+    def predict_step(self, batch, batch_idx: int) -> list[dict]:
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        logits = self(inputs)
+        return partseg_records(category_argmax(logits, inputs["category"], self.category_parts), inputs["category"],
+                               self.category_names)
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self, decay_groups(self.model.named_parameters(), self.weight_decay),

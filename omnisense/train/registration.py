@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 import lightning.pytorch as pl
 
+from omnisense.train._distributed import gather_samples
 from perception3d.registration import metrics
 from perception3d.registration.losses import coarse_circle_loss, fine_nll_loss
 from perception3d.registration.pairs import PairConfig, PairEntry, make_pair, read_pair_list, write_pair_list
@@ -169,6 +170,7 @@ def _canonical_item(src: np.ndarray, tgt: np.ndarray, transform: np.ndarray, vox
     t[:3, 3] *= scale
     item["transform"] = t
     item["extent"] = float(metrics.extent(tgt) * scale)
+    item["scale"] = float(scale)  # canonical units per unit of the input clouds
     return item
 
 
@@ -301,6 +303,9 @@ class RegistrationDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
 
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Evaluation (validation, test, tools/roitr_eval.py)
@@ -318,6 +323,17 @@ def evaluate_pair(model: nn.Module, item: dict, verify: bool = True) -> dict:
     ir = metrics.inlier_ratio(m.src_corr.cpu().numpy(), m.tgt_corr.cpu().numpy(), gt, 4 * CANONICAL_VOXEL)
     return {"rre": metrics.rotation_error(est, gt), "rte": metrics.translation_error(est, gt),
             "extent": item["extent"], "ir": ir}
+
+
+@torch.no_grad()
+def registration_record(model: nn.Module, item: dict) -> dict:
+    """A prediction record for one pair: the estimated source-to-target transform (4 x 4, in the pair's own unit:
+    the canonical scale undone) and the number of correspondences it rests on."""
+    out = model(item["src_points"], item["src_normals"], item["tgt_points"], item["tgt_normals"])
+    m = model.match(out)
+    est = lgr_transform(m, descriptors=out).double().cpu()
+    est[:3, 3] /= item["scale"]
+    return {"transform": [[round(v, 6) for v in row] for row in est.tolist()], "correspondences": int(len(m.src_corr))}
 
 
 def summarise_pairs(rows: list[dict]) -> dict:
@@ -361,7 +377,7 @@ class RegistrationTask(pl.LightningModule):
         self.lr, self.weight_decay, self.lr_decay = lr, weight_decay, lr_decay
         self.coarse_weight, self.fine_weight = coarse_weight, fine_weight
         self.positive_overlap, self.positive_radius = positive_overlap, positive_radius
-        self._val: list[dict] = []
+        self._pairs: dict[str, list[dict]] = {}
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         out = self.model(batch["src_points"], batch["src_normals"], batch["tgt_points"], batch["tgt_normals"])
@@ -382,24 +398,29 @@ class RegistrationTask(pl.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._val.append(evaluate_pair(self.model, batch))
+        self._pairs.setdefault("val", []).append(evaluate_pair(self.model, batch))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._val.append(evaluate_pair(self.model, batch))
+        self._pairs.setdefault("test", []).append(evaluate_pair(self.model, batch))
 
-    def _summarise(self, split: str) -> None:
-        if not self._val:
+    def _summarise(self, stage: str) -> None:
+        if stage not in self._pairs:
             return
-        for key, value in summarise_pairs(self._val).items():
+        rows = gather_samples(self, self._pairs.pop(stage), stage)  # every pair of the split once, in order
+        if not rows:
+            return
+        for key, value in summarise_pairs(rows).items():
             if key != "pairs":
-                self.log(f"{split}/{key}", value, prog_bar=key == "rr")
-        self._val.clear()
+                self.log(f"{stage}/{key}", value, prog_bar=key == "rr")
 
     def on_validation_epoch_end(self) -> None:
         self._summarise("val")
 
     def on_test_epoch_end(self) -> None:
         self._summarise("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        return [registration_record(self.model, batch)]
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -15,6 +15,7 @@ everywhere, which the DIoU loss uses.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,7 +27,9 @@ __all__ = [
     "iou_3d",
     "diou_3d",
     "nms_rotated",
+    "nms_rotated_reference",
     "nms_rotated_per_class",
+    "nms_rotated_per_class_reference",
     "limit_period",
 ]
 
@@ -189,9 +192,152 @@ def diou_3d(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     return iou - d2 / c2
 
 
+# --------------------------------------------------------------------------------------------------
+# Rotated NMS. The fast path is index work on a few hundred boxes, where a torch op's fixed cost outweighs
+# its arithmetic, so it runs in numpy (float64): a sweep over the axis-aligned boxes circumscribing the
+# rotated ones, an upper bound of the IoU, and the exact rotated IoU on the few pairs left.
+
+
+_NEXT = np.array([1, 2, 3, 0])
+_CORNER_X = np.array([0.5, -0.5, -0.5, 0.5])
+_CORNER_Y = np.array([0.5, 0.5, -0.5, -0.5])
+
+
+def _quad_intersection_np(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+    """Area of the intersection of P pairs of counter-clockwise convex quads `(P, 4, 2)` -> `(P,)`.
+
+    The maths of `_pairwise_intersection_area` (corners inside the other quad, edge crossings, ordered by
+    angle about their mean, shoelace), in numpy float64 and with as few array operations as it allows: on a
+    few hundred pairs each operation's fixed cost is what counts.
+    """
+    p = ca.shape[0]
+    tol = 1e-10 * max(1.0, float(np.abs(ca).max()) if p else 1.0)
+    da, db = ca[:, _NEXT] - ca, cb[:, _NEXT] - cb  # (P, 4, 2) edge vectors
+    len_a, len_b = np.sqrt((da * da).sum(-1)), np.sqrt((db * db).sum(-1))  # (P, 4)
+
+    def inside(pts, poly, edge, length):  # (P, 4, 2) in (P, 4, 2) -> (P, 4)
+        rel = pts[:, :, None, :] - poly[:, None, :, :]  # (P, K, 4, 2)
+        cross = edge[:, None, :, 0] * rel[..., 1] - edge[:, None, :, 1] * rel[..., 0]
+        return (cross >= -tol * np.maximum(length, _EPS)[:, None, :]).all(axis=-1)
+
+    # edge i of a (a_i + t da_i) against edge j of b (b_j + u db_j)
+    dax, day = da[:, :, None, 0], da[:, :, None, 1]  # (P, 4, 1)
+    dbx, dby = db[:, None, :, 0], db[:, None, :, 1]  # (P, 1, 4)
+    wx = cb[:, None, :, 0] - ca[:, :, None, 0]  # (P, 4, 4)
+    wy = cb[:, None, :, 1] - ca[:, :, None, 1]
+    den = dax * dby - day * dbx
+    parallel = np.abs(den) <= _EPS * np.maximum(len_a[:, :, None] * len_b[:, None, :], _EPS)
+    den = np.where(parallel, 1.0, den)
+    t = (wx * dby - wy * dbx) / den
+    u = (wx * day - wy * dax) / den
+    cross_ok = ~parallel & (t >= -1e-12) & (t <= 1 + 1e-12) & (u >= -1e-12) & (u <= 1 + 1e-12)
+    cross_x = (ca[:, :, None, 0] + t * dax).reshape(p, 16)
+    cross_y = (ca[:, :, None, 1] + t * day).reshape(p, 16)
+    xs = np.concatenate([ca[..., 0], cb[..., 0], cross_x], axis=1)  # (P, 24)
+    ys = np.concatenate([ca[..., 1], cb[..., 1], cross_y], axis=1)
+    valid = np.concatenate([inside(ca, cb, db, len_b), inside(cb, ca, da, len_a), cross_ok.reshape(p, 16)], axis=1)
+    count = valid.sum(axis=1)
+    n = np.maximum(count, 1)
+    rx = xs - (xs * valid).sum(1, keepdims=True) / n[:, None]
+    ry = ys - (ys * valid).sum(1, keepdims=True) / n[:, None]
+    angle = np.where(valid, np.arctan2(ry, rx), 10.0)  # invalid candidates sort last
+    order = np.argsort(angle, axis=1, kind="stable")
+    rows = np.arange(p)[:, None]
+    rx, ry, vs = rx[rows, order], ry[rows, order], valid[rows, order]
+    rx = np.where(vs, rx, rx[:, :1])  # invalid slots repeat the first vertex: no area
+    ry = np.where(vs, ry, ry[:, :1])
+    nx, ny = np.roll(rx, -1, axis=1), np.roll(ry, -1, axis=1)
+    area = 0.5 * (rx * ny - ry * nx).sum(axis=1)
+    return np.where(count >= 3, np.maximum(area, 0.0), 0.0)
+
+
+def _overlap_pairs(boxes: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs `i < j` of `(N, 7)` boxes of one label whose rotated BEV IoU exceeds their label's
+    threshold, sorted by `i` then `j`. Cheap tests go first, so the exact rotated IoU runs on few pairs:
+
+    - the axis-aligned boxes circumscribing the rotated ones must overlap (else the IoU is 0): a sweep
+      along x lists the pairs whose x-extents overlap, then y, then the label are checked;
+    - the IoU grows with the intersection, which is at most the axis-aligned overlap and the smaller
+      area, so `I / (a_i + a_j - I)` with that bound `I` bounds it from above; pairs whose bound is under
+      the threshold (less a margin for rounding) are dropped.
+    """
+    n = boxes.shape[0]
+    x, y, dx, dy, h = boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6]
+    cos, sin = np.cos(h), np.sin(h)
+    c, s = np.abs(cos), np.abs(sin)
+    hx, hy = (dx * c + dy * s) / 2, (dx * s + dy * c) / 2  # half extents of the circumscribed boxes
+    # the sweep runs along x with each label moved 2 spans further, so it never pairs two labels
+    span = 2 * float(np.abs(x).max() + hx.max()) + 1
+    x0, x1 = x - hx + labels * span, x + hx + labels * span
+    y0, y1 = y - hy, y + hy
+    by_x = np.argsort(x0, kind="stable")
+    end = np.searchsorted(x0[by_x], x1[by_x], side="left")  # partners of sorted a: (a, end[a])
+    counts = np.maximum(end - np.arange(n) - 1, 0)
+    total = int(counts.sum())
+    a = np.repeat(np.arange(n), counts)
+    b = a + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    p, q = by_x[a], by_x[b]
+    i, j = np.minimum(p, q), np.maximum(p, q)  # i: the higher score
+    wy = np.minimum(y1[i], y1[j]) - np.maximum(y0[i], y0[j])
+    keep = wy > 0
+    i, j, wy = i[keep], j[keep], wy[keep]
+    wx = np.minimum(x1[i], x1[j]) - np.maximum(x0[i], x0[j])  # > 0 by the sweep
+    area = dx * dy
+    small = np.minimum(area[i], area[j])
+    both = area[i] + area[j]
+    bound = np.minimum(wx * wy, small)
+    ok = bound >= (thresholds[i] - 1e-4) * np.maximum(both - bound, _EPS)  # bound / (union at most) >= thr
+    i, j, small, both = i[ok], j[ok], small[ok], both[ok]
+    # the same bound in each box's own frame, where the other's circumscribed box is much tighter
+    cd = np.abs(cos[i] * cos[j] + sin[i] * sin[j])  # |cos| and |sin| of the heading difference
+    sd = np.abs(sin[j] * cos[i] - cos[j] * sin[i])
+    rx, ry = x[j] - x[i], y[j] - y[i]
+    bound = np.minimum(_frame_overlap(rx * cos[i] + ry * sin[i], ry * cos[i] - rx * sin[i], dx[i], dy[i],
+                                      dx[j], dy[j], cd, sd),
+                       _frame_overlap(-rx * cos[j] - ry * sin[j], rx * sin[j] - ry * cos[j], dx[j], dy[j],
+                                      dx[i], dy[i], cd, sd))
+    bound = np.minimum(bound, small)
+    ok = bound >= (thresholds[i] - 1e-4) * np.maximum(both - bound, _EPS)
+    i, j, both = i[ok], j[ok], both[ok]
+    if i.size:
+        # counter-clockwise corners, as boxes_to_corners_bev: (+,+), (-,+), (-,-), (+,-) halves of (dx, dy)
+        lx, ly = dx[:, None] * _CORNER_X, dy[:, None] * _CORNER_Y  # (N, 4)
+        corners = np.stack([x[:, None] + cos[:, None] * lx - sin[:, None] * ly,
+                            y[:, None] + sin[:, None] * lx + cos[:, None] * ly], axis=-1)  # (N, 4, 2)
+        inter = _quad_intersection_np(corners[i], corners[j])
+        hit = inter > thresholds[i] * np.maximum(both - inter, _EPS)  # the IoU above the threshold
+        i, j = i[hit], j[hit]
+    order = np.lexsort((j, i))
+    return i[order], j[order]
+
+
+def _frame_overlap(u: np.ndarray, v: np.ndarray, dx: np.ndarray, dy: np.ndarray, dx_other: np.ndarray,
+                   dy_other: np.ndarray, c: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Overlap area of a box (`dx` x `dy` about the origin of its own frame) with the rectangle aligned with it
+    that circumscribes the other box (centre `(u, v)` in that frame, turned by an angle of |cos| `c` and |sin|
+    `s`): at least the two boxes' intersection."""
+    ex = (dx_other * c + dy_other * s) / 2
+    ey = (dx_other * s + dy_other * c) / 2
+    wx = np.minimum(dx / 2, u + ex) - np.maximum(-dx / 2, u - ex)
+    wy = np.minimum(dy / 2, v + ey) - np.maximum(-dy / 2, v - ey)
+    return np.maximum(wx, 0) * np.maximum(wy, 0)
+
+
+def _greedy(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Greedy NMS over score-ordered boxes and their sorted overlapping pairs: whether each box is kept."""
+    suppressed = np.zeros(n, dtype=bool)
+    for a, b in zip(i.tolist(), j.tolist()):  # pairs by i: every pair into i comes before i's own
+        if not suppressed[a]:
+            suppressed[b] = True
+    return ~suppressed
+
+
 def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float, pre_max: int | None = None,
                 post_max: int | None = None) -> Tensor:
     """Greedy NMS on rotated BEV IoU.
+
+    The exact rotated IoU runs only on the pairs that an axis-aligned prefilter cannot rule out
+    (`_overlap_pairs`); `nms_rotated_reference` is the same NMS on the full IoU matrix.
 
     Args:
         boxes: `(N, 7)` boxes.
@@ -203,6 +349,13 @@ def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float, pre_max: in
     Returns:
         `(K,)` indices into `boxes`, by descending score.
     """
+    labels = torch.zeros(scores.shape, dtype=torch.long)
+    return nms_rotated_per_class(boxes, scores, labels, [iou_threshold], pre_max, post_max)
+
+
+def nms_rotated_reference(boxes: Tensor, scores: Tensor, iou_threshold: float, pre_max: int | None = None,
+                          post_max: int | None = None) -> Tensor:
+    """`nms_rotated` on the full rotated IoU matrix, box by box: what the fast path is tested against."""
     order = scores.argsort(descending=True)
     if pre_max is not None:
         order = order[:pre_max]
@@ -227,9 +380,46 @@ def nms_rotated_per_class(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thr
                           pre_max: list[int] | int | None = None, post_max: list[int] | int | None = None) -> Tensor:
     """Rotated NMS run separately on each class `c` with its own threshold `iou_thresholds[c]`.
 
+    All classes share one prefilter pass (pairs of different classes never suppress each other).
+
     Returns:
         `(K,)` indices into `boxes`, by descending score.
     """
+    num = len(iou_thresholds)
+    sc = scores.detach().cpu().numpy()
+    lb = labels.detach().cpu().numpy()
+    order = np.argsort(-sc, kind="stable")  # by descending score
+    order = order[(lb[order] >= 0) & (lb[order] < num)]  # labels without a threshold are dropped, as before
+    if pre_max is not None:  # the top pre_max of each class (nothing to cut when no class has more)
+        cap = np.asarray(pre_max if isinstance(pre_max, list) else [pre_max] * num)
+        if (np.bincount(lb[order], minlength=num)[:num] > cap).any():
+            ranks = _rank_within_label(lb[order], num)
+            order = order[ranks < cap[lb[order]]]
+    if order.size == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    ordered_labels = lb[order]
+    thresholds = np.asarray(iou_thresholds, dtype=np.float64)[ordered_labels]
+    bx = boxes.detach().cpu().numpy().astype(np.float64)[order]
+    i, j = _overlap_pairs(bx, ordered_labels, thresholds)
+    keep = _greedy(order.size, i, j)
+    if post_max is not None:  # the first post_max kept of each class
+        cap = np.asarray(post_max if isinstance(post_max, list) else [post_max] * num)
+        if (np.bincount(ordered_labels[keep], minlength=num)[:num] > cap).any():
+            kept_rank = _rank_within_label(np.where(keep, ordered_labels, num), num + 1)
+            keep &= kept_rank < np.append(cap, 0)[np.where(keep, ordered_labels, num)]
+    return torch.as_tensor(order[keep], dtype=torch.long, device=boxes.device)
+
+
+def _rank_within_label(labels: np.ndarray, num: int) -> np.ndarray:
+    """Rank of each element among the elements of its label, in order."""
+    one_hot = labels[:, None] == np.arange(num)[None]
+    return (np.cumsum(one_hot, axis=0) - 1)[np.arange(labels.size), labels]
+
+
+def nms_rotated_per_class_reference(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thresholds: list[float],
+                                    pre_max: list[int] | int | None = None,
+                                    post_max: list[int] | int | None = None) -> Tensor:
+    """`nms_rotated_per_class` class by class through `nms_rotated_reference`."""
     keep = []
     for c, thr in enumerate(iou_thresholds):
         idx = torch.nonzero(labels == c).flatten()
@@ -237,7 +427,7 @@ def nms_rotated_per_class(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thr
             continue
         pm = pre_max[c] if isinstance(pre_max, list) else pre_max
         qm = post_max[c] if isinstance(post_max, list) else post_max
-        keep.append(idx[nms_rotated(boxes[idx], scores[idx], thr, pm, qm)])
+        keep.append(idx[nms_rotated_reference(boxes[idx], scores[idx], thr, pm, qm)])
     if not keep:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     keep = torch.cat(keep)

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from perception3d._errors import PointCloudFileError, PointCloudValueError
 from perception3d.detection.boxes import boxes_to_corners_bev, iou_bev, limit_period
+from perception3d.io import MAX_ABS_COORDINATE, check_content, check_point_count, load_npy_checked
 
 __all__ = [
     "read_kitti_bin",
@@ -36,13 +37,13 @@ __all__ = [
 
 def read_kitti_bin(path: str | Path) -> np.ndarray:
     """A KITTI velodyne scan: float32 `(N, 4)` x, y, z, reflectance."""
-    path = Path(path)
-    if not path.is_file():
-        raise PointCloudFileError(path, "no such file")
+    path = _existing_scan(path)
     size = path.stat().st_size
     if size % 16:
         raise PointCloudFileError(path, f"size {size} bytes is not a multiple of 16 (4 float32 per point)")
-    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+    check_content(path, ".bin")  # a .npy or a PLY named .bin is not read as float32 garbage
+    check_point_count(path, size // 16)
+    return _checked_scan(path, np.fromfile(path, dtype="<f4").reshape(-1, 4))
 
 
 def read_waymo_npy(path: str | Path) -> np.ndarray:
@@ -51,16 +52,46 @@ def read_waymo_npy(path: str | Path) -> np.ndarray:
     Waymo intensities are unbounded, so, as OpenPCDet does, `tanh` maps them into [0, 1).
     A `(N, 3)` array gets zero intensity.
     """
-    path = Path(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise PointCloudFileError(path, f"not a readable .npy array ({err})") from None
-    if arr.ndim != 2 or arr.shape[1] < 3:
-        raise PointCloudFileError(path, f"expected an (N, >=3) array, got shape {arr.shape}")
-    arr = arr.astype(np.float32)
+    path = _existing_scan(path)
+    check_content(path, ".npy")
+    arr = load_npy_checked(path)  # the row count is checked against max_points() before the body is read
+    if arr.dtype.kind not in "fiu" or arr.ndim != 2 or arr.shape[1] < 3:
+        raise PointCloudFileError(path, f"expected a numeric (N, >=3) array, got {arr.shape} {arr.dtype}")
+    arr = _checked_scan(path, arr[:, :4].astype(np.float32))
     inten = np.tanh(arr[:, 3:4]) if arr.shape[1] >= 4 else np.zeros((len(arr), 1), np.float32)
     return np.concatenate([arr[:, :3], inten], 1)
+
+
+# A sweep with fewer points than this is no lidar sweep (a 16-beam sensor returns thousands per sweep); the bar
+# is low so that cropped test sweeps pass, high enough to refuse the 1-3 point files of a broken export.
+MIN_SCAN_POINTS = 4
+
+
+def _existing_scan(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise PointCloudFileError(path, "no such file")
+    if not path.is_file():
+        raise PointCloudFileError(path, "is a directory, not a file")
+    if path.stat().st_size == 0:
+        raise PointCloudFileError(path, "empty file (0 bytes)")
+    return path
+
+
+def _checked_scan(path: Path, points: np.ndarray) -> np.ndarray:
+    """A scan read from `path`, refused unless it has >= MIN_SCAN_POINTS points, all finite and within
+    MAX_ABS_COORDINATE (x, y, z; a NaN or infinite intensity is the detector's input policy's business)."""
+    if len(points) < MIN_SCAN_POINTS:
+        raise PointCloudFileError(path, f"{len(points)} points; a lidar sweep needs at least {MIN_SCAN_POINTS}")
+    xyz = points[:, :3]
+    bad = int((~np.isfinite(xyz)).any(1).sum())
+    if bad:
+        raise PointCloudFileError(path, f"{bad} of {len(points)} points have NaN or infinite coordinates")
+    far = int((np.abs(xyz) > MAX_ABS_COORDINATE).any(1).sum())
+    if far:
+        raise PointCloudFileError(path, f"{far} of {len(points)} points have a coordinate beyond "
+                                        f"{MAX_ABS_COORDINATE:g} m (corrupt values)")
+    return points
 
 
 def _read_generic(path: Path) -> np.ndarray:
@@ -102,16 +133,14 @@ def _read_generic(path: Path) -> np.ndarray:
 
 def read_scan(path: str | Path) -> np.ndarray:
     """Any supported scan -> float32 `(N, 4)` x, y, z, intensity. `.bin` is KITTI; `.npy` Waymo-style."""
-    path = Path(path)
-    if not path.is_file():
-        raise PointCloudFileError(path, "no such file")
+    path = _existing_scan(path)
     suffix = path.suffix.lower()
     if suffix == ".bin":
         return read_kitti_bin(path)
     if suffix == ".npy":
         return read_waymo_npy(path)
     if suffix in (".pcd", ".ply", ".las", ".laz"):
-        return _read_generic(path)
+        return _checked_scan(path, _read_generic(path))
     raise PointCloudFileError(path, f"unsupported scan format {suffix!r} (.bin .npy .pcd .ply .las .laz)")
 
 

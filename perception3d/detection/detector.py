@@ -73,7 +73,7 @@ class CenterPointDetector(nn.Module):
         if points.shape[0] == 0:
             raise PointCloudValueError("empty point cloud")
         with self._stage("voxelise", points):
-            feats, coords = self.vfe(points, batch_index)
+            feats, coords = self.vfe(points, batch_index, batch_size)
         with self._stage("backbone", points):
             feats, coords = self.backbone_3d(feats, coords, batch_size)
         with self._stage("bev", points):
@@ -93,16 +93,19 @@ class CenterPointDetector(nn.Module):
 def build_detector(*, class_names: tuple[str, ...], point_range: tuple[float, ...], voxel_size: tuple[float, ...],
                    vfe_filters: list[int], vfe_halve: bool, backbone_3d: nn.Module, bev_grid_shape: tuple[int, int, int],
                    bev: dict, head: dict, post: PostProcessConfig, point_channels: int = 4,
-                   min_radius: int = 2) -> "CenterPointDetector":
+                   min_radius: int = 2, vfe_max_points: int | None = None) -> "CenterPointDetector":
     """Assemble a detector from plain settings (the named variants of perception3d.models use this).
 
     Args:
         bev: `BEVBackbone` keyword arguments except `in_channels`.
         head: `CenterHead` keyword arguments except `in_channels` and `num_classes`.
         min_radius: smallest Gaussian radius of the heatmap targets, in cells.
+        vfe_max_points: cap on the points encoded per voxel (None: every point, the dynamic voxelisation both
+            papers use); see `DynamicVFE`.
     """
     grid = VoxelGrid(tuple(point_range), tuple(voxel_size))
-    vfe = DynamicVFE(in_channels=point_channels, filters=list(vfe_filters), grid=grid, halve=vfe_halve)
+    vfe = DynamicVFE(in_channels=point_channels, filters=list(vfe_filters), grid=grid, halve=vfe_halve,
+                     max_points_per_voxel=vfe_max_points)
     bev_in = int(getattr(backbone_3d, "out_channels", vfe.out_channels)) * int(bev_grid_shape[2])
     backbone_2d = BEVBackbone(in_channels=bev_in, **bev)
     dense_head = CenterHead(in_channels=backbone_2d.out_channels, num_classes=len(class_names), **head)

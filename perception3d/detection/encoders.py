@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from perception3d._errors import PointCloudValueError
@@ -35,13 +36,18 @@ class VoxelGrid:
         return tuple(int(round((r[i + 3] - r[i]) / v[i])) for i in range(3))  # type: ignore[return-value]
 
 
-def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid):
+def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid, batch_size: int | None = None):
     """Assign every in-range point to its voxel, keeping all points (dynamic voxelisation).
+
+    The voxels are found by counting points per linear cell index over the whole grid (`bincount`, then a
+    running count of the occupied cells numbers them in key order), which gives what `torch.unique` of the
+    keys gives without sorting the points; a grid too large to count over falls back to `torch.unique`.
 
     Args:
         points: `(N, 3+C)` points, xyz in metres.
         batch_index: `(N,)` sample of each point.
         grid: the voxel grid.
+        batch_size: samples B (default: the largest batch index + 1).
 
     Returns:
         coords `(M, 4)` long `(batch, z, y, x)` of the non-empty voxels, sorted by key;
@@ -53,9 +59,20 @@ def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid):
     cell = torch.floor((points[:, :3] - lo) / size).long()  # (N, 3) x, y, z
     inside = ((cell >= 0) & (cell < torch.tensor([nx, ny, nz], device=points.device))).all(1)
     key = ((batch_index * nz + cell[:, 2]) * ny + cell[:, 1]) * nx + cell[:, 0]
-    uniq, inverse = torch.unique(key[inside], return_inverse=True)
-    point_to_voxel = torch.full_like(key, -1)
-    point_to_voxel[inside] = inverse
+    n = key.numel()
+    if batch_size is None:
+        batch_size = int(batch_index.max()) + 1 if n else 1
+    cells = batch_size * nx * ny * nz
+    if cells <= max(4 * n, 1 << 22):
+        key = torch.where(inside, key, cells)  # one spare cell for the points outside
+        occupied = torch.bincount(key, minlength=cells + 1)[:cells] > 0
+        row = torch.cumsum(occupied, 0) - 1  # (cells,) row of each occupied cell
+        uniq = torch.nonzero(occupied)[:, 0]
+        point_to_voxel = torch.cat([row, row.new_full((1,), -1)])[key]
+    else:
+        uniq, inverse = torch.unique(key[inside], return_inverse=True)
+        point_to_voxel = torch.full_like(key, -1)
+        point_to_voxel[inside] = inverse
     coords = torch.stack([uniq // (nx * ny * nz), uniq // (nx * ny) % nz, uniq // nx % ny, uniq % nx], 1)
     return coords, point_to_voxel
 
@@ -89,6 +106,12 @@ class _PFNLayer(nn.Module):
         pooled = _scatter_max(x, index, size)  # (M, mid)
         return pooled if self.last else torch.cat([x, pooled[index]], dim=1)
 
+    def folded(self) -> tuple[Tensor, Tensor]:
+        """The linear with the BatchNorm's running statistics folded in: weight `(mid, in)`, bias `(mid,)`."""
+        bn = self.norm
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        return self.linear.weight * scale[:, None], bn.bias - bn.running_mean * scale
+
 
 class DynamicVFE(nn.Module):
     """Dynamic pillar / voxel feature encoder.
@@ -96,46 +119,108 @@ class DynamicVFE(nn.Module):
     Each point is decorated with its offset from the mean of its voxel's points and from the voxel
     centre (its absolute xyz is kept too), then PFN layers with a scatter-max give one feature per voxel.
 
+    In eval mode the same function runs per voxel wherever the maths allows (`_forward_folded`); training
+    runs the layers as written (`_forward_reference`), since BatchNorm then needs the per-point batch.
+
     Args:
         in_channels: point features including xyz (4: x, y, z, intensity).
         filters: output widths of the PFN layers (DSVT-P: [192, 192]; FlatFormer: [64, 128]).
         grid: the voxel grid.
         halve: OpenPCDet's layer widths (True, DSVT) or mmdet3d's (False, FlatFormer); see `_PFNLayer`.
+        max_points_per_voxel: None (both papers: dynamic voxelisation) keeps every point; else only the first
+            this many points of each voxel, in input order, are encoded.
     """
 
-    def __init__(self, *, in_channels: int, filters: list[int], grid: VoxelGrid, halve: bool = True):
+    def __init__(self, *, in_channels: int, filters: list[int], grid: VoxelGrid, halve: bool = True,
+                 max_points_per_voxel: int | None = None):
         super().__init__()
+        if max_points_per_voxel is not None and max_points_per_voxel < 1:
+            raise ValueError(f"max_points_per_voxel must be >= 1 or None, got {max_points_per_voxel}")
         self.grid = grid
+        self.max_points_per_voxel = max_points_per_voxel
         ins = [in_channels + 6] + [f if halve else 2 * f for f in filters[:-1]]
         self.pfn_layers = nn.ModuleList(_PFNLayer(ins[i], filters[i], i == len(filters) - 1, halve)
                                         for i in range(len(filters)))
         self.out_channels = filters[-1]
 
-    def forward(self, points: Tensor, batch_index: Tensor):
+    def forward(self, points: Tensor, batch_index: Tensor, batch_size: int | None = None):
         """points `(N, C)`, batch_index `(N,)` -> (features `(M, C')`, coords `(M, 4)` (b, z, y, x))."""
-        coords, p2v = dynamic_voxelize(points, batch_index, self.grid)
+        coords, p2v = dynamic_voxelize(points, batch_index, self.grid, batch_size)
+        if self.max_points_per_voxel is not None:
+            from perception3d.ops.voxelize import _rank_in_group
+
+            p2v = torch.where(_rank_in_group(p2v) < self.max_points_per_voxel, p2v, -1)
         keep = p2v >= 0
-        if not bool(keep.any()):
+        if bool(keep.all()):
+            pts, idx = points, p2v  # the usual case (inference filters to the range first): no copy
+        elif not bool(keep.any()):
             raise PointCloudValueError("no point lies inside the detector's point range")
-        pts, idx = points[keep], p2v[keep]
-        m = coords.shape[0]
+        else:
+            pts, idx = points[keep], p2v[keep]
+        m = coords.shape[0]  # a capped voxel keeps its first point, so every voxel still has one
         mean = _scatter_mean(pts[:, :3], idx, m)
         size = pts.new_tensor(self.grid.voxel_size)
         lo = pts.new_tensor(self.grid.point_range[:3])
         centre = (coords[:, [3, 2, 1]].to(pts.dtype) + 0.5) * size + lo  # (M, 3) x, y, z
+        if self.training:
+            return self._forward_reference(pts, idx, mean, centre), coords
+        return self._forward_folded(pts, idx, mean, centre), coords
+
+    def _forward_reference(self, pts: Tensor, idx: Tensor, mean: Tensor, centre: Tensor) -> Tensor:
+        """The layers as written: decorate every point, then linear + BN + ReLU + max per layer."""
+        m = mean.shape[0]
         x = torch.cat([pts, pts[:, :3] - mean[idx], pts[:, :3] - centre[idx]], dim=1)
         for layer in self.pfn_layers:
             x = layer(x, idx, m)
-        return x, coords
+        return x
+
+    def _forward_folded(self, pts: Tensor, idx: Tensor, mean: Tensor, centre: Tensor) -> Tensor:
+        """The same function with BatchNorm folded into the linears (running statistics) and every term
+        that is constant inside a voxel computed once per voxel.
+
+        A layer's pre-activation is split as `a (per point) + v[idx] (per voxel)`:
+        - layer 0 on `[p, p - mean, p - centre]` with weight `[Wp | Wm | Wc]` is
+          `(Wp + Wm + Wc) q + v[idx]` with `q = p - centre` (xyz; small numbers, so no cancellation) and
+          `v = (Wp + Wm) centre - Wm mean` (intensity and other channels go through Wp alone);
+        - a later layer on `[h, pooled[idx]]` with weight `[Wa | Wb]` is `Wa h + (Wb pooled)[idx]`;
+        - the last layer's max over a voxel is taken before adding its voxel term and the ReLU:
+          `max_i relu(a_i + v) = relu(max_i a_i + v)`, exactly, since rounding is monotone.
+        """
+        m = mean.shape[0]
+        w, bias = self.pfn_layers[0].folded()  # (mid, C + 6)
+        c = pts.shape[1]
+        wp, wm, wc = w[:, :c], w[:, c:c + 3], w[:, c + 3:c + 6]
+        w_point = torch.cat([wp[:, :3] + wm + wc, wp[:, 3:]], dim=1)  # (mid, C) on [p - centre, features]
+        voxel = torch.addmm(bias, centre, (wp[:, :3] + wm).T) - mean @ wm.T  # (M, mid)
+        # index_select: several times faster than advanced indexing for row gathers on the CPU
+        q = torch.cat([pts[:, :3] - centre.index_select(0, idx), pts[:, 3:]], dim=1)  # (N, C)
+        layers = list(self.pfn_layers)
+        for i, layer in enumerate(layers):
+            if layer.last:
+                return torch.relu(_scatter_max(q @ w_point.T, idx, m) + voxel)
+            h = torch.relu_(torch.mm(q, w_point.T).add_(voxel.index_select(0, idx)))  # (N, mid)
+            pooled = _scatter_max(h, idx, m)  # (M, mid)
+            w, bias = layers[i + 1].folded()  # on [h, pooled[idx]]
+            half = h.shape[1]
+            voxel = torch.addmm(bias, pooled, w[:, half:].T)  # (M, out)
+            q, w_point = h, w[:, :half].contiguous()
+        raise AssertionError("the last PFN layer returns")
 
 
 def scatter_to_bev(features: Tensor, coords: Tensor, batch_size: int, grid_shape: tuple[int, int, int]) -> Tensor:
-    """Voxel features `(M, C)` at `(b, z, y, x)` -> dense BEV `(B, C * nz, ny, nx)` (z folded into channels)."""
+    """Voxel features `(M, C)` at `(b, z, y, x)` -> dense BEV `(B, C * nz, ny, nx)` (z folded into channels).
+
+    The canvas is written channels-first (one `index_copy_` of the transposed features along the cells), so the
+    `(B, C * nz, ny, nx)` result needs no transposing copy of the whole grid: that copy of a freshly allocated
+    canvas cost more than the rest of the scatter.
+    """
     nx, ny, nz = grid_shape
     c = features.shape[1]
-    canvas = features.new_zeros(batch_size, nz, ny, nx, c)
-    canvas[coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]] = features
-    return canvas.permute(0, 4, 1, 2, 3).reshape(batch_size, c * nz, ny, nx)
+    canvas = features.new_zeros(c, batch_size * nz * ny * nx)
+    cell = ((coords[:, 0] * nz + coords[:, 1]) * ny + coords[:, 2]) * nx + coords[:, 3]  # (M,) one per voxel
+    canvas = canvas.index_copy(1, cell, features.T.contiguous())  # (C, B * nz * ny * nx)
+    canvas = canvas.view(c, batch_size, nz, ny, nx).transpose(0, 1)  # (B, C, nz, ny, nx); a view when B = 1
+    return canvas.reshape(batch_size, c * nz, ny, nx)
 
 
 class _BasicBlock(nn.Module):
@@ -220,5 +305,20 @@ class BEVBackbone(nn.Module):
                 for conv in block:
                     y = conv(x)
                     x = y + x if y.shape == x.shape else y
-            outs.append(deblock(x))
+            outs.append(_deblock(deblock, x))
         return torch.cat(outs, dim=1)
+
+
+def _deblock(deblock: nn.Sequential, x: Tensor) -> Tensor:
+    """A neck level: (transposed) conv, BN, ReLU. At inference a 2x2 stride-2 transposed conv, whose output
+    pixels each see one input pixel, runs as the equal 1x1 conv to 4x the channels and a pixel shuffle: on the
+    CPU about 3x faster than PyTorch's transposed-conv kernel for these sizes."""
+    up = deblock[0]
+    if (deblock.training or not isinstance(up, nn.ConvTranspose2d) or up.kernel_size != (2, 2) or up.stride != (2, 2)
+            or up.padding != (0, 0) or up.output_padding != (0, 0) or up.dilation != (1, 1) or up.groups != 1):
+        return deblock(x)
+    w = up.weight.permute(1, 2, 3, 0).reshape(-1, up.in_channels, 1, 1)  # (Cout * 4, Cin, 1, 1), (c, i, j) order
+    y = F.pixel_shuffle(F.conv2d(x, w), 2)  # out[c, 2h + i, 2w + j] = W[:, c, i, j] . x[:, h, w]
+    if up.bias is not None:
+        y = y + up.bias[:, None, None]
+    return deblock[1:](y)

@@ -30,7 +30,11 @@ __all__ = [
     "gaussian_focal_loss",
     "center_head_loss",
     "decode_boxes",
+    "pre_nms_filter",
+    "rectify_scores",
+    "class_nms",
     "post_process",
+    "NMS_CONVENTIONS",
 ]
 
 HEAD_CHANNELS = {"center": 2, "center_z": 1, "dim": 3, "rot": 2, "iou": 1}
@@ -251,12 +255,30 @@ def center_head_loss(preds: dict[str, Tensor], targets: Targets, geometry: HeadG
     return out
 
 
+NMS_CONVENTIONS = ("exact", "openpcdet_bev")
+
+
 @dataclass(frozen=True)
 class PostProcessConfig:
     """Test-time decoding (DSVT's values by default).
 
     Attributes:
-        score_threshold: heatmap score below which a peak is dropped.
+        score_threshold: a peak is kept only if its heatmap score is strictly above this (OpenPCDet and mmdet3d).
+        center_range: (x0, y0, z0, x1, y1, z1) metres: a box is kept only if its centre's x, y AND z lie inside,
+            bounds included (OpenPCDet's POST_CENTER_LIMIT_RANGE, mmdet3d's post_center_range); None: x and y
+            inside the detector's point range, z unchecked (this project's own variants).
+        nms_convention: "exact": rotated NMS on the boxes' true BEV rectangles, the kept list by descending
+            score. "openpcdet_bev": what DSVT's official `multi_classes_nms_mmdet` -> `nms_gpu_bev` computes,
+            for weights converted from its checkpoints: it hands the kernel `[x - dx/2, y - dy/2, x + dx/2,
+            y + dy/2, pi/2 - heading]`, and the kernel turns that rectangle by `-(pi/2 - heading)` about its
+            centre, so the rectangle it intersects is the box turned 90 degrees (dx along heading - pi/2);
+            the kept list is grouped by class (class 0 first), each group by descending score.
+        iou_scoring: how the IoU branch rescores. "decoded" (OpenPCDet's CenterHead, DSVT, and this project's
+            own weights): the branch predicts `2 IoU - 1`, read as `(x + 1) / 2` clamped to [0, 1], and the scores
+            of the decoded top-K peaks that pass the filter are rectified (`iou_rectifier` or `iou_power`).
+            "heatmap" (mmdet3d's CenterHead as FlatFormer's official code uses it, for weights converted from
+            it): the branch predicts the IoU itself, clamped to [0, 1], and the heatmap is multiplied by
+            `iou^iou_power` before the top-K and the score threshold.
         max_per_frame: top-K peaks decoded per frame.
         iou_rectifier: per-class alpha of `score^(1 - a) * iou^a` (DSVT; empty: none).
         iou_power: if set, `score * iou^p` instead (FlatFormer's `iou_pow=2`).
@@ -265,6 +287,9 @@ class PostProcessConfig:
     """
 
     score_threshold: float = 0.1
+    center_range: tuple[float, float, float, float, float, float] | None = None
+    nms_convention: str = "exact"
+    iou_scoring: str = "decoded"
     max_per_frame: int = 500
     iou_rectifier: tuple[float, ...] = (0.68, 0.71, 0.65)
     iou_power: float | None = None
@@ -272,10 +297,23 @@ class PostProcessConfig:
     nms_pre_max: int | tuple[int, ...] = 4096
     nms_post_max: int | tuple[int, ...] = 500
 
+    def __post_init__(self) -> None:
+        if self.nms_convention not in NMS_CONVENTIONS:
+            raise ValueError(f"nms_convention must be one of {NMS_CONVENTIONS}, got {self.nms_convention!r}")
+        if self.iou_scoring not in ("decoded", "heatmap"):
+            raise ValueError(f"iou_scoring must be 'decoded' or 'heatmap', got {self.iou_scoring!r}")
+        if self.iou_scoring == "heatmap" and self.iou_power is None:
+            raise ValueError("iou_scoring='heatmap' needs iou_power (mmdet3d's iou_pow)")
+        if self.center_range is not None and len(self.center_range) != 6:
+            raise ValueError(f"center_range needs 6 numbers (x0, y0, z0, x1, y1, z1), got {self.center_range}")
 
-def decode_boxes(preds: dict[str, Tensor], geometry: HeadGeometry, k: int):
-    """Top-k heatmap peaks per frame -> (boxes `(B, k, 7)`, scores `(B, k)`, labels `(B, k)`, iou `(B, k)` in [0, 1])."""
-    hm = torch.sigmoid(preds["hm"])
+
+def decode_boxes(preds: dict[str, Tensor], geometry: HeadGeometry, k: int, heatmap: Tensor | None = None):
+    """Top-k heatmap peaks per frame -> (boxes `(B, k, 7)`, scores `(B, k)`, labels `(B, k)`, iou `(B, k)` in [0, 1]).
+
+    `heatmap`: the class scores to rank, `(B, K, H, W)` in [0, 1]; default `sigmoid(preds["hm"])`.
+    """
+    hm = torch.sigmoid(preds["hm"]) if heatmap is None else heatmap
     b, ncls, h, w = hm.shape
     k = min(k, ncls * h * w)
     scores, flat = hm.reshape(b, -1).topk(k, dim=1)
@@ -291,23 +329,52 @@ def decode_boxes(preds: dict[str, Tensor], geometry: HeadGeometry, k: int):
     return boxes, scores, labels, iou
 
 
-def post_process(preds: dict[str, Tensor], geometry: HeadGeometry, cfg: PostProcessConfig) -> list[dict[str, Tensor]]:
-    """Decoding, IoU-rectified scores and per-class rotated NMS: one `{"boxes", "scores", "labels"}` per frame."""
-    boxes, scores, labels, iou = decode_boxes(preds, geometry, cfg.max_per_frame)
-    out = []
+def pre_nms_filter(boxes: Tensor, scores: Tensor, geometry: HeadGeometry, cfg: PostProcessConfig) -> Tensor:
+    """The decoder's filter: `(K,)` bool, True where the score is strictly above the threshold and the centre lies
+    inside `cfg.center_range` (x, y and z), or, without one, inside the point range on x and y."""
+    keep = scores > cfg.score_threshold
+    if cfg.center_range is not None:
+        lo, hi = boxes.new_tensor(cfg.center_range[:3]), boxes.new_tensor(cfg.center_range[3:])
+        return keep & (boxes[:, :3] >= lo).all(1) & (boxes[:, :3] <= hi).all(1)
     r = geometry.point_range
+    return keep & (boxes[:, 0] >= r[0]) & (boxes[:, 0] <= r[3]) & (boxes[:, 1] >= r[1]) & (boxes[:, 1] <= r[4])
+
+
+def rectify_scores(scores: Tensor, labels: Tensor, iou: Tensor, cfg: PostProcessConfig) -> Tensor:
+    """IoU-rectified scores: `score * iou^p` (FlatFormer) or `score^(1 - a) * iou^a` per class (DSVT)."""
+    if cfg.iou_power is not None:
+        return scores * iou.pow(cfg.iou_power)
+    if cfg.iou_rectifier:
+        alpha = scores.new_tensor(cfg.iou_rectifier)[labels]
+        return scores.pow(1 - alpha) * iou.pow(alpha)
+    return scores
+
+
+def class_nms(boxes: Tensor, scores: Tensor, labels: Tensor, cfg: PostProcessConfig) -> Tensor:
+    """Per-class rotated NMS in the convention `cfg.nms_convention`: `(K,)` indices into `boxes`."""
+    pre = list(cfg.nms_pre_max) if isinstance(cfg.nms_pre_max, tuple) else cfg.nms_pre_max
+    post = list(cfg.nms_post_max) if isinstance(cfg.nms_post_max, tuple) else cfg.nms_post_max
+    if cfg.nms_convention == "exact":
+        return nms_rotated_per_class(boxes, scores, labels, list(cfg.nms_thresholds), pre, post)
+    # "openpcdet_bev": the kernel's rectangle is the box turned 90 degrees about its centre, i.e. dx and dy swapped
+    turned = boxes[:, [0, 1, 2, 4, 3, 5, 6]]
+    kept = nms_rotated_per_class(turned, scores, labels, list(cfg.nms_thresholds), pre, post)  # by score
+    return kept[torch.sort(labels[kept], stable=True).indices]  # grouped by class, by score inside each
+
+
+def post_process(preds: dict[str, Tensor], geometry: HeadGeometry, cfg: PostProcessConfig) -> list[dict[str, Tensor]]:
+    """Decoding, the pre-NMS filter, IoU-rectified scores and per-class rotated NMS: one `{"boxes", "scores",
+    "labels"}` per frame."""
+    heatmap = None
+    if cfg.iou_scoring == "heatmap":
+        heatmap = torch.sigmoid(preds["hm"]) * preds["iou"].clamp(0, 1).pow(cfg.iou_power)
+    boxes, scores, labels, iou = decode_boxes(preds, geometry, cfg.max_per_frame, heatmap)
+    out = []
     for i in range(boxes.shape[0]):
-        keep = scores[i] >= cfg.score_threshold
+        keep = pre_nms_filter(boxes[i], scores[i], geometry, cfg)
         bx, sc, lb, io = boxes[i][keep], scores[i][keep], labels[i][keep], iou[i][keep]
-        inside = (bx[:, 0] >= r[0]) & (bx[:, 0] <= r[3]) & (bx[:, 1] >= r[1]) & (bx[:, 1] <= r[4])
-        bx, sc, lb, io = bx[inside], sc[inside], lb[inside], io[inside]
-        if cfg.iou_power is not None:
-            sc = sc * io.pow(cfg.iou_power)
-        elif cfg.iou_rectifier:
-            alpha = sc.new_tensor(cfg.iou_rectifier)[lb]
-            sc = sc.pow(1 - alpha) * io.pow(alpha)
-        pre = list(cfg.nms_pre_max) if isinstance(cfg.nms_pre_max, tuple) else cfg.nms_pre_max
-        post = list(cfg.nms_post_max) if isinstance(cfg.nms_post_max, tuple) else cfg.nms_post_max
-        kept = nms_rotated_per_class(bx, sc, lb, list(cfg.nms_thresholds), pre, post)
+        if cfg.iou_scoring == "decoded":
+            sc = rectify_scores(sc, lb, io, cfg)
+        kept = class_nms(bx, sc, lb, cfg)
         out.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
     return out

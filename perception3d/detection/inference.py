@@ -35,28 +35,38 @@ class ScanSpec:
     `[x0, y0, z0, x1, y1, z1]` (the detector's own range, recorded with its weights)."""
 
     point_range: tuple[float, ...]
+    voxel_size: tuple[float, ...] | None = None  # recorded for the reader; the model holds its own
+    point_channels: int = 4  # x, y, z, intensity (+ Waymo's elongation: 5); missing columns are zeros
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScanSpec":
-        unknown = sorted(set(d) - {"point_range"})
+        unknown = sorted(set(d) - {"point_range", "voxel_size", "point_channels"})
         if unknown:
             raise ValueError(f"unknown field(s) {', '.join(unknown)}")
         point_range = tuple(float(v) for v in d["point_range"])
         if len(point_range) != 6:
             raise ValueError(f"point_range needs 6 numbers, got {len(point_range)}")
-        return cls(point_range)
+        voxel = d.get("voxel_size")
+        channels = int(d.get("point_channels", 4))
+        if channels < 4:
+            raise ValueError(f"point_channels must be at least 4 (x, y, z, intensity), got {channels}")
+        return cls(point_range, tuple(float(v) for v in voxel) if voxel is not None else None, channels)
 
 
-def prepare_points(points: np.ndarray, point_range: tuple[float, ...]) -> tuple[np.ndarray, dict[str, int]]:
-    """Apply the input policy above: `(N, >=4)` -> `(K, 4)` float32 and the counts of what was changed."""
+def prepare_points(points: np.ndarray, point_range: tuple[float, ...], channels: int = 4
+                   ) -> tuple[np.ndarray, dict[str, int]]:
+    """Apply the input policy above: `(N, >=3)` -> `(K, channels)` float32 and the counts of what was changed.
+
+    Columns beyond the input's (intensity of an xyz scan, Waymo's elongation of a KITTI scan) are zeros.
+    """
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[0] == 0:
         raise PointCloudValueError(f"empty scan (shape {points.shape})")
     if points.shape[1] < 3:
         raise PointCloudValueError(f"points need x, y, z columns, got shape {points.shape}")
-    if points.shape[1] == 3:
-        points = np.concatenate([points, np.zeros((len(points), 1), points.dtype)], 1)
-    points = points[:, :4].astype(np.float32)
+    if points.shape[1] < channels:
+        points = np.concatenate([points, np.zeros((len(points), channels - points.shape[1]), points.dtype)], 1)
+    points = points[:, :channels].astype(np.float32)
     counts = {"input": int(len(points))}
     finite = np.isfinite(points[:, :3]).all(1)
     counts["non_finite"] = int((~finite).sum())
@@ -108,7 +118,8 @@ def detect_points(model, points: np.ndarray, device: str = "cpu", spec: ScanSpec
 
     `spec`: the weights' input spec (`meta.transforms()`); default: the model's own point range.
     """
-    pts, counts = prepare_points(points, spec.point_range if spec is not None else model.geometry.point_range)
+    pts, counts = prepare_points(points, spec.point_range if spec is not None else model.geometry.point_range,
+                                 channels=spec.point_channels if spec is not None else 4)
     model.eval()
     t = torch.from_numpy(pts).to(device)
     det = model.predict(t, torch.zeros(len(t), dtype=torch.long, device=device), 1)[0]

@@ -271,12 +271,19 @@ def _footprint_free(x, y, r, placed):
 
 
 def simulate_frame(rng: np.random.Generator, lidar: LidarConfig = LidarConfig(),
-                   scene: SceneConfig = SceneConfig()) -> SimulatedFrame:
-    """Build one random scene and ray-cast one lidar revolution over it."""
+                   scene: SceneConfig = SceneConfig(), sensor: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                   ) -> SimulatedFrame:
+    """Build one random scene and ray-cast one lidar revolution over it.
+
+    `sensor` (x, y in metres, yaw in radians) places the lidar in the scene's frame, within the ego footprint's free
+    2.5 m around the scene's origin: the same generator state and different `sensor`s give sweeps of one scene along
+    a trajectory. Points and boxes are in the sensor's frame; `meta["sensor_pose"]` is its 4 x 4 pose in the scene.
+    """
     import open3d as o3d
 
     ground = _ground_fn(rng, scene.max_slope_deg)
-    h0 = ground(0.0, 0.0) + lidar.height  # sensor height in the world frame
+    sx, sy, syaw = (float(v) for v in sensor)
+    h0 = ground(sx, sy) + lidar.height  # sensor height in the world frame
     meshes = [(_ground_mesh(ground), 0.3, -1)]  # (mesh, reflectivity, object index or -1)
     placed = [(0.0, 0.0, 2.5)]  # keep the ego vehicle's footprint free
     boxes, names = [], []
@@ -404,7 +411,10 @@ def simulate_frame(rng: np.random.Generator, lidar: LidarConfig = LidarConfig(),
     az = az + rng.uniform(0, 2 * math.pi / lidar.azimuth_steps)
     ee, aa = np.meshgrid(elev, az, indexing="ij")
     dirs = np.stack([np.cos(ee) * np.cos(aa), np.cos(ee) * np.sin(aa), np.sin(ee)], -1).reshape(-1, 3)
-    origin = np.array([0.0, 0.0, h0])
+    yaw = _rot_z(syaw)
+    if syaw:
+        dirs = dirs @ yaw.T  # sensor -> scene axes
+    origin = np.array([sx, sy, h0])
     rays = np.concatenate([np.broadcast_to(origin, dirs.shape), dirs], 1).astype(np.float32)
     hit = rc.cast_rays(o3d.core.Tensor(rays))
     t = hit["t_hit"].numpy().astype(np.float64)
@@ -420,8 +430,8 @@ def simulate_frame(rng: np.random.Generator, lidar: LidarConfig = LidarConfig(),
         solo = o3d.t.geometry.RaycastingScene()
         solo.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(f.astype(np.uint32)))
         bx = np.array(boxes[k])
-        ang = math.atan2(bx[1], bx[0])
-        half = math.atan2(0.5 * math.hypot(bx[3], bx[4]), max(math.hypot(bx[0], bx[1]), 1e-3)) + 0.02
+        ang = math.atan2(bx[1] - sy, bx[0] - sx) - syaw
+        half = math.atan2(0.5 * math.hypot(bx[3], bx[4]), max(math.hypot(bx[0] - sx, bx[1] - sy), 1e-3)) + 0.02
         dang = np.abs((aa.ravel() - ang + math.pi) % (2 * math.pi) - math.pi)
         sel = np.nonzero(dang <= half)[0]
         if sel.size == 0:
@@ -442,16 +452,23 @@ def simulate_frame(rng: np.random.Generator, lidar: LidarConfig = LidarConfig(),
     keep &= rng.random(t.shape) >= np.clip(0.15 - intensity, 0, 0.15)  # weak returns get lost more
     pts = origin + dirs * np.where(keep, r, 0)[:, None]
     pts = pts[keep] - origin  # lidar frame: the sensor at the origin
+    if syaw:
+        pts = pts @ yaw  # scene -> sensor axes
     points = np.concatenate([pts, intensity[keep, None]], 1).astype(np.float32)
     ray_obj = obj_of_ray[keep]
     num_points = np.bincount(ray_obj[ray_obj >= 0], minlength=n_objects)[:n_objects]
 
     boxes_arr = np.array(boxes, dtype=np.float64).reshape(-1, 7)
-    boxes_arr[:, 2] -= h0
+    boxes_arr[:, :3] -= origin
+    if syaw:
+        boxes_arr[:, :3] = boxes_arr[:, :3] @ yaw
+        boxes_arr[:, 6] = (boxes_arr[:, 6] - syaw + math.pi) % (2 * math.pi) - math.pi
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = yaw, origin
     truncation = _truncation(boxes_arr, scene.label_range)
     return SimulatedFrame(points=points, boxes=boxes_arr, names=names, num_points=num_points,
                           occlusion=occlusion, truncation=truncation,
-                          meta={"sensor_height": float(h0 - ground(0.0, 0.0))})
+                          meta={"sensor_height": float(h0 - ground(sx, sy)), "sensor_pose": pose.tolist()})
 
 
 def _truncation(boxes, limit):

@@ -233,6 +233,14 @@ class FlatFormerBlock(nn.Module):
         return x
 
 
+def _bev_shape(shape: Sequence[int], name: str) -> tuple[int, int]:
+    """(x, y) of a 2-tuple or of the official configs' 3-tuple (x, y, z), whose z must be 1 (pillars)."""
+    values = tuple(int(v) for v in shape)
+    if len(values) not in (2, 3) or (len(values) == 3 and values[2] != 1) or min(values) < 1:
+        raise PointCloudValueError(f"{name} must be (x, y) or (x, y, 1) positive cells, got {tuple(shape)}")
+    return values[0], values[1]
+
+
 @dataclass(frozen=True)
 class FlatFormerInputs:
     """What one frame's coordinates give every layer: the position embedding and four partitions."""
@@ -249,8 +257,9 @@ class FlatFormer(nn.Module):
         num_heads: attention heads.
         num_blocks: blocks of 4 layers (the paper: 2, so 8 attention layers).
         activation: FFN activation, "gelu" or "relu".
-        window_shape: (wx, wy) cells of a window (the released Waymo config: 13 x 13).
-        sparse_shape: (nx, ny) cells of the BEV grid (Waymo: 468 x 468).
+        window_shape: (wx, wy) cells of a window (the released Waymo config: 13 x 13); the official
+            3-tuple (wx, wy, 1) is accepted too.
+        sparse_shape: (nx, ny) cells of the BEV grid (Waymo: 468 x 468), or (nx, ny, 1).
         group_size: tokens per group (Waymo config: 144).
         ffn_ratio: FFN hidden width / C (2 in the paper).
         pos_temperature: temperature of the sinusoidal embedding.
@@ -270,8 +279,8 @@ class FlatFormer(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = in_channels
-        self.window_shape = tuple(int(v) for v in window_shape)
-        self.sparse_shape = tuple(int(v) for v in sparse_shape)
+        self.window_shape = _bev_shape(window_shape, "window_shape")
+        self.sparse_shape = _bev_shape(sparse_shape, "sparse_shape")
         self.group_size = int(group_size)
         self.pos_temperature = float(pos_temperature)
         self.normalize_pos = normalize_pos

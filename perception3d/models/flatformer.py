@@ -12,7 +12,6 @@ CenterHead with the IoU branch (rescoring `score * iou^2`) -> per-class rotated 
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from perception3d.detection.detector import CenterPointDetector, build_detector
@@ -20,7 +19,10 @@ from perception3d.detection.head import PostProcessConfig
 from perception3d.kernels import FlatFormer
 
 CLASS_NAMES = ("Car", "Pedestrian", "Cyclist")
-__all__ = ["FlatFormerBackbone", "flatformer_waymo", "flatformer_small", "flatformer_tiny",
+# configs/_base_/datasets/waymo-3d-3class.py: mmdet3d's Waymo classes (its converter names VEHICLE "Car")
+WAYMO_CLASSES = ("Car", "Pedestrian", "Cyclist")
+__all__ = ["WAYMO_CLASSES", "describe_official",
+           "FlatFormerBackbone", "flatformer_waymo", "flatformer_small", "flatformer_tiny",
            "convert_mmdet3d_flatformer", "CLASS_NAMES"]
 
 
@@ -32,13 +34,15 @@ class FlatFormerBackbone(FlatFormer):
 
 
 def _post_flatformer(**kw) -> PostProcessConfig:
-    # test_cfg of the released config: score 0.1, iou_pow 2, rotate NMS per class
-    return PostProcessConfig(score_threshold=0.1, max_per_frame=500, iou_rectifier=(), iou_power=2.0,
-                             nms_thresholds=(0.8, 0.55, 0.55), nms_pre_max=(2048, 1024, 1024),
-                             nms_post_max=(300, 100, 100), **kw)
+    # test_cfg of the released config: score > 0.1, iou_pow 2, rotate NMS per class. The official head multiplies
+    # the heatmap by clamp(iou, 0, 1)^2 before decoding (`iou_scoring="heatmap"`, its IoU branch predicting the
+    # IoU itself); this project's own weights predict 2 IoU - 1 and are rescored after decoding ("decoded").
+    return PostProcessConfig(**{**dict(score_threshold=0.1, max_per_frame=500, iou_rectifier=(), iou_power=2.0,
+                                       nms_thresholds=(0.8, 0.55, 0.55), nms_pre_max=(2048, 1024, 1024),
+                                       nms_post_max=(300, 100, 100)), **kw})
 
 
-def flatformer_waymo(**overrides) -> CenterPointDetector:
+def flatformer_waymo(*, iou_scoring: str = "decoded", **overrides) -> CenterPointDetector:
     """The paper's Waymo model (flatformer_waymo_D1_2x_3class): 0.32 m pillars on [-74.88, 74.88] m.
 
     Deviation: points carry 4 channels (x, y, z, intensity), not Waymo's 5 (with elongation), so that the
@@ -52,10 +56,14 @@ def flatformer_waymo(**overrides) -> CenterPointDetector:
         vfe_halve=False, backbone_3d=backbone, bev_grid_shape=(468, 468, 1),
         bev=dict(layer_nums=[3, 3], layer_strides=[1, 2], num_filters=[64, 128], upsample_strides=[1, 2],
                  num_upsample_filters=[128, 128], style="second"),
-        head=dict(shared_channels=64, head_conv=64, num_conv=2), post=_post_flatformer(), min_radius=1, **overrides)
+        head=dict(shared_channels=64, head_conv=64, num_conv=2),
+        # bbox_coder: post_center_range, max_num 4096; `iou_scoring="heatmap"` for converted official weights
+        post=_post_flatformer(center_range=(-74.88, -74.88, -10.0, 74.88, 74.88, 10.0), max_per_frame=4096,
+                              iou_scoring=iou_scoring),
+        min_radius=1, **overrides)
 
 
-def flatformer_small(**overrides) -> CenterPointDetector:
+def flatformer_small(*, iou_scoring: str = "decoded", **overrides) -> CenterPointDetector:
     """A CPU-trainable FlatFormer for the simulated set: 0.32 m pillars on [-25.6, 25.6] m (160 x 160).
 
     Deviations from the paper, for a shared 2-core CPU: a 51.2 m square range (not 149.76 m), width 64
@@ -71,10 +79,11 @@ def flatformer_small(**overrides) -> CenterPointDetector:
         vfe_halve=False, backbone_3d=backbone, bev_grid_shape=(160, 160, 1),
         bev=dict(layer_nums=[1, 1], layer_strides=[2, 2], num_filters=[48, 64], upsample_strides=[1, 2],
                  num_upsample_filters=[32, 32], style="second"),
-        head=dict(shared_channels=32, head_conv=32, num_conv=2), post=_post_flatformer(), min_radius=1, **overrides)
+        head=dict(shared_channels=32, head_conv=32, num_conv=2), post=_post_flatformer(iou_scoring=iou_scoring),
+        min_radius=1, **overrides)
 
 
-def flatformer_tiny(**overrides) -> CenterPointDetector:
+def flatformer_tiny(*, iou_scoring: str = "decoded", **overrides) -> CenterPointDetector:
     """For tests: 0.4 m pillars on [-12.8, 12.8] m (64 x 64), width 32."""
     point_range = (-12.8, -12.8, -4.0, 12.8, 12.8, 2.0)
     backbone = FlatFormerBackbone(in_channels=32, num_heads=4, num_blocks=1, activation="gelu", window_shape=(4, 4),
@@ -84,7 +93,8 @@ def flatformer_tiny(**overrides) -> CenterPointDetector:
         vfe_halve=False, backbone_3d=backbone, bev_grid_shape=(64, 64, 1),
         bev=dict(layer_nums=[1, 1], layer_strides=[1, 2], num_filters=[32, 32], upsample_strides=[1, 2],
                  num_upsample_filters=[16, 16], style="second"),
-        head=dict(shared_channels=16, head_conv=16, num_conv=2), post=_post_flatformer(), min_radius=1, **overrides)
+        head=dict(shared_channels=16, head_conv=16, num_conv=2), post=_post_flatformer(iou_scoring=iou_scoring),
+        min_radius=1, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -94,12 +104,13 @@ _HEAD_NAMES = {"reg": "center", "height": "center_z", "dim": "dim", "rot": "rot"
 
 
 def convert_mmdet3d_flatformer(official: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Map an mmdet3d FlatFormer state dict (keys `voxel_encoder.*`, `backbone.*`, `neck.*`, `bbox_head.*`)
-    onto `flatformer_waymo`.
+    """Map an mmdet3d FlatFormer state dict (keys `voxel_encoder.*`, `middle_encoder.*`, `backbone.*`, `neck.*`,
+    `bbox_head.*`; `state_dict` and `module.` wrappers removed by the caller) onto `flatformer_waymo`.
 
     - `voxel_encoder.vfe_layers.{i}.{0,1}` (Linear, BN) -> `vfe.pfn_layers.{i}.{linear,norm}`;
-    - `backbone.block_list.*` (the transformer blocks, `attn.attn.*` being the nn.MultiheadAttention inside
-      GroupAttention, as the kernels' FlatFormer names it too) -> `backbone_3d.block_list.*`;
+    - `middle_encoder.block_list.*` (the transformer blocks: at the released commit FlatFormer is the detector's
+      middle encoder; `attn.attn.*` is the nn.MultiheadAttention inside GroupAttention, as the kernels' FlatFormer
+      names it too) -> `backbone_3d.block_list.*`; `backbone.block_list.*` is read the same way;
     - `backbone.blocks.*` (the SECOND convs) and `neck.deblocks.*` -> `backbone_2d.blocks.*`, `backbone_2d.deblocks.*`;
     - `bbox_head.shared_conv.{conv,bn}` -> `dense_head.shared_conv.{0,1}`; `bbox_head.task_heads.0.<h>.0.{conv,bn}`,
       `<h>.1` -> `dense_head.heads_list.0.<ours>.0.{0,1}`, `<ours>.1` with reg->center, height->center_z,
@@ -112,12 +123,14 @@ def convert_mmdet3d_flatformer(official: dict[str, Tensor]) -> dict[str, Tensor]
     """
     out: dict[str, Tensor] = {}
     for key, value in official.items():
-        k = key
+        k = key[len("module."):] if key.startswith("module.") else key  # DDP-wrapped saves
         if k.startswith("voxel_encoder.vfe_layers."):
             parts = k.split(".")
             sub = {"0": "linear", "1": "norm"}[parts[3]]
             k = ".".join(["vfe.pfn_layers", parts[2], sub, *parts[4:]])
-        elif k.startswith("backbone.block_list."):
+        elif k.startswith("middle_encoder.block_list."):
+            k = "backbone_3d." + k[len("middle_encoder."):]
+        elif k.startswith("backbone.block_list."):  # a detector whose FlatFormer is its `backbone`
             k = "backbone_3d." + k[len("backbone."):]
         elif k.startswith("backbone.blocks."):
             k = "backbone_2d." + k[len("backbone."):]
@@ -143,4 +156,27 @@ def convert_mmdet3d_flatformer(official: dict[str, Tensor]) -> dict[str, Tensor]
         else:
             continue  # optimizer state, meta, buffers we do not keep
         out[k] = value
+    if not any(k.startswith("backbone_3d.") for k in out):
+        raise ValueError("no FlatFormer blocks (middle_encoder.block_list.*) in the state dict")
     return out
+
+
+def describe_official(state: dict[str, Tensor], *, checkpoint: str = "") -> dict:
+    """What a converted FlatFormer Waymo checkpoint (flatformer_waymo_D1_2x_3class layout) is.
+
+    The official rescoring is turned on (`iou_scoring="heatmap"`: the IoU branch of the official head predicts
+    the IoU itself and rescales the heatmap before decoding).
+
+    The point channels come from the first VFE layer (Waymo: x, y, z, intensity, elongation = 5, 11 inputs with
+    the 6 centre offsets); the classes are the config's.
+    """
+    channels = int(state["vfe.pfn_layers.0.linear.weight"].shape[1]) - 6
+    kwargs: dict = {"iou_scoring": "heatmap"}
+    if channels != 4:
+        kwargs["point_channels"] = channels
+    return {"variant": "flatformer_waymo", "kwargs": kwargs,
+            "classes": list(WAYMO_CLASSES),
+            "input": {"point_channels": channels},  # point range and voxel size: the built model's
+            "notes": {"label_set": "waymo (class_names of waymo-3d-3class.py)",
+                      "points": "x, y, z, tanh(intensity), elongation (mmdet3d's Waymo converter)" if channels == 5
+                                else f"{channels} point channels"}}

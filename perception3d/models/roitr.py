@@ -3,7 +3,8 @@
 Paper: Hao Yu, Zheng Qin, Ji Hou, Mahdi Saleh, Dongsheng Li, Benjamin Busam, Slobodan Ilic,
 "Rotation-Invariant Transformer for Point Cloud Matching", CVPR 2023, arXiv:2303.08231.
 Official code: https://github.com/haoyu94/RoITr (MIT). Its 3DMatch checkpoint (`weights/model_3dmatch.pth`)
-loads through `convert_official`; no official weights are shipped here.
+loads through `convert_official`, which turns on the official neighbourhoods (`exclude_self`, see RoITr); no
+official weights are shipped here.
 
 Pipeline (one pair at a time, as in the official code whose batch size is 1):
 1. PPF-based local attention encoder (Point Transformer v1 layout, attention-based down-sampling) on both clouds.
@@ -160,8 +161,27 @@ class Level:
     sample_idx: Tensor  # [n] indices into the previous (finer) level
 
 
-def _knn_idx(query: Tensor, ref: Tensor, k: int) -> Tensor:
+def _knn_idx(query: Tensor, ref: Tensor, k: int, exclude_self: bool = False) -> Tensor:
+    """The k nearest points of `ref` [n, 3] to each `query` point [m, 3] -> [m, k], nearest first.
+
+    `exclude_self`: the official `pointops.queryandgroup`, which finds k + 1 and drops the nearest (the query
+    point itself when the queries are reference points).
+    """
+    if exclude_self:
+        return knn(query.unsqueeze(0), ref.unsqueeze(0), min(k + 1, ref.shape[0]))[1][0, :, 1:]
     return knn(query.unsqueeze(0), ref.unsqueeze(0), min(k, ref.shape[0]))[1][0]
+
+
+def well_conditioned_cov(cov: Tensor) -> Tensor:
+    """Covariances [..., 3, 3] scaled by their trace, the non-finite or zero ones replaced by the identity / 3.
+
+    Eigenvalue ratios and eigenvectors are unchanged by the scale, and the solver then never sees an entry of
+    1e60 or a NaN: LAPACK's eigh fails to converge on those ("ill-conditioned") rather than returning anything.
+    """
+    trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    ok = torch.isfinite(cov).all(-1).all(-1)[..., None, None] & torch.isfinite(trace) & (trace > 0)
+    eye = torch.eye(3, dtype=cov.dtype, device=cov.device) / 3
+    return torch.where(ok, cov / torch.where(ok, trace, torch.ones_like(trace)), eye)
 
 
 def local_shape_features(points: Tensor, k: int = 16, group_idx: Tensor | None = None) -> Tensor:
@@ -174,24 +194,26 @@ def local_shape_features(points: Tensor, k: int = 16, group_idx: Tensor | None =
     group = points[group_idx]  # [N, k, 3]
     centred = group - group.mean(1, keepdim=True)
     cov = centred.transpose(1, 2) @ centred / group.shape[1]  # [N, 3, 3]
-    eig = torch.linalg.eigvalsh(cov.double()).clamp_min(0).to(points.dtype)  # ascending
+    eig = torch.linalg.eigvalsh(well_conditioned_cov(cov.double())).clamp_min(0).to(points.dtype)  # ascending
     return eig / eig.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def _neighbourhood(points: Tensor, normals: Tensor, k: int, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The k nearest points of the level [m, k] (itself first) of each centre (indices [m] into the level's points;
-    None: every point) and their PPFs [m, k, 4]."""
+def _neighbourhood(points: Tensor, normals: Tensor, k: int, centres: Tensor | None = None,
+                   exclude_self: bool = False) -> tuple[Tensor, Tensor]:
+    """The k nearest points of the level [m, k] (itself first, or without itself when `exclude_self`) of each
+    centre (indices [m] into the level's points; None: every point) and their PPFs [m, k, 4]."""
     c_pts, c_nrm = (points, normals) if centres is None else (points[centres], normals[centres])
-    group = _knn_idx(c_pts, points, k)
+    group = _knn_idx(c_pts, points, k, exclude_self)
     return group, _ppf(c_pts.unsqueeze(1), c_nrm.unsqueeze(1), points[group], normals[group])
 
 
 class TransitionDown(nn.Module):
     """Attention down-sampling: FPS centres, kNN in the finer level, PPF attention neighbours -> centre."""
 
-    def __init__(self, in_dim: int, out_dim: int, heads: int, stride: int, nsample: int, hidden_cap: int):
+    def __init__(self, in_dim: int, out_dim: int, heads: int, stride: int, nsample: int, hidden_cap: int,
+                 exclude_self: bool = False):
         super().__init__()
-        self.stride, self.nsample = stride, nsample
+        self.stride, self.nsample, self.exclude_self = stride, nsample, exclude_self
         self.transformer = LocalPPFTransformer(in_dim, out_dim, min(out_dim, hidden_cap), heads)
 
     def forward(self, points: Tensor, normals: Tensor, feats: Tensor, group: Tensor | None = None,
@@ -205,7 +227,7 @@ class TransitionDown(nn.Module):
         else:
             idx = torch.arange(n, device=points.device)
         if group is None or ppf is None or group.shape[1] < min(self.nsample, n):
-            group, ppf = _neighbourhood(points, normals, self.nsample, idx)  # [m, k], [m, k, 4]
+            group, ppf = _neighbourhood(points, normals, self.nsample, idx, self.exclude_self)  # [m, k], [m, k, 4]
         else:
             group, ppf = group[idx, :self.nsample], ppf[idx, :self.nsample]
         return points[idx], normals[idx], self.transformer(feats, idx, group, ppf), idx
@@ -444,16 +466,17 @@ class RIPointTransformer(nn.Module):
 
     def __init__(self, *, planes: tuple[int, ...], blocks: tuple[int, ...], strides: tuple[int, ...],
                  nsample: tuple[int, ...], heads: int, hidden_cap: int, global_blocks: tuple[str, ...],
-                 global_dim: int, sigma_d: float, sigma_a: float, angle_k: int, shape_features: bool = False):
+                 global_dim: int, sigma_d: float, sigma_a: float, angle_k: int, shape_features: bool = False,
+                 exclude_self: bool = False):
         super().__init__()
-        self.shape_features = shape_features
+        self.shape_features, self.exclude_self = shape_features, exclude_self
         in_channels = 4 if shape_features else 1
         if not len(planes) == len(blocks) == len(strides) == len(nsample) == 4:
             raise ValueError("RoITr has four levels: planes, blocks, strides and nsample need 4 entries each")
         self.strides, self.nsample = tuple(strides), tuple(nsample)
         dims = (in_channels, *planes)
         for i in range(4):
-            layers = [TransitionDown(dims[i], planes[i], heads, strides[i], nsample[i], hidden_cap)]
+            layers = [TransitionDown(dims[i], planes[i], heads, strides[i], nsample[i], hidden_cap, exclude_self)]
             layers += [RIPointTransformerBlock(planes[i], heads, hidden_cap) for _ in range(blocks[i] - 1)]
             setattr(self, f"enc{i + 1}", nn.ModuleList(layers))
         # The decoder: one TransitionUp + one block per level (official: `_make_dec(..., 2, ...)`).
@@ -472,7 +495,7 @@ class RIPointTransformer(nn.Module):
         level's points are its input points, so the input's kNN serves the shape features, the down-sampling
         and the level.
         """
-        group, ppf = _neighbourhood(points, normals, self._level_k(0))
+        group, ppf = _neighbourhood(points, normals, self._level_k(0), exclude_self=self.exclude_self)
         if feats is None:
             feats = self.input_features(points, group)
         levels = []
@@ -480,7 +503,7 @@ class RIPointTransformer(nn.Module):
             enc = getattr(self, f"enc{i + 1}")
             points, normals, feats, sample_idx = enc[0](points, normals, feats, group, ppf)
             if self.strides[i] > 1 or group.shape[1] < min(self._level_k(i), points.shape[0]):
-                group, ppf = _neighbourhood(points, normals, self._level_k(i))
+                group, ppf = _neighbourhood(points, normals, self._level_k(i), exclude_self=self.exclude_self)
             k = self.nsample[i]
             level = Level(points, normals, feats, group[:, :k], ppf[:, :k], sample_idx)
             for block in enc[1:]:
@@ -599,6 +622,14 @@ class RoITr(nn.Module):
             collapsed the global transformer's output (std over the nodes 1e-5 after 850 and 1500 steps), leaving
             the coarse node descriptors nothing but float noise to match; with it, 1200 steps keep that std at
             4e-3 and the benchmark recall doubles (docs/registration.md).
+        exclude_self: every neighbourhood (local attention, down-sampling, decoder blocks) is the k nearest
+            points other than the centre itself, as the official `pointops.queryandgroup` computes them (it finds
+            k + 1 and drops the nearest). Off: the centre is its own first neighbour, the Point Transformer
+            convention this project trained its own variants with. Official checkpoints need it on
+            (`convert_official` records it in the weights metadata): the neighbourhoods change the level-1 PPFs,
+            and so about a third of the coarse node pairs and half the fine correspondences. The centre's own
+            PPF is (0, angle(n, 0), .., 0), a constant that says nothing about the shape, so neither convention is
+            wrong; trained weights need the one they were trained with.
     """
 
     def __init__(self, *, planes: tuple[int, ...] = (64, 128, 256, 256), blocks: tuple[int, ...] = (2, 3, 3, 3),
@@ -609,14 +640,14 @@ class RoITr(nn.Module):
                  point_limit: int = 64, num_coarse: int = 256, num_gt_coarse: int = 128,
                  coarse_overlap: float = 0.1, matching_radius: float = 0.05, sinkhorn_iterations: int = 100,
                  fine_topk: int = 3, fine_confidence: float = 0.05, descriptor_norm: bool = False,
-                 shape_features: bool = False):
+                 shape_features: bool = False, exclude_self: bool = False):
         super().__init__()
         self.descriptor_norm = descriptor_norm
         global_dim = planes[3]
         self.backbone = RIPointTransformer(planes=planes, blocks=blocks, strides=strides, nsample=nsample,
                                            heads=heads, hidden_cap=hidden_cap, global_blocks=global_blocks,
                                            global_dim=global_dim, sigma_d=sigma_d, sigma_a=sigma_a, angle_k=angle_k,
-                                           shape_features=shape_features)
+                                           shape_features=shape_features, exclude_self=exclude_self)
         self.coarse_proj = nn.Linear(global_dim, global_dim)
         self.fine_proj = nn.Linear(planes[0], fine_dim)
         self.optimal_transport = LearnableLogOptimalTransport(sinkhorn_iterations)
@@ -717,13 +748,22 @@ def roitr_tiny(**overrides) -> RoITr:
 _OFFICIAL_UNUSED = ("backbone.occ_proj.", "OT.")
 
 
-def convert_official(state: dict[str, Tensor]) -> dict[str, Tensor]:
+OFFICIAL_KWARGS = {"exclude_self": True}  # the official neighbourhoods (see RoITr), which its weights need
+
+
+def convert_official(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict]:
     """Map the official RoITr state dict (`model_3dmatch.pth`'s 'state_dict') to `roitr_3dmatch`'s keys.
 
     The module tree here follows the official names, with two differences: encoder and decoder levels are
     ModuleLists (`enc2.1.` is the official `enc2.1.` too: Sequential indices), and the official
     `backbone.global_transformer.transformer.layers.*` nest is kept as is. `module.` prefixes (DDP) are stripped;
-    unused tensors and sinusoid buffers are dropped.
+    unused tensors and sinusoid buffers are dropped. The same mapping fills the 4DMatch layout (factor 2:
+    `RoITr(planes=(128, 256, 512, 512), hidden_cap=512, fine_dim=512)`), whose adaptive coarse matching is not
+    implemented here.
+
+    Returns:
+        (state, info): `info["kwargs"]` the constructor options the official weights need (`exclude_self`),
+        `info["input"]` the official input size; 3DMatch has no classes.
     """
     out: dict[str, Tensor] = {}
     for key, value in state.items():
@@ -732,4 +772,5 @@ def convert_official(state: dict[str, Tensor]) -> dict[str, Tensor]:
         if key.startswith(_OFFICIAL_UNUSED) or key.endswith(".div_term"):
             continue
         out[key] = value
-    return out
+    # The official 3DMatch loader keeps at most 30000 points of each 2.5 cm-voxelised fragment.
+    return out, {"kwargs": dict(OFFICIAL_KWARGS), "input": {"num_points": 30000}}

@@ -5,15 +5,37 @@ scipy, open3d and Triton calls are opaque to Dynamo: called directly they break 
 shape, they enter the graph as single nodes and run eagerly inside the compiled function. Each op returns
 indices only, never aliases an input, and takes detached inputs (gradients flow through the distances that
 `perception3d.ops.neighbors` recomputes in torch from the indices).
+
+Eager callers go through `call`, which runs the op's Python body directly unless Dynamo is tracing: the
+first eager call of a custom op imports `torch._dynamo` (torch wraps the kernel in a lazily built
+`torch._dynamo.disable`), which costs about 1.2 s of the first registration in a process.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import Tensor
 
+_EAGER: dict[str, Callable[..., Tensor]] = {}
+
+
+def call(name: str, *args: Any) -> Tensor:
+    """Run the custom op `name` ("knn_index", "ball_index", "fps_index"): through torch.library while
+    torch.compile traces, as its plain Python body otherwise (the same function, without the Dynamo import)."""
+    if torch.compiler.is_compiling():
+        return _OPS[name](*args)
+    return _EAGER[name](*args)
+
+
+def _eager(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    _EAGER[fn.__name__] = fn
+    return fn
+
 
 @torch.library.custom_op("omnisense::knn_index", mutates_args=())
+@_eager
 def knn_index(query: Tensor, ref: Tensor, k: int, backend: str) -> Tensor:
     """`query [B, M, 3]`, `ref [B, N, 3]` -> `LongTensor[B, M, k]` (k <= N) by a named fast path."""
     from perception3d.ops import neighbors
@@ -31,6 +53,7 @@ def _knn_index_fake(query: Tensor, ref: Tensor, k: int, backend: str) -> Tensor:
 
 
 @torch.library.custom_op("omnisense::ball_index", mutates_args=())
+@_eager
 def ball_index(query: Tensor, ref: Tensor, radius: float, count: int, backend: str) -> Tensor:
     """`query [B, M, 3]`, `ref [B, N, 3]` -> `LongTensor[B, M, count]` by a named fast path."""
     from perception3d.ops import neighbors
@@ -46,6 +69,7 @@ def _ball_index_fake(query: Tensor, ref: Tensor, radius: float, count: int, back
 
 
 @torch.library.custom_op("omnisense::fps_index", mutates_args=())
+@_eager
 def fps_index(xyz: Tensor, n: int, start: int, backend: str) -> Tensor:
     """`xyz [B, N, 3]` -> `LongTensor[B, n]` farthest-point picks by a named fast path."""
     from perception3d.ops import neighbors
@@ -62,3 +86,6 @@ def fps_index(xyz: Tensor, n: int, start: int, backend: str) -> Tensor:
 @fps_index.register_fake
 def _fps_index_fake(xyz: Tensor, n: int, start: int, backend: str) -> Tensor:
     return xyz.new_empty((xyz.shape[0], n), dtype=torch.long)
+
+
+_OPS = {"knn_index": knn_index, "ball_index": ball_index, "fps_index": fps_index}

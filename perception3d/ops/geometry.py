@@ -80,6 +80,10 @@ def _normals_torch(points: Tensor, k: int, knn_backend: str | None) -> Tensor:
     nbr = gather_points(x[None], idx)[0]  # [N, k, 3]
     centred = nbr - nbr.mean(dim=1, keepdim=True)
     cov = centred.transpose(1, 2) @ centred / k  # [N, 3, 3]
+    # scaled by the trace (same eigenvectors), non-finite or zero ones replaced: eigh never sees them
+    trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    ok = torch.isfinite(cov).all(-1).all(-1)[..., None, None] & torch.isfinite(trace) & (trace > 0)
+    cov = torch.where(ok, cov / torch.where(ok, trace, torch.ones_like(trace)), torch.eye(3, dtype=cov.dtype, device=cov.device) / 3)
     _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues: column 0 is the normal
     return vecs[..., 0].to(points.dtype)
 

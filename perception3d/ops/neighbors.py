@@ -132,7 +132,7 @@ def _knn_indices(query: Tensor, ref: Tensor, k: int, name: str) -> Tensor:
         q, r = _work_dtype(query.detach()), _work_dtype(ref.detach())
         if name == "reference":
             return _knn_reference(q, r, k)
-        return _library.knn_index(q, r, k, name)
+        return _library.call("knn_index", q, r, k, name)
 
 
 def _knn_backend(backend: str | None, device: torch.device) -> str:
@@ -296,7 +296,7 @@ def ball_query(query: Tensor, ref: Tensor, radius: float, max_count: int, *,
     with torch.no_grad():
         q, r = _work_dtype(query.detach()), _work_dtype(ref.detach())
         if name == "scipy":
-            idx = _library.ball_index(q, r, float(radius), max_count, name)
+            idx = _library.call("ball_index", q, r, float(radius), max_count, name)
         else:
             idx = _ball_reference(q, r, float(radius) ** 2, max_count)
     return _pad_repeat_first(idx.to(query.device), max_count)
@@ -404,7 +404,7 @@ def farthest_point_sample(xyz: Tensor, n: int, *, start: int = 0, backend: str |
         x = _work_dtype(xyz.detach())
         if name == "reference":
             return _fps_reference(x, n, start)
-        return _library.fps_index(x, n, start, name)
+        return _library.call("fps_index", x, n, start, name)
 
 
 def farthest_point_sample_ragged(coord: Tensor, offsets: Tensor, counts: Sequence[int] | Tensor, *,

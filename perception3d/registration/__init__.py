@@ -5,6 +5,7 @@ from __future__ import annotations
 
 _LAZY = {name: "perception3d.registration.inference"
          for name in ("Registration", "RegistrationSpec", "plot_registration", "register")}
+_LAZY.update({name: "perception3d.registration.view" for name in ("write_aligned_ply", "write_registration_view")})
 
 __all__ = sorted(_LAZY)
 

@@ -55,16 +55,26 @@ def fpfh_ransac(source: np.ndarray, target: np.ndarray, *, voxel_size: float | N
 
 
 def icp_refine(source: np.ndarray, target: np.ndarray, init: np.ndarray, voxel_size: float,
-               max_iterations: int = 50) -> np.ndarray:
-    """Point-to-plane ICP from `init` [4, 4]; returns the refined source -> target transform."""
+               max_iterations: int = 50, fine: float = 0.25) -> np.ndarray:
+    """Point-to-plane ICP from `init` [4, 4]; returns the refined source -> target transform.
+
+    ICP runs on the registration's voxel grid (within 1.5 voxels), then, where the clouds are denser than that grid
+    (a lidar sweep registered at 1-2 m voxels), once more on a grid `fine` times as fine, but not finer than twice the
+    target's point spacing: a 2 m grid leaves 0.2-0.5 m of translation error on sweeps whose points are 0.1 m apart.
+    """
     import open3d as o3d
 
+    from perception3d.registration.pipeline import point_spacing
+
     reg = o3d.pipelines.registration
-    src, tgt = _cloud(source, voxel_size), _cloud(target, voxel_size)
-    result = reg.registration_icp(src, tgt, 1.5 * voxel_size, np.asarray(init, np.float64),
-                                  reg.TransformationEstimationPointToPlane(),
-                                  reg.ICPConvergenceCriteria(max_iteration=max_iterations))
-    return np.asarray(result.transformation).copy()
+    transform = np.asarray(init, np.float64)
+    fine_voxel = max(fine * voxel_size, 2 * point_spacing(np.asarray(target, np.float64)))
+    for voxel in (voxel_size, fine_voxel) if fine_voxel < 0.75 * voxel_size else (voxel_size,):
+        src, tgt = _cloud(source, voxel), _cloud(target, voxel)
+        result = reg.registration_icp(src, tgt, 1.5 * voxel, transform, reg.TransformationEstimationPointToPlane(),
+                                      reg.ICPConvergenceCriteria(max_iteration=max_iterations))
+        transform = np.asarray(result.transformation).copy()
+    return transform
 
 
 def evaluate_alignment(source: np.ndarray, target: np.ndarray, transform: np.ndarray,

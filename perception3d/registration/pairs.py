@@ -97,6 +97,43 @@ def overlapping_crops(points: np.ndarray, rng: np.random.Generator, *, window: f
     return (src_world - trans) @ rot, tgt, transform
 
 
+def sector_crop(points: np.ndarray, rng: np.random.Generator, degrees: float = 90.0) -> np.ndarray:
+    """The points of a sweep [N, 3] (sensor frame, z up) within a random azimuth sector of `degrees`."""
+    heading = rng.uniform(-np.pi, np.pi)
+    azimuth = np.arctan2(points[:, 1], points[:, 0]) - heading
+    offset = np.abs((azimuth + np.pi) % (2 * np.pi) - np.pi)  # angle to the sector's centre line, [0, pi]
+    return points[offset <= np.radians(degrees) / 2]
+
+
+def sweep_pair(source: np.ndarray, target: np.ndarray, transform: np.ndarray, rng: np.random.Generator, *,
+               sector: float | None = None, translation: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A benchmark pair from two sweeps in their sensor frames and the source -> target `transform` [4, 4].
+
+    With `sector` (degrees) the source keeps only that azimuth sector (the low-overlap case: a 90-degree sector of a
+    full sweep overlaps about a quarter of the target). The source is then moved by a uniform SO(3) rotation and a
+    translation of up to `translation` (the sweeps' unit) on each axis. Returns (source, target, transform source ->
+    target), the convention of `make_pair`.
+    """
+    src = np.asarray(source, dtype=np.float64)[:, :3]
+    if sector is not None:
+        src = sector_crop(src, rng, sector)
+    move = np.eye(4)
+    move[:3, :3], move[:3, 3] = uniform_rotation(rng), rng.uniform(-translation, translation, size=3)
+    # x_moved = M x_src, so moved -> target is T M^-1.
+    moved = src @ move[:3, :3].T + move[:3, 3]
+    return moved, np.asarray(target, dtype=np.float64)[:, :3], np.asarray(transform, np.float64) @ np.linalg.inv(move)
+
+
+def self_pair_copy(sweep: np.ndarray, rng: np.random.Generator, *, keep: float = 0.7,
+                   noise: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A single sweep [N, 3] against a copy of itself: (copy, sweep, identity). The copy keeps a random `keep` share
+    of the points with Gaussian noise of `noise` (the sweep's unit), so the two share no exact points; `sweep_pair`
+    then moves and crops it."""
+    sweep = np.asarray(sweep, dtype=np.float64)[:, :3]
+    copy = sweep[rng.random(len(sweep)) < keep]
+    return copy + rng.normal(scale=noise, size=copy.shape), sweep, np.eye(4)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Readers
 

@@ -44,6 +44,9 @@ def check_points(points: np.ndarray, name: str, min_points: int = 16) -> np.ndar
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(1).sum())
         raise PointCloudValueError(f"{name}: {bad} point(s) have NaN or infinite coordinates")
+    if np.abs(arr).max() > 1e9:  # perception3d.io.MAX_ABS_COORDINATE: no distance computed afterwards means anything
+        far = int((np.abs(arr) > 1e9).any(1).sum())
+        raise PointCloudValueError(f"{name}: {far} point(s) have a coordinate beyond 1e9 (corrupt values)")
     if arr.shape[0] < min_points:
         raise PointCloudValueError(f"{name}: {arr.shape[0]} points is too few to register (need >= {min_points})")
     if np.ptp(arr, axis=0).max() <= 0:
@@ -51,14 +54,16 @@ def check_points(points: np.ndarray, name: str, min_points: int = 16) -> np.ndar
     return arr
 
 
-def _voxel_keys(points: np.ndarray, voxel: float) -> np.ndarray:
+def _voxel_keys(points: np.ndarray, voxel: float, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """One int64 per point naming its voxel (row-major over the occupied box): 1-D keys sort ~10x faster
-    than `np.unique(axis=0)` on [N, 3] rows."""
-    cells = np.floor(points / voxel).astype(np.int64)
-    cells -= cells.min(0)
-    dims = cells.max(0) + 1
+    than `np.unique(axis=0)` on [N, 3] rows. `bounds`: the cloud's per-axis (min, max), when the caller
+    already has them (the cells' range follows from them: floor is monotone)."""
+    low, high = bounds if bounds is not None else (points.min(0), points.max(0))
+    first = np.floor(low / voxel).astype(np.int64)
+    dims = np.floor(high / voxel).astype(np.int64) - first + 1
     if float(dims[0]) * float(dims[1]) * float(dims[2]) >= 2.0 ** 62:
         raise PointCloudValueError(f"voxel size {voxel:g} is too small for a cloud of extent {np.ptp(points, 0)}")
+    cells = np.floor(points / voxel).astype(np.int64) - first
     return (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
 
 
@@ -82,17 +87,29 @@ def point_spacing(points: np.ndarray, sample: int = 2000, seed: int = 0) -> floa
     return float(np.median(dist)) if dist.size else 0.0
 
 
+def _count_occupied(keys: np.ndarray) -> int:
+    """Distinct values of non-negative int64 keys. Over a key range of at most a few times the key count, one
+    pass marks the occupied cells (no sort); wider ranges (fine voxels) fall back to `np.unique`."""
+    span = int(keys.max()) + 1 if keys.size else 0
+    if span <= max(8 * keys.size, 1 << 16):
+        seen = np.zeros(span, dtype=bool)
+        seen[keys] = True
+        return int(np.count_nonzero(seen))
+    return len(np.unique(keys))
+
+
 def auto_voxel_size(points: np.ndarray, target_points: int) -> float:
     """The voxel size that leaves about `target_points` points (bisection on a log scale).
 
     Never below the cloud's own point spacing: a cloud with fewer than `target_points` points keeps its
     resolution (a smaller voxel would only shrink the radii that are multiples of it below the spacing).
     """
-    extent = float(np.ptp(points, axis=0).max())
+    bounds = points.min(0), points.max(0)
+    extent = float((bounds[1] - bounds[0]).max())
     lo, hi = max(extent / 4000.0, point_spacing(points)), extent / 2.0
 
     def count(voxel: float) -> int:
-        return len(np.unique(_voxel_keys(points, voxel)))
+        return _count_occupied(_voxel_keys(points, voxel, bounds))
 
     if lo >= hi or count(lo) <= target_points:
         return min(lo, hi)

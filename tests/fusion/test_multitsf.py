@@ -121,12 +121,11 @@ def test_paper_variant_sizes():
 
 def test_fuse_app_end_to_end(tmp_path):
     """`omnisense fuse` on a generated recording (mp4 + AAC + lidar) with a (random) small model's weights file."""
-    import argparse
     import json
 
     from fusion.inference import FusionSpec, fuse_recording
     from fusion.recordings import CLASSES, make_recording
-    from omnisense.commands import fuse
+    from omnisense.cli import main
     from omnisense.models import load_model
     from omnisense.weights import WeightsMeta, save_weights
 
@@ -136,10 +135,10 @@ def test_fuse_app_end_to_end(tmp_path):
     meta = WeightsMeta(task="fusion", model={"variant": "multitsf_small", "kwargs": {"num_classes": len(CLASSES)}},
                        classes=list(CLASSES), input=spec.to_dict())
     weights = save_weights(tmp_path / "w.safetensors", model.state_dict(), meta)
-    args = argparse.Namespace(recording=tmp_path / "rec", weights=str(weights), output=tmp_path / "out.json",
-                              plot=tmp_path / "timeline.png", no_person_detector=False)
-    assert fuse.run(args) == 0
-    result = json.loads((tmp_path / "out.json").read_text())
+    assert main(["fuse", str(tmp_path / "rec"), "--weights", str(weights), "--output", str(tmp_path / "out.jsonl"),
+                 "--plot", str(tmp_path / "timeline.png"), "--device", "cpu"]) == 0
+    (result,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert result["schema"] == "omnisense.fusion/1" and result["input"] == str(tmp_path / "rec")
     t = len(result["times"])
     assert t >= 12 and len(result["frame_scores"]) == t and len(result["frame_scores"][0]) == len(CLASSES)
     assert set(result["sequence_scores"]) == set(CLASSES) and result["lidar"]

@@ -1,5 +1,6 @@
 """The audio DataModule, weights export and `omnisense classify-audio` (library calls and the CLI)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +72,11 @@ def test_classifier_hears_a_tone_in_files_and_video(tone_files):
 
 @pytest.mark.skipif(not SHIPPED_EVENTS.exists(), reason="the shipped audio-events weights are not in this checkout")
 def test_cli_writes_json_and_reports_bad_files(tone_files, tmp_path, capsys):
-    out = tmp_path / "result.json"
+    out = tmp_path / "result.jsonl"
     assert main(["classify-audio", str(tone_files / "tone.wav"), "--weights", str(SHIPPED_EVENTS), "--output", str(out)]) == 0
-    assert '"label": "tone"' in out.read_text()
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["schema"] == "omnisense.audio_classification/1" and record["top"][0]["class"] == "tone"
+    assert set(record["top"][0]) == {"class", "probability"}
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     assert main(["classify-audio", str(tmp_path / "broken.wav"), "--weights", str(SHIPPED_EVENTS)]) == 2
     assert "broken.wav" in capsys.readouterr().err
@@ -141,7 +144,10 @@ def test_convert_an_official_style_ast_checkpoint(tmp_path):
     report = convert("ast", tmp_path / "ast_official.pth", tmp_path / "ast.safetensors", variant="ast_micro")
     assert report.ok, report.summary()
     state, meta = read_weights(tmp_path / "ast.safetensors")
-    assert meta.task == "audio_classification" and meta.transforms().target_frames == ast_micro().input_tdim
+    # the converter reads the clip length from the patch grid: the shortest length giving ast_micro's 9 time patches
+    tdim = meta.transforms().target_frames
+    assert meta.task == "audio_classification" and meta.model["kwargs"]["input_tdim"] == tdim
+    assert (tdim - 16) // 10 == (ast_micro().input_tdim - 16) // 10 and meta.model["kwargs"]["head_norm_eps"] == 1e-5
     target = ast_micro()
     target.load_state_dict(state)
     x = torch.randn(1, 100, 128)

@@ -58,13 +58,18 @@ def test_padded_windows_cover_every_token_once():
 @pytest.mark.slow
 def test_small_run(tmp_path):
     np.save(tmp_path / "scan.npy", bench.synthetic_sweep(3000, seed=3))
-    args = argparse.Namespace(device="cpu", input=tmp_path / "scan.npy", points=0, seed=0, repeat=1, threads=None, dtype="float32")
+    args = argparse.Namespace(device="cpu", input=tmp_path / "scan.npy", points=0, seed=0, repeat=1, threads=None, dtype="float32",
+                              thread_rows="1")
     from omnisense.bench import kernels
 
     report = kernels.run(args)
-    names = [row["layer"] for row in report.rows]
+    names = [row.get("layer") or row["job"] for row in report.rows]
     assert any(n.startswith("ours: flattened-window") for n in names)
     assert any(n.startswith("baseline: padded windows 12") for n in names)
     assert all(row["ms"] is None or row["ms"] > 0 for row in report.rows)
     assert report.context["points"] == 3000
     assert report.context["flattened-window speed-up over padded windows (target >= 3)"] > 0
+    jobs = {row["job"]: row for row in report.rows if "job" in row}
+    assert set(jobs) == {"attention core, flattened windows (FlatFormer)", "attention core, DSVT sets",
+                         "voxel assignment (dynamic_voxelize)"}
+    assert all(row["ratio"] > 0 and row["threads"] == 1 for row in jobs.values())

@@ -3,7 +3,6 @@ the shapes DataModule, and (when shipped) the trained weights on real CGAL meshe
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -119,15 +118,17 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
         app.classify_file(cloud, weights=path)
 
 
-def test_run_writes_json(tmp_path, weights, capsys):
+def test_run_writes_a_versioned_record(tmp_path, weights, capsys):
+    from omnisense.cli import main
+
     path = write_points(tmp_path / "c.ply", _sphere())
-    out = tmp_path / "r.json"
-    args = argparse.Namespace(points=path, weights=weights, topk=3, output=out, votes=2, mesh_samples=100, seed=0,
-                              device="cpu", no_reject=False)
-    assert app.run(args) == 0
-    record = json.loads(out.read_text())
+    out = tmp_path / "r.jsonl"
+    assert main(["classify", str(path), "--weights", str(weights), "--topk", "3", "--output", str(out), "--votes", "2",
+                 "--mesh-samples", "100", "--device", "cpu"]) == 0
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["schema"] == "omnisense.classification/1" and record["input"] == str(path)
     assert [r["class"] for r in record["top"]] and record["votes"] == 2
-    assert "1." in capsys.readouterr().out
+    assert f"{path}: {record['top'][0]['class']}" in capsys.readouterr().err
 
 
 def test_shapes_datamodule_tiny():

@@ -94,6 +94,9 @@ def test_models_lists_as_json(tmp_path):
     assert main(["models", "--json", str(out)]) == 0
     listing = json.loads(out.read_text())
     assert set(listing) == {"variants", "converters", "shipped_weights"}
+    out.write_text("mine")
+    assert main(["models", "--json", str(out)]) == 2 and out.read_text() == "mine"  # never replaced unasked
+    assert main(["models", "--json", str(out), "--overwrite"]) == 0 and json.loads(out.read_text()) == listing
 
 
 def test_parser_builds_without_importing_heavy_optional_packages():

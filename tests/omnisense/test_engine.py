@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from omnisense._errors import OmnisenseError
 from omnisense.engine import run_lightning_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,20 +86,18 @@ def test_tiny_model_learns(tmp_path):
     (["--model.init_args.lr", "fast"], "lr"),
     (["--trainer.max_step", "3"], "max_step"),  # no silent abbreviation of max_steps
 ])
-def test_bad_config_names_the_key(tmp_path, capsys, override, key):
-    with pytest.raises(SystemExit) as exit_info:
+def test_bad_config_names_the_key(tmp_path, override, key):
+    with pytest.raises(OmnisenseError, match=key) as err:  # one line (the CLI prints it and exits 2)
         run_lightning_cli(["fit", *_common(tmp_path), *override])
-    assert exit_info.value.code != 0
-    assert key in capsys.readouterr().err
+    assert "\n" not in str(err.value)
 
 
-def test_bad_yaml_file_names_the_key(tmp_path, capsys):
+def test_bad_yaml_file_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text().replace("hidden: 64", "hidden: 64\n        hiden: 32"))
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(OmnisenseError, match="hiden") as err:
         run_lightning_cli(["fit", "--config", str(bad)])
-    assert exit_info.value.code != 0
-    assert "hiden" in capsys.readouterr().err
+    assert str(err.value).startswith(str(bad))  # names the file
 
 
 def test_cli_exits_nonzero_on_a_bad_config(tmp_path):
@@ -145,3 +145,35 @@ def test_engine_demo_part(tmp_path):
 
     section = demo(DemoContext(out=tmp_path))
     assert "Test accuracy" in section.markdown and all(p.exists() for p in section.images)
+
+
+def test_fit_logs_a_validation_curve_and_a_quiet_console(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "omnisense.cli", "fit", *_common(tmp_path), "--trainer.max_steps", "40"],
+                         cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    for noise in ("Tip:", "litlogger", "litmodels", "PossibleUserWarning", "deprecated", "does not have many workers"):
+        assert noise not in console, noise
+    with open(tmp_path / "debug-tiny" / "version_0" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    curve = [(int(r["step"]), float(r["val/acc1"])) for r in rows if r.get("val/acc1")]
+    assert [step for step, _ in curve] == [19, 39]  # val_check_interval 20 of 40 steps
+
+
+def test_tensorboard_logs_beside_the_csv(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_lightning_cli(["fit", *_common(tmp_path), "--trainer.max_steps", "20", "--tensorboard", "true"])
+    run = tmp_path / "debug-tiny" / "version_0"
+    assert (run / "metrics.csv").exists()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"val/acc1", "train/loss"} <= set(events.Tags()["scalars"])
+
+
+def test_tensorboard_without_a_csv_logger_is_a_clear_error(tmp_path):
+    from omnisense._errors import OmnisenseError
+
+    with pytest.raises(OmnisenseError, match="CSVLogger"):
+        run_lightning_cli(["fit", *_common(tmp_path), "--trainer.logger", "false", "--tensorboard", "true"])

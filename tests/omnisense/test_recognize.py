@@ -29,19 +29,24 @@ def clip_and_weights(tmp_path_factory):
     return video, weights
 
 
-def test_recognize_writes_topk_json(clip_and_weights, tmp_path):
-    from omnisense.commands import recognize
+def test_recognize_writes_topk_records_for_a_folder(clip_and_weights, tmp_path, capsys):
+    from omnisense.cli import main
 
     video, weights = clip_and_weights
-    parser = argparse.ArgumentParser()
-    recognize.add_arguments(parser)
-    args = parser.parse_args([str(video), "--weights", str(weights), "--topk", "3", "--clips", "2",
-                              "--output", str(tmp_path / "r.json")])
-    assert recognize.run(args) == 0
-    result = json.loads((tmp_path / "r.json").read_text())
-    assert len(result["topk"]) == 3 and len(result["clips"]) == 2 and result["frames"] == 24
-    probs = [r["probability"] for r in result["topk"]]
-    assert probs == sorted(probs, reverse=True) and all(r["class"] in CLASSES for r in result["topk"])
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(video.read_bytes())
+    (folder / "bad.mp4").write_bytes(b"nope" * 10)
+    out = tmp_path / "r.jsonl"
+    assert main(["recognize", str(folder), "--weights", str(weights), "--topk", "3", "--clips", "2",
+                 "--output", str(out), "--device", "cpu"]) == 2
+    bad, result = [json.loads(line) for line in out.read_text().splitlines()]  # sorted: bad.mp4 first
+    assert result["schema"] == "omnisense.recognition/1" and result["input"] == str(folder / "clip.mp4")
+    assert len(result["top"]) == 3 and len(result["clips"]) == 2 and result["frames"] == 24
+    probs = [r["probability"] for r in result["top"]]
+    assert probs == sorted(probs, reverse=True) and all(r["class"] in CLASSES for r in result["top"])
+    assert bad["schema"] == "omnisense.error/1" and "bad.mp4" in bad["error"]
+    assert "1 ok, 1 failed" in capsys.readouterr().err
 
 
 def test_recognize_scales_the_stride_to_the_frame_rate(clip_and_weights, tmp_path):

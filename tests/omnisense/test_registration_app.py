@@ -59,10 +59,29 @@ def test_bad_input_one_line_nonzero_exit(pair, tmp_path, capsys, case):
         bad = tmp_path / "t.ply"
         bad.write_text("ply\nformat ascii 1.0\nelement vertex 10\nproperty float x\nproperty float y\n"
                        "property float z\nend_header\n0 0 0\n1 1\n")
-    code = main(["register", str(bad), str(tgt), "--method", "fpfh", "--output", str(tmp_path / "r.json")])
+    code = main(["register", str(bad), str(tgt), "--method", "fpfh", "--output", str(tmp_path / "r.jsonl")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and str(bad.name) in err[0], err
-    assert not (tmp_path / "r.json").exists()
+    assert code == 2 and len([line for line in err if bad.name in line]) == 1, err
+    assert err[-1].startswith("0 ok, 1 failed")
+    (record,) = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert record["schema"] == "omnisense.error/1" and bad.name in record["error"]
+
+
+def test_pairs_from_a_csv(pair, tmp_path, capsys):
+    """`--pairs CSV`: one record per row (paths relative to the CSV), a missing cloud reported and skipped."""
+    src, tgt, gt = pair
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"source,target\n{src.name},{tgt.name}\n{src},{tmp_path / 'gone.ply'}\n")
+    out = tmp_path / "r.jsonl"
+    assert main(["register", "--pairs", str(csv), "--method", "fpfh", "--refine", "icp", "--voxel-size", "0.05",
+                 "--output", str(out)]) == 2
+    ok, bad = [json.loads(line) for line in out.read_text().splitlines()]
+    assert ok["schema"] == "omnisense.registration/1" and ok["source"] == str(src) and ok["target"] == str(tgt)
+    assert rotation_error(np.array(ok["transform"]), gt) < 5
+    assert bad["schema"] == "omnisense.error/1" and "gone.ply" in bad["error"]
+    assert "1 ok, 1 failed" in capsys.readouterr().err
+    assert main(["register", str(src), str(tgt), "--pairs", str(csv)]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_missing_weights_is_a_clear_error(pair, tmp_path, capsys):
@@ -231,7 +250,8 @@ def test_register_roitr_with_shipped_weights(pair, tmp_path):
     assert main(["register", str(src), str(tgt), "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     t = np.array(result["transform"])
-    assert result["method"] == "roitr" and result["num_correspondences"] > 0 and result["weights"] == "roitr_small_cgal"
+    assert result["method"] == "roitr" and result["num_correspondences"] > 0 and result["model"] == "roitr_small_cgal"
+    assert result["schema"] == "omnisense.registration/1" and result["source"] == str(src)
     np.testing.assert_allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-6)
     np.testing.assert_array_equal(t[3], [0, 0, 0, 1])
 
@@ -276,3 +296,134 @@ def test_register_refuses_weights_of_another_task(pair, capsys):
     src, tgt, _ = pair
     assert main(["register", str(src), str(tgt), "--weights", "gpsformer_elite_shapes"]) == 2
     assert "holds classification weights" in capsys.readouterr().err
+
+
+def _unrelated(n=4000, seed=5):
+    """A cloud that shares nothing with `_shape`: a staircase of boxes and a cylinder, in the same unit."""
+    rng = np.random.default_rng(seed)
+    steps = rng.uniform(0, 1, size=(n // 2, 3)) * [2.0, 0.6, 0.1]
+    steps[:, 2] += np.floor(steps[:, 0] * 4) * 0.25
+    a, z = rng.uniform(0, 2 * np.pi, n - n // 2), rng.uniform(0, 1.2, n - n // 2)
+    cylinder = np.stack([0.3 * np.cos(a) - 0.8, 0.3 * np.sin(a) + 0.9, z], 1)
+    return np.concatenate([steps, cylinder])
+
+
+@pytest.mark.parametrize("method", ["fpfh", "roitr"])
+def test_unrelated_clouds_are_not_registered(pair, tmp_path, capsys, method):
+    """Two unrelated clouds: `registered: false` in result.json, one line on stderr and exit status 3 (written all
+    the same); --allow-failure exits 0. The good pair of the same size says `registered: true` and exits 0."""
+    from omnisense.commands.register import NOT_REGISTERED
+
+    src, tgt, _ = pair
+    other = tmp_path / "other.npy"
+    np.save(other, _unrelated().astype(np.float32))
+    assert main(["register", str(src), str(tgt), "--method", method, "--output", str(tmp_path / "good.jsonl")]) == 0
+    good = json.loads((tmp_path / "good.jsonl").read_text())
+    assert good["registered"] is True and set(good["confidence"]) == {"overlap", "descriptor_fitness", "inlier_ratio"}
+    capsys.readouterr()
+    code = main(["register", str(src), str(other), "--method", method, "--output", str(tmp_path / "bad.jsonl")])
+    err = capsys.readouterr().err.strip().splitlines()
+    bad = json.loads((tmp_path / "bad.jsonl").read_text())
+    problems = [line for line in err if line.startswith("omnisense:")]  # the others: the record's summary lines
+    assert code == NOT_REGISTERED == 3 and len(problems) == 1 and "not registered" in problems[0], err
+    assert bad["registered"] is False
+    assert bad["confidence"]["descriptor_fitness"] < good["confidence"]["descriptor_fitness"]
+    assert main(["register", str(src), str(other), "--method", method, "--output", str(tmp_path / "ok.jsonl"),
+                 "--allow-failure"]) == 0
+
+
+def test_registration_result_carries_confidence(pair):
+    from perception3d.registration import register
+
+    src, tgt, gt = pair
+    result = register(np.load(src).astype(np.float64), np.loadtxt(tgt), method="fpfh", refine="icp")
+    assert result.registered and result.confidence.overlap > 0.5 and result.confidence.inlier_ratio > 0.5
+    record = result.to_dict()
+    assert record["registered"] is True and record["confidence"]["overlap"] == result.confidence.overlap
+
+
+def test_sector_crop_and_sweep_pair():
+    """A 90-degree sector keeps about a quarter of a ring of points; sweep_pair's transform maps the moved source
+    back onto the target."""
+    from perception3d.registration.pairs import sector_crop, sweep_pair
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-np.pi, np.pi, 20000)
+    ring = np.stack([20 * np.cos(a), 20 * np.sin(a), rng.normal(size=a.size)], 1)
+    assert 0.2 < len(sector_crop(ring, rng, 90.0)) / len(ring) < 0.3
+    shift = np.eye(4)
+    shift[:3, 3] = [1.0, 0.5, 0.0]
+    src, tgt, gt = sweep_pair(ring, ring @ np.eye(3) + shift[:3, 3], shift, rng, sector=90.0)
+    from perception3d.registration.metrics import transform_points
+
+    back = transform_points(src, gt)
+    from scipy.spatial import cKDTree
+
+    assert np.median(cKDTree(tgt).query(back)[0]) < 1e-9
+
+
+def test_register_sequence_chains_poses(tmp_path, capsys):
+    """`omnisense register FOLDER`: three views of one shape, each moved further; the chained KITTI poses match the
+    truth, result.json carries each step's confidence."""
+    from perception3d.registration.pairs import uniform_rotation
+    from perception3d.sensors import read_kitti_poses
+
+    cloud, rng = _shape(6000), np.random.default_rng(3)
+    truth = [np.eye(4)]
+    for k in range(3):
+        if k:
+            step = np.eye(4)
+            step[:3, :3], step[:3, 3] = uniform_rotation(rng), rng.uniform(-0.3, 0.3, 3)
+            truth.append(truth[-1] @ step)
+        # sweep k in its own frame: x_k = inv(P_k) x_0
+        view = (cloud - truth[k][:3, 3]) @ truth[k][:3, :3]
+        np.save(tmp_path / f"{k:06d}.npy", view[rng.random(len(view)) < 0.8].astype(np.float32))
+    poses, out = tmp_path / "poses.txt", tmp_path / "odo.json"
+    assert main(["register", str(tmp_path), "--method", "fpfh", "--refine", "icp", "--poses", str(poses),
+                 "--output", str(out)]) == 0
+    got = read_kitti_poses(poses)
+    assert got.shape == (3, 4, 4)
+    for k in range(3):
+        assert rotation_error(got[k], truth[k]) < 2 and translation_error(got[k], truth[k]) < 0.05
+    record = json.loads(out.read_text())
+    assert record["num_steps"] == 2 and record["registered_steps"] == 2
+    assert all(s["registered"] and "overlap" in s["confidence"] for s in record["steps"])
+
+
+def test_sequence_of_one_cloud_is_a_clear_error(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", _shape().astype(np.float32))
+    assert main(["register", str(tmp_path), "--method", "fpfh", "--output", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at least 2" in err[0] and str(tmp_path) in err[0]
+
+
+def test_simulated_sweeps_along_a_trajectory_share_the_scene():
+    """Two sweeps of one simulated scene from sensors 1 m and 3 degrees apart: the relative pose from their
+    `sensor_pose`s is where ICP settles (the ground truth of the lidar bench's simulated pairs)."""
+    from perception3d.detection.simulator import simulate_frame
+    from perception3d.registration.classical import icp_refine
+
+    a, b = (simulate_frame(np.random.default_rng(4), sensor=s) for s in ((0.0, 0.0, 0.0), (1.0, 0.1, 0.05)))
+    rel = np.linalg.inv(np.asarray(a.meta["sensor_pose"])) @ np.asarray(b.meta["sensor_pose"])
+    assert translation_error(rel, np.eye(4)) > 0.9 and rotation_error(rel, np.eye(4)) > 2.5
+    settled = icp_refine(b.points[:, :3], a.points[:, :3], rel, 0.5)
+    assert rotation_error(settled, rel) < 0.2 and translation_error(settled, rel) < 0.05
+
+
+@pytest.mark.slow
+def test_bench_lidar_runs_on_real_and_simulated_sweeps(sample_data):
+    """`omnisense bench registration --lidar --rotations 1 --sim-scenes 1`: all four methods on every base pair at
+    full and low overlap; RoITr + ICP registers at least 10 of the 12 pairs (16/16 in the README's run)."""
+    import argparse
+
+    from omnisense.bench import registration
+
+    pytest.importorskip("ouster.sdk")
+    sample_data("ouster-samples")
+    report = registration.run(argparse.Namespace(lidar=True, odometry=False, rotations=1, sim_scenes=1, seed=0,
+                                                 weights=None, num_points=None, device="cpu"))
+    rows = {(r["method"], r["overlap"], r["sweeps"]): r for r in report.rows}
+    assert {m for m, _, _ in rows} == {"roitr", "roitr+icp", "fpfh", "fpfh+icp"}
+    details = [d for d in report.details if d["method"] == "roitr+icp"]
+    assert len(details) == 12 and sum(d["ok"] for d in details) >= 10
+    assert all(d["points"] == 8192 for d in details)  # the outdoor spec: every target is a sweep

@@ -16,6 +16,11 @@ from torch import Tensor
 from video._errors import MediaFileError
 from video.audio._errors import AudioValueError
 from video.audio.frontend import SAMPLE_RATE, resample, to_mono
+from video.io import check_media_content
+
+# Float samples are full scale at 1.0; float WAV/FLAC may exceed it, but not by 36 dB (x 64): beyond that the
+# values are corrupt and would swamp every filterbank they reach.
+MAX_ABS_SAMPLE = 64.0
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
 # Containers read through FFmpeg (PyAV): videos, and audio-only containers libsndfile does not know.
@@ -29,6 +34,58 @@ def _check_file(path: Path) -> None:
         raise MediaFileError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise MediaFileError(path, "the file is empty (0 bytes)")
+    check_media_content(path)
+
+
+def _declared_frames(path: Path) -> int | None:
+    """Sample frames a WAV or FLAC header declares, checked against the bytes present; None for other formats.
+
+    libsndfile quietly shortens a truncated WAV to the samples it finds, so a file cut mid-body would be
+    classified as if whole. Here the `data` chunk's declared size is held against the file's size (streaming
+    writers that leave it 0 or 0xFFFFFFFF are let through), and FLAC's STREAMINFO sample count is returned for
+    the caller to compare with what decodes.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] == b"fLaC":
+            f.seek(4)
+            block = f.read(4 + 34)
+            if len(block) < 38 or block[0] & 0x7F != 0:  # STREAMINFO must come first
+                raise MediaFileError(path, "FLAC without a STREAMINFO block")
+            info = int.from_bytes(block[4 + 10: 4 + 18], "big")
+            total = info & ((1 << 36) - 1)
+            rate = info >> 44
+            if rate == 0:
+                raise MediaFileError(path, "FLAC STREAMINFO: sample rate 0 Hz")
+            return total or None  # 0: unknown
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = path.stat().st_size
+        block_align = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                raise MediaFileError(path, "truncated WAV: no data chunk")
+            cid, length = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"fmt ":
+                fmt = f.read(min(length, 16))
+                if len(fmt) < 16:
+                    raise MediaFileError(path, "truncated WAV: short fmt chunk")
+                rate = int.from_bytes(fmt[4:8], "little")
+                block_align = int.from_bytes(fmt[12:14], "little")
+                if rate == 0 or block_align == 0:
+                    raise MediaFileError(path, f"WAV fmt chunk: sample rate {rate} Hz, block align {block_align}")
+                f.seek(length - len(fmt) + (length & 1), 1)
+            elif cid == b"data":
+                present = size - f.tell()
+                if length in (0, 0xFFFFFFFF) or block_align is None:
+                    return None
+                if present < length:
+                    raise MediaFileError(path, f"truncated WAV: the data chunk declares {length} bytes, "
+                                               f"{present} are present")
+                return length // block_align
+            else:
+                f.seek(length + (length & 1), 1)
 
 
 def read_audio_file(path: str | Path) -> tuple[Tensor, int]:
@@ -41,12 +98,17 @@ def read_audio_file(path: str | Path) -> tuple[Tensor, int]:
 
     path = Path(path)
     _check_file(path)
+    declared = _declared_frames(path)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise MediaFileError(path, f"cannot decode audio ({exc})") from None
     if data.shape[0] == 0:
         raise MediaFileError(path, "no audio samples")
+    if sr <= 0:
+        raise MediaFileError(path, f"sample rate {sr} Hz")
+    if declared is not None and data.shape[0] < declared:
+        raise MediaFileError(path, f"truncated: {data.shape[0]} of the {declared} samples the header declares")
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
 
 
@@ -126,8 +188,14 @@ def load_audio(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono:
         `(waveform, sample_rate)`: `Tensor[S]` when mono, else `Tensor[C, S]`; float32.
     """
     wave, sr = read_audio(path)
+    if wave.numel() == 0:
+        raise MediaFileError(path, "no audio samples")
     if not torch.isfinite(wave).all():
         raise MediaFileError(path, "the decoded samples hold NaN or Inf")
+    peak = float(wave.abs().max())
+    if peak > MAX_ABS_SAMPLE:
+        raise MediaFileError(path, f"a sample of magnitude {peak:.3g}, beyond {MAX_ABS_SAMPLE:g} x full scale "
+                                   "(corrupt float samples)")
     if mono:
         wave = to_mono(wave)
     if sample_rate is not None and sample_rate != sr:

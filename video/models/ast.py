@@ -11,7 +11,10 @@ Design (from the official `src/models/ast_models.py`):
   12 x 101 = 1,212 patches, flattened frequency-major (row f, column t).
 - DeiT layout: a CLS token and a distillation token, a learned position embedding over 2 + patches,
   ViT blocks (pre-norm, qkv bias, GELU MLP of ratio 4, LayerNorm eps 1e-6), a final LayerNorm.
-- Head: the mean of the CLS and distillation outputs -> LayerNorm -> Linear.
+- Head: the mean of the CLS and distillation outputs -> LayerNorm -> Linear. The official head's LayerNorm
+  (`mlp_head.0`) has PyTorch's default eps 1e-5, unlike the blocks' 1e-6; `head_norm_eps` sets it, 1e-6 by
+  default (this project's own trained weights), 1e-5 in weights converted from official checkpoints (recorded
+  in their metadata, `model.kwargs.head_norm_eps`). It matters when the norm's scale is small.
 - Sizes (DeiT): tiny 192/12/3, small 384/12/6, base 768/12/12; the paper's model is base (384 ImageNet
   pretraining) on 128 x 1024 inputs, 527 AudioSet classes.
 
@@ -51,6 +54,7 @@ class ASTModel(nn.Module):
         embed_dim, depth, num_heads, mlp_ratio: the ViT size.
         drop_rate: dropout after the position embedding and before the head.
         drop_path_rate: stochastic depth, linearly increasing over blocks (0 in the official model).
+        head_norm_eps: eps of the head's LayerNorm (official: 1e-5; this project's own weights: 1e-6).
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class ASTModel(nn.Module):
         mlp_ratio: float = 4.0,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        head_norm_eps: float = 1e-6,
     ):
         super().__init__()
         if input_fdim < PATCH or input_tdim < PATCH:
@@ -91,7 +96,7 @@ class ASTModel(nn.Module):
             for i in range(depth)
         )
         self.norm = norm(embed_dim)
-        self.head_norm = norm(embed_dim)
+        self.head_norm = nn.LayerNorm(embed_dim, eps=head_norm_eps)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes)
         self._init_weights()
@@ -196,3 +201,36 @@ def convert_official_ast(official: dict[str, Tensor]) -> dict[str, Tensor]:
             out[name] = value
     return out
 
+
+
+def describe_official(state: dict[str, Tensor], *, checkpoint: str = "") -> dict:
+    """What a converted official AST checkpoint is: variant and its keyword arguments, classes, input spec.
+
+    The size comes from the embedding width (768 base, 384 small, 192 tiny), the patch grid from the position
+    embedding (2 + 12 x 101 for 128 x 1024 inputs at strides 10/10), the classes from the head's rows (527:
+    AudioSet, official order). The head's LayerNorm takes the official eps 1e-5. Input: 16 kHz mono, Kaldi fbank
+    (128 mel bins, 25 ms Hanning windows every 10 ms, htk_compat, no dither), 1024 frames, normalised with the
+    AudioSet statistics of the official recipe, `(fbank + 4.27) / (2 * 4.57)`.
+    """
+    from video.audio.frontend import AST_AUDIOSET_MEAN, AST_AUDIOSET_STD
+    from video.models.labels import read_labels
+
+    width = int(state["cls_token"].shape[-1])
+    variant = {768: "ast_base", 384: "ast_small", 192: "ast_tiny"}.get(width)  # None: `--variant` decides
+    rows = int(state["head.weight"].shape[0])
+    patches = int(state["pos_embed"].shape[1]) - 2
+    kwargs: dict = {"head_norm_eps": 1e-5}
+    if rows != 527:
+        kwargs["num_classes"] = rows
+    f_dim = (128 - PATCH) // 10 + 1
+    tdim = 1024
+    if patches != f_dim * 101 and patches % f_dim == 0:  # another clip length at strides 10/10 (ESC-50: 512)
+        tdim = (patches // f_dim - 1) * 10 + PATCH  # the shortest length giving that patch grid
+        kwargs["input_tdim"] = tdim
+    return {"variant": variant, "kwargs": kwargs,
+            "classes": read_labels("audioset") if rows == 527 else [],
+            "input": {"sample_rate": 16000, "num_mel_bins": 128, "target_frames": tdim,
+                      "mean": AST_AUDIOSET_MEAN, "std": AST_AUDIOSET_STD, "features": "kaldi_fbank"},
+            "notes": {"label_set": "audioset" if rows == 527 else f"unknown ({rows} classes)",
+                      "fbank": "kaldi fbank, 128 mel bins, 25 ms hanning window, 10 ms shift, htk_compat, dither 0",
+                      "head_norm_eps": "1e-5, the official mlp_head LayerNorm (PyTorch default)"}}

@@ -22,6 +22,7 @@ embed dim), after the final norm; `forward(video) -> logits [B, num_classes]` is
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -357,3 +358,44 @@ def match_classes_by_name(state: dict[str, Tensor], official_classes: Sequence[s
             out[key] = out[key][rows]
     return out
 
+
+
+# Official test-time input of the released video checkpoints (exp/*/config.yaml, PySlowFast defaults): frames
+# short-side resized to TEST_CROP_SIZE (256) and centre-cropped to it, mean 0.45 / std 0.225 per channel.
+_OFFICIAL_LABELS = {400: "kinetics400", 600: "kinetics600", 174: "something_something_v2"}
+_OFFICIAL_CLIPS = {"kinetics400": (8, 8), "kinetics600": (16, 4), "something_something_v2": (16, 4)}
+
+
+def describe_official(state: dict[str, Tensor], *, checkpoint: str = "") -> dict:
+    """What a converted official UniFormer checkpoint is: variant, classes (official order), input spec.
+
+    The size (S or B) is read from the number of stage-3 blocks (8 or 20; other sizes are left to the caller's
+    `--variant`), the label set from the classifier's
+    rows (400 Kinetics-400, 600 Kinetics-600, 174 Something-Something-V2). Frames and stride are not in the
+    weights: they are read from the checkpoint's name as the model zoo spells it (`..._16x4...`: 16 frames,
+    stride 4), else the label set's usual setting (K400 8x8, K600 16x4, SSv2 16 frames; SSv2's official test
+    sampling is segment-based, recorded in `notes`).
+    """
+    import re
+
+    from video.models.labels import read_labels
+
+    blocks3 = {int(k.split(".")[1]) for k in state if k.startswith("blocks3.")}
+    variant = {8: "uniformer_small_k400", 20: "uniformer_base_k400"}.get(len(blocks3))  # None: `--variant` decides
+    rows = int(state["head.weight"].shape[0]) if "head.weight" in state else 0
+    label_set = _OFFICIAL_LABELS.get(rows)
+    frames, stride = _OFFICIAL_CLIPS.get(label_set, (16, 4))
+    named = re.search(r"(\d+)x(\d+)", Path(checkpoint).name)
+    if named:
+        frames, stride = int(named.group(1)), int(named.group(2))
+    else:
+        named = re.search(r"[sb](8|16|32)(?!\d)", Path(checkpoint).name.lower())
+        frames = int(named.group(1)) if named else frames
+    notes = {"label_set": label_set or f"unknown ({rows} classes)"}
+    if label_set == "something_something_v2":
+        notes["sampling"] = "official test: segment-based (one frame per equal segment), approximated by the stride"
+    return {"variant": variant, "kwargs": {"num_classes": rows} if rows and rows != 400 else {},
+            "classes": read_labels(label_set) if label_set else [],
+            "input": {"clip_len": frames, "frame_interval": stride, "short_side": 256, "crop_size": 256,
+                      "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225]},
+            "notes": notes}

@@ -14,7 +14,10 @@ Factorised encoder (facts from scenic `model.py` and the K400 B-FE config):
         [CLS] + T' tokens + its own learned position embedding -> L_t blocks -> LayerNorm -> CLS
     head: Linear with a zero-initialised kernel (scenic `output_projection`).
 The blocks are timm's ViT `Block` (pre-LN, qkv bias, GELU MLP), so a timm ViT's weights fill the spatial
-encoder key for key (`load_image_vit`). Scenic uses Xavier init in its blocks; we keep timm's init.
+encoder key for key (`load_image_vit`). Scenic uses Xavier init in its blocks; we keep timm's init. Scenic's MLP
+uses flax's `nn.gelu`, by default the tanh approximation; ours the exact GELU (timm's), unless `gelu="tanh"`,
+which scenic's checkpoints need (`convert_scenic` records it; 1.3e-4 on the logits of a tiny model, more at full
+size). Scenic's Flax checkpoints load through `convert_scenic` (`omnisense convert vivit-scenic CHECKPOINT`).
 
 "Optimizing ViViT Training" (recipe flags of `ViViTFactorised`). The abstract states: freeze the spatial
 transformer, initialise the temporal transformer appropriately, and add a compact adapter "that
@@ -115,13 +118,17 @@ class ViViTFactorised(nn.Module):
         adapter_dim: channels of the compact adapter; 0 disables it.
         init_temporal_from_spatial: copy the last `temporal_depth` spatial blocks into the temporal
             encoder at construction and whenever `load_image_vit` fills the spatial side.
+        gelu: the MLPs' GELU: "exact" (timm, ours) or "tanh" (flax's `nn.gelu` default, scenic's checkpoints).
     """
 
     def __init__(self, *, num_classes: int = 400, img_size: int = 224, num_frames: int = 32, patch_size: int = 16,
                  tubelet: int = 2, dim: int = 768, spatial_depth: int = 12, temporal_depth: int = 4, num_heads: int = 12,
                  mlp_ratio: float = 4.0, drop_path_rate: float = 0.0, in_chans: int = 3, freeze_spatial: bool = False,
-                 adapter_dim: int = 0, init_temporal_from_spatial: bool = False):
+                 adapter_dim: int = 0, init_temporal_from_spatial: bool = False, gelu: str = "exact"):
         super().__init__()
+        if gelu not in ("exact", "tanh"):
+            raise ValueError(f"gelu must be 'exact' or 'tanh', got {gelu!r}")
+        act = partial(nn.GELU, approximate="tanh") if gelu == "tanh" else nn.GELU
         if num_frames % tubelet or img_size % patch_size:
             raise ValueError(f"num_frames {num_frames} must divide by tubelet {tubelet}, img_size {img_size} by patch {patch_size}")
         if init_temporal_from_spatial and temporal_depth > spatial_depth:
@@ -136,15 +143,15 @@ class ViViTFactorised(nn.Module):
         self.spatial_cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.spatial_pos = nn.Parameter(torch.zeros(1, 1 + self.num_patches, dim))
         dps = _linspace(drop_path_rate, spatial_depth)
-        self.spatial_blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=d, norm_layer=_norm)
-                                            for d in dps)
+        self.spatial_blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=d, norm_layer=_norm,
+                                                  act_layer=act) for d in dps)
         self.spatial_norm = _norm(dim)
         self.adapter = RegionAdapter(dim, adapter_dim) if adapter_dim > 0 else None
         self.temporal_cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.temporal_pos = nn.Parameter(torch.zeros(1, 1 + self.num_times, dim))
         dpt = _linspace(drop_path_rate, temporal_depth)
-        self.temporal_blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=d, norm_layer=_norm)
-                                             for d in dpt)
+        self.temporal_blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=d, norm_layer=_norm,
+                                                   act_layer=act) for d in dpt)
         self.temporal_norm = _norm(dim)
         self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
         for p in (self.spatial_cls, self.spatial_pos, self.temporal_cls, self.temporal_pos):
@@ -362,3 +369,98 @@ def vivit_tiny(**kwargs) -> ViViTFactorised:
 def vivit_tiny_frozen(**kwargs) -> ViViTFactorised:
     """`vivit_tiny` with the recipe (frozen spatial, 32-channel adapter, temporal init from spatial)."""
     return vivit_tiny(**{**dict(freeze_spatial=True, adapter_dim=32, init_temporal_from_spatial=True), **kwargs})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Official checkpoints: scenic's Flax `SpaceTimeViViT` (attention_config.type = 'factorized_encoder',
+# classifier 'token'), as `flax.training.checkpoints` writes it; `omnisense.convert.read_flax_checkpoint` reads
+# the file without JAX into "a/b/c" -> array.
+
+_SCENIC_BLOCK = {"LayerNorm_0": "norm1", "LayerNorm_1": "norm2", "MlpBlock_0/Dense_0": "mlp.fc1",
+                 "MlpBlock_0/Dense_1": "mlp.fc2", "MultiHeadDotProductAttention_0/out": "attn.proj"}
+
+
+def kinetics400_classes() -> list[str]:
+    """The 400 Kinetics-400 classes in label order (the dataset's `label_map.txt` of deepmind/kinetics-i3d:
+    the class names sorted, the order of the label indices scenic's Kinetics data carry)."""
+    return (Path(__file__).with_name("kinetics400_classes.txt")).read_text().splitlines()
+
+
+def convert_scenic(flat: dict) -> tuple[dict[str, Tensor], dict]:
+    """Map scenic ViViT factorised-encoder parameters ("params/SpatialTransformer/encoderblock_0/...", any prefix
+    before the model's own names, e.g. "optimizer/target/" in older checkpoints) to `ViViTFactorised`'s keys.
+
+    Flax Dense kernels are [in, out] (transposed here), attention query/key/value kernels [D, heads, head_dim]
+    (fused into timm's qkv), the output kernel [heads, head_dim, D], the tubelet Conv kernel [t, p, p, C, D]
+    (to Conv3d's [D, C, t, p, p]); LayerNorm `scale` is `weight`. Optimiser state and other trees are ignored.
+
+    Returns:
+        (state, info): `info["kwargs"]` = {"gelu": "tanh"} (flax's `nn.gelu`); `info["input"]` scenic's Kinetics
+        input (B/16x2 and L/16x2 FE: 32 frames at stride 2, short side 256, centre 224, pixels scaled to
+        [-1, 1]); the Kinetics-400 classes when the head has 400 outputs.
+    """
+    import numpy as np
+
+    heads = [k[: -len("output_projection/kernel")] for k in flat if k.endswith("output_projection/kernel")]
+    model_trees = [h for h in heads if h in ("", "params/", "optimizer/target/", "target/")]  # not optimiser moments
+    if len(model_trees) != 1 and len(heads) != 1:
+        raise KeyError(f"expected the model's 'output_projection/kernel', found {heads or 'none'}")
+    prefix = model_trees[0] if len(model_trees) == 1 else heads[0]
+    params = {k[len(prefix):]: np.array(v, dtype=np.float32) for k, v in flat.items() if k.startswith(prefix)}
+
+    def t(x):
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+    out: dict[str, Tensor] = {}
+    qkv: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in params.items():
+        parts = key.split("/")
+        if key == "embedding/kernel":
+            out["patch_embed.proj.weight"] = t(value.transpose(4, 3, 0, 1, 2))
+        elif key == "embedding/bias":
+            out["patch_embed.proj.bias"] = t(value)
+        elif key in ("cls_SpatialTransformer", "cls_TemporalTransformer"):
+            out["spatial_cls" if "Spatial" in key else "temporal_cls"] = t(value)
+        elif key.startswith("output_projection/"):
+            out["head." + ("weight" if parts[-1] == "kernel" else "bias")] = t(value.T if value.ndim == 2 else value)
+        elif parts[0] in ("SpatialTransformer", "TemporalTransformer"):
+            side = "spatial" if parts[0] == "SpatialTransformer" else "temporal"
+            leaf = parts[-1]
+            if parts[1] == "posembed_input":
+                out[f"{side}_pos"] = t(value)
+            elif parts[1] == "encoder_norm":
+                out[f"{side}_norm." + ("weight" if leaf == "scale" else "bias")] = t(value)
+            elif parts[1].startswith("encoderblock_"):
+                block = f"{side}_blocks.{parts[1][len('encoderblock_'):]}"
+                module = "/".join(parts[2:-1])
+                if module.startswith("MultiHeadDotProductAttention_0/") and parts[-2] in ("query", "key", "value"):
+                    qkv.setdefault(f"{block}.attn.qkv", {})[f"{parts[-2]}/{leaf}"] = value
+                elif module in _SCENIC_BLOCK:
+                    name = f"{block}.{_SCENIC_BLOCK[module]}."
+                    if leaf == "kernel":
+                        d_out = value.shape[-1]
+                        out[name + "weight"] = t(value.reshape(-1, d_out).T)
+                    else:
+                        out[name + ("weight" if leaf == "scale" else "bias")] = t(value)
+                else:
+                    out[key] = t(value)
+            else:
+                out[key] = t(value)
+        else:
+            out[key] = t(value)
+    for name, parts in qkv.items():
+        d = parts["query/kernel"].shape[0]
+        out[name + ".weight"] = t(np.concatenate([parts[f"{p}/kernel"].reshape(d, -1).T for p in ("query", "key", "value")]))
+        out[name + ".bias"] = t(np.concatenate([parts[f"{p}/bias"].reshape(-1) for p in ("query", "key", "value")]))
+    # Scenic's Kinetics input: frames at stride 2, the short side resized to 256 / 224 of the crop, a centre crop,
+    # pixels scaled to [-1, 1] (zero_centering); the clip length and crop follow from the embeddings' sizes.
+    tubelet, patch = out["patch_embed.proj.weight"].shape[2:4]
+    grid = round((out["spatial_pos"].shape[1] - 1) ** 0.5)
+    crop = int(grid * patch)
+    info: dict = {"kwargs": {"gelu": "tanh"},
+                  "input": {"clip_len": int((out["temporal_pos"].shape[1] - 1) * tubelet), "frame_interval": 2,
+                            "short_side": round(crop * 256 / 224), "crop_size": crop, "mean": [0.5, 0.5, 0.5],
+                            "std": [0.5, 0.5, 0.5]}}
+    if out["head.weight"].shape[0] == 400:
+        info["classes"] = kinetics400_classes()
+    return out, info

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from video._errors import MediaFileError
 from video.io import VideoReader
 from video.rejection import NONE_OF_THE_KNOWN, Rejection, captured_features, input_statistics, open_set_answer
 from video.sampling import test_clips
@@ -51,6 +52,10 @@ class Recognition:
         return self.__dict__.copy()
 
 
+# A clip of one frame is a still image: no motion to recognise.
+MIN_FRAMES = 2
+
+
 @torch.no_grad()
 def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: InputSpec, *, num_clips: int = 1,
               topk: int = 5, device: str = "cpu", backend: str = "auto", rejection: Rejection | None = None,
@@ -63,6 +68,8 @@ def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: 
     so a model trained at 12 fps with stride 2 sees the same time span in a 25 fps video.
     """
     reader = VideoReader(path, backend=backend)
+    if len(reader) < MIN_FRAMES:
+        raise MediaFileError(path, f"{len(reader)} decodable frame; an action needs a clip of at least {MIN_FRAMES}")
     interval = spec.frame_interval
     if spec.fps and reader.fps > 0:
         interval = max(1, int(round(spec.frame_interval * reader.fps / spec.fps)))
@@ -82,8 +89,11 @@ def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: 
     result = Recognition(video=str(path), frames=len(reader), fps=reader.fps, backend=reader.backend)
     for k in range(num_clips):
         top = int(probs[k].argmax())
+        v, i = probs[k].topk(min(topk, len(class_names)))
         result.clips.append({"start_s": float(times[inds[k].min()]), "end_s": float(times[inds[k].max()]),
-                             "frame_indices": inds[k].tolist(), "top1": class_names[top], "prob": float(probs[k, top])})
+                             "frame_indices": inds[k].tolist(), "top1": class_names[top], "prob": float(probs[k, top]),
+                             "topk": [{"class": class_names[c], "probability": round(float(p), 6)}
+                                      for p, c in zip(v.tolist(), i.tolist())]})
     answer = open_set_answer(logits.mean(0), probs.mean(0), class_names, topk=topk, rejection=rejection,
                              reject=reject, vocabulary=vocabulary, features=features, stats=stats)
     result.topk, result.label, result.known = answer["top"], answer["label"], answer["known"]

@@ -109,3 +109,52 @@ def test_nms_keeps_best_and_removes_overlaps():
 
 def test_nms_empty():
     assert B.nms_rotated(torch.zeros(0, 7), torch.zeros(0), 0.5).numel() == 0
+
+
+def _clustered_boxes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Detector-like boxes: jittered copies around a few objects, any heading, plus loners."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(12, 2, generator=g) * 40 - 20
+    pick = torch.randint(0, 12, (n,), generator=g)
+    xy = centres[pick] + torch.randn(n, 2, generator=g) * 0.6
+    size = torch.tensor([4.0, 1.8, 1.6]) * (1 + 0.2 * torch.randn(n, 3, generator=g)).clamp(0.5, 1.5)
+    heading = (pick.float() * 0.7 + 0.3 * torch.randn(n, generator=g))
+    boxes = torch.cat([xy, torch.zeros(n, 1), size, heading[:, None]], 1)
+    return boxes, torch.rand(n, generator=g)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("threshold", [0.1, 0.55, 0.7])
+def test_nms_prefiltered_equals_full_matrix(seed, threshold):
+    boxes, scores = _clustered_boxes(300, seed)
+    fast = B.nms_rotated(boxes, scores, threshold)
+    ref = B.nms_rotated_reference(boxes, scores, threshold)
+    assert fast.tolist() == ref.tolist() and 12 <= fast.numel() < 300
+    assert B.nms_rotated(boxes, scores, threshold, pre_max=100, post_max=7).tolist() == \
+        B.nms_rotated_reference(boxes, scores, threshold, pre_max=100, post_max=7).tolist()
+
+
+def test_nms_many_boxes():
+    boxes, scores = _clustered_boxes(1000, 3)  # dense clusters: many pairs through the sweep and the exact step
+    assert B.nms_rotated(boxes, scores, 0.3).tolist() == B.nms_rotated_reference(boxes, scores, 0.3).tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_nms_per_class_equals_class_by_class(seed):
+    boxes, scores = _clustered_boxes(400, seed)
+    labels = torch.randint(0, 3, (400,), generator=torch.Generator().manual_seed(seed))
+    labels[:5] = 3  # labels without a threshold are dropped, as before
+    labels[5:8] = -1
+    for pre, post in ((None, None), (4096, 500), ([50, 20, 30], [9, 100, 4])):
+        fast = B.nms_rotated_per_class(boxes, scores, labels, [0.7, 0.6, 0.55], pre, post)
+        ref = B.nms_rotated_per_class_reference(boxes, scores, labels, [0.7, 0.6, 0.55], pre, post)
+        assert fast.tolist() == ref.tolist()
+
+
+def test_nms_quad_intersection_numpy_matches_torch():
+    boxes, _ = _clustered_boxes(200, 4)
+    corners = B.boxes_to_corners_bev(boxes.double())
+    i, j = torch.triu_indices(200, 200, 1)
+    ref = B._pairwise_intersection_area(corners[i], corners[j])
+    fast = B._quad_intersection_np(corners[i].numpy(), corners[j].numpy())
+    assert torch.allclose(torch.from_numpy(fast), ref, atol=1e-9) and (ref > 0).sum() > 100

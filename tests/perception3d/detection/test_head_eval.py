@@ -72,11 +72,15 @@ def test_kitti_ap_perfect_and_empty():
     gt = {"boxes": gt_boxes, "labels": torch.tensor([0, 1, 2]), "difficulty": torch.tensor([0, 0, 1]),
           "num_points": torch.tensor([100, 100, 3])}
     perfect = E.kitti_eval([_det(gt_boxes, [0.9, 0.8, 0.7], [0, 1, 2])], [gt], ("Car", "Pedestrian", "Cyclist"))
-    assert perfect["Car/3d_R40/easy"] == pytest.approx(100)
-    assert perfect["Cyclist/3d_R40/moderate"] == pytest.approx(100)
-    assert math.isnan(perfect["Cyclist/3d_R40/easy"])  # no easy cyclist: nothing to score
+    # the devkit samples precision at score thresholds spaced by recall: one object gives one sample point,
+    # point 0, which R11 counts (100 / 11) and R40 does not
+    assert perfect["Car/3d_R11/easy"] == pytest.approx(100 / 11) and perfect["Car/3d_R40/easy"] == 0
+    assert perfect["Cyclist/3d_R11/moderate"] == pytest.approx(100 / 11)
+    assert perfect["Cyclist/3d_R11/easy"] == 0  # no easy cyclist: nothing to score (the devkit prints 0)
+    many = E.kitti_eval([_det(gt_boxes, [0.9, 0.8, 0.7], [0, 1, 2])] * 80, [gt] * 80, ("Car",))
+    assert many["Car/3d_R40/easy"] == pytest.approx(100) and many["Car/bev_R11/easy"] == pytest.approx(100)
     empty = E.kitti_eval([_det(torch.zeros(0, 7), [], [])], [gt], ("Car", "Pedestrian", "Cyclist"))
-    assert empty["Car/3d_R40/easy"] == 0
+    assert empty["Car/3d_R40/easy"] == 0 and empty["Car/3d_R11/easy"] == 0
     w = E.waymo_eval([_det(gt_boxes, [0.9, 0.8, 0.7], [0, 1, 2])], [gt], ("Car", "Pedestrian", "Cyclist"))
     assert w["L1/mAP"] == pytest.approx(100) and w["L2/mAPH"] == pytest.approx(100)
 
@@ -88,10 +92,12 @@ def test_ap_ranking_and_heading():
           "num_points": torch.tensor([50, 50])}
     fp = gt_boxes[:1].clone()
     fp[0, 1] += 5
-    # a false positive ranked above both true positives: precision 1/2 at recall 1/2, 2/3 at recall 1
+    # a false positive ranked above both true positives: thresholds at the two true positives' scores, precision
+    # 1/2 then 2/3, made monotone (2/3, 2/3); R40 reads point 1, R11 point 0 (the devkit's sampling)
     dets = _det(torch.cat([fp, gt_boxes]), [0.9, 0.8, 0.7], [0, 0, 0])
-    ap = E.kitti_eval([dets], [gt], ("Car",))["Car/3d_R40/easy"]
-    assert ap == pytest.approx(100 * (20 * (2 / 3) + 20 * (2 / 3)) / 40)
+    ap = E.kitti_eval([dets], [gt], ("Car",))
+    assert ap["Car/3d_R40/easy"] == pytest.approx(100 * (2 / 3) / 40)
+    assert ap["Car/3d_R11/easy"] == pytest.approx(100 * (2 / 3) / 11)
     flipped = gt_boxes.clone()
     flipped[:, 6] += math.pi
     w = E.waymo_eval([_det(flipped, [0.9, 0.8], [0, 0])], [gt], ("Car",))
@@ -101,5 +107,5 @@ def test_ap_ranking_and_heading():
 def test_ignored_ground_truth_does_not_count():
     gt_boxes = _boxes()[:2]
     gt = {"boxes": gt_boxes, "labels": torch.tensor([0, 0]), "difficulty": torch.tensor([0, -1])}
-    dets = _det(gt_boxes, [0.9, 0.95], [0, 0])  # the higher score sits on the ignored box
-    assert E.kitti_eval([dets], [gt], ("Car",))["Car/3d_R40/hard"] == pytest.approx(100)
+    dets = _det(gt_boxes, [0.9, 0.95], [0, 0])  # the higher score sits on the ignored box: not a false positive
+    assert E.kitti_eval([dets], [gt], ("Car",))["Car/3d_R11/hard"] == pytest.approx(100 / 11)

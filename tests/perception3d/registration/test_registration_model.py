@@ -175,7 +175,8 @@ def test_converter_maps_official_keys():
     official["module.backbone.occ_proj.bias"] = torch.zeros(1)
     official["module.backbone.enc1.0.transformer.embedding.embedding.div_term"] = torch.ones(32)
     official["module.backbone.global_transformer.embedding.embedding.div_term"] = torch.ones(128)
-    converted = convert_official(official)
+    converted, info = convert_official(official)
+    assert info["kwargs"] == {"exclude_self": True}
     assert set(converted) == set(ours)
     roitr_3dmatch().load_state_dict(converted, strict=True)
 

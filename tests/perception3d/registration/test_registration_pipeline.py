@@ -49,3 +49,16 @@ def test_voxel_too_small_for_the_extent_is_a_clear_error():
     pts = np.array([[0.0, 0.0, 0.0], [1e6, 1e6, 1e6]])
     with pytest.raises(PointCloudValueError, match="too small"):
         voxel_downsample(pts, 1e-9)
+
+
+def test_auto_voxel_counts_equal_unique_and_keys_take_bounds():
+    from perception3d.registration.pipeline import _count_occupied, _voxel_keys
+
+    rng = np.random.default_rng(7)
+    pts = rng.normal(size=(20000, 3)) * [30.0, 10.0, 2.0] + [500.0, -20.0, 3.0]
+    for voxel in (0.05, 0.5, 3.0, 40.0):  # wide key ranges (np.unique) and narrow ones (marking)
+        keys = _voxel_keys(pts, voxel)
+        assert _count_occupied(keys) == len(np.unique(keys))
+        assert np.array_equal(_voxel_keys(pts, voxel, (pts.min(0), pts.max(0))), keys)
+        cells = np.floor(pts / voxel).astype(np.int64)
+        assert _count_occupied(keys) == len(np.unique(cells, axis=0))
