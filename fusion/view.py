@@ -64,7 +64,7 @@ def recording_figure(recording: str | Path, result: dict[str, Any] | None = None
     for s in manifest.get("sensors", []):
         if s.get("kind") == "lidar":
             stamps, sweeps = read_lidar_folder(base / s["path"])
-            true = _clock(s.get("clock")).to_true(stamps)
+            true = _clock(s.get("clock"), base / "recording.json", s.get("name", "lidar")).to_true(stamps)
             points += [p[:, :3] for p in sweeps]
             times += [np.full(len(p), t) for p, t in zip(sweeps, true)]
     cams = [(s["name"], s["camera"]["position"]) for s in manifest.get("sensors", [])

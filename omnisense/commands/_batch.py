@@ -188,8 +188,8 @@ class Batch:
                 except Exception as err:  # noqa: BLE001 - a batch reports an unexpected failure and goes on
                     record = error_record(_shown(item), f"unexpected {type(err).__name__}: {_message(err)}")
                 if single and "error" in record:
-                    message = record["error"] if record["input"] in record["error"] else \
-                        f"{record['input']}: {record['error']}"
+                    named = any(str(p) in record["error"] for p in (item if isinstance(item, tuple) else (item,)))
+                    message = record["error"] if named else f"{record['input']}: {record['error']}"
                     print(f"omnisense: error: {message}", file=sys.stderr)
                     return 2
                 self.records.append(record)

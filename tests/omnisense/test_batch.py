@@ -113,7 +113,7 @@ def test_no_inputs_found_and_bad_weights_stop_before_any_output(folder, weights,
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = _run(capsys, empty, "--weights", weights)
-    assert code == 2 and "no clouds" in err
+    assert code == 2 and f"{empty}: no input files in it" in err
     code, _, err = _run(capsys, folder, "--weights", tmp_path / "none.safetensors", "--output", tmp_path / "o.jsonl")
     assert code == 2 and "none.safetensors" in err and not (tmp_path / "o.jsonl").exists()
 
