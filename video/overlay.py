@@ -48,7 +48,7 @@ def draw_labels(frame: np.ndarray, caption: str, rows: list[dict[str, Any]]) -> 
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     line = int(size * 1.35)
-    box_w = min(w - 4, int(size * 17))
+    box_w = min(w - 4, max(int(size * 17), int(draw.textlength(caption, font=font)) + 8))
     draw.rectangle([2, 2, 2 + box_w, 2 + line * (len(rows) + 1) + 4], fill=(0, 0, 0, 150))
     draw.text((6, 4), caption, fill=(255, 255, 255, 255), font=font)
     for r, row in enumerate(rows):

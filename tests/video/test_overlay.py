@@ -56,3 +56,11 @@ def test_odd_sizes_are_kept(tmp_path):
             c.mux(p)
     out = VideoReader(write_recognition_overlay(tmp_path / "o.mp4", video, _result(video)))
     assert len(out) == 6 and (out.info.width, out.info.height) == (65, 49)
+
+
+def test_a_rejected_video_says_so_outside_its_clips():
+    result = _result("x")
+    result.topk, result.label, result.known = [], "none of the known classes", False
+    caption, rows = _lines(result, 0)
+    assert caption.endswith(": none of the known classes") and rows == []
+    assert _lines(result, 7)[1][0]["class"] == "rise"  # a clip still shows its own raw top-k
