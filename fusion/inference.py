@@ -76,11 +76,13 @@ class FusionSpec:
         return asdict(self)
 
 
-def read_for(spec: FusionSpec, path: str | Path):
-    """`fusion.streams.read_recording` at the spec's frame size and audio rate."""
+def read_for(spec: FusionSpec, path: str | Path, person_detector=None):
+    """`fusion.streams.read_recording` at the spec's frame size and audio rate (person scores from
+    `person_detector` for views that have none)."""
     from fusion.streams import read_recording
 
-    return read_recording(path, frame_size=(spec.frame_size, spec.frame_size), audio_rate=spec.audio_rate)
+    return read_recording(path, frame_size=(spec.frame_size, spec.frame_size), audio_rate=spec.audio_rate,
+                          person_detector=person_detector)
 
 
 def fbank_chunks(chunks: np.ndarray, rate: int, spec: FusionSpec) -> np.ndarray:
@@ -184,8 +186,8 @@ def model_inputs(batch: dict[str, Tensor], modalities: tuple[str, ...] = MODALIT
 
 
 @torch.no_grad()
-def fuse_recording(model: nn.Module, recording: str | Path, *, spec: FusionSpec, classes: list[str]
-                   ) -> dict[str, Any]:
+def fuse_recording(model: nn.Module, recording: str | Path, *, spec: FusionSpec, classes: list[str],
+                   person_detector=None) -> dict[str, Any]:
     """Fuse one recording window by window (`spec.window_steps` grid steps) with a MultiTSF that has its frame
     encoder.
 
@@ -195,14 +197,18 @@ def fuse_recording(model: nn.Module, recording: str | Path, *, spec: FusionSpec,
             `recording.json` manifest, or the manifest itself.
         spec: the weights' input spec (`meta.transforms()`).
         classes: the K class names in the model's order.
+        person_detector: frames uint8 [N, H, W, 3] -> person scores [N] (`video.people.HogPersonDetector`), run on
+            the views whose manifest has no person scores (real footage).
 
     Returns:
         JSON-ready: the sensors and their clocks, grid `times` [T] (s, common clock), `frame_scores` [T][K],
         `sequence_scores` and `sequence_labels` (a label present in any window), `coverage` (the fraction of valid
-        (view, step) pairs per modality), `ground_truth` when the manifest has it.
+        (view, step) pairs per modality), `ground_truth` when the manifest has it; per view, `person_scores` [T]
+        (the detector's or the manifest's, 0 where the view has no frame) beside `human_presence` [T] (the
+        human-centric head's softmax over the window's valid steps, what it was trained to match).
     """
     classes = list(classes)
-    rec = read_for(spec, recording)
+    rec = read_for(spec, recording, person_detector)
     rec.classes = rec.classes or classes
     grid = rec.grid(spec.grid_rate_hz)
     if len(grid) == 0:
@@ -211,7 +217,7 @@ def fuse_recording(model: nn.Module, recording: str | Path, *, spec: FusionSpec,
     modalities = tuple(m for m in MODALITIES if m == "lidar" or rec.of_kind(m))
     device = next(model.parameters()).device
     model.eval()
-    frame_scores, seq_scores, valid_frac = [], [], {}
+    frame_scores, seq_scores, valid_frac, person, human = [], [], {}, [], []
     for s in range(0, len(grid), spec.window_steps):
         g = grid[s:s + spec.window_steps]
         a = prepare_recording(rec, g, spec, max_sweeps=int(len(g) / spec.grid_rate_hz * LIDAR_RATE) + 12, seed=s)
@@ -223,6 +229,10 @@ def fuse_recording(model: nn.Module, recording: str | Path, *, spec: FusionSpec,
         batch["fbank"] = torch.from_numpy(normalize_fbank(a["fbank"], spec))[None]
         out = model(**model_inputs({k: x.to(device) for k, x in batch.items()}, modalities))
         frame_scores.append(torch.sigmoid(out.frame[0]).cpu().numpy())
+        person.append(a["person"])
+        if out.human is not None:  # [1, V, T] logits -> a distribution over the valid steps of each view
+            logits = out.human[0].float().masked_fill(~batch["video_valid"][0].bool().to(device), -1e4)
+            human.append(logits.softmax(-1).cpu().numpy())
         seq_scores.append(torch.sigmoid(out.sequence[0]).cpu().numpy())
     frames = np.concatenate(frame_scores)
     seq = np.max(seq_scores, axis=0)  # a label present in any window is present in the recording
@@ -237,6 +247,13 @@ def fuse_recording(model: nn.Module, recording: str | Path, *, spec: FusionSpec,
         "coverage": {k: round(float(np.concatenate(v, axis=-1).mean()), 3) for k, v in valid_frac.items()},
         "lidar": bool(rec.of_kind("lidar")),
     }
+    views = [st.name for st in rec.of_kind("video")]
+    if views:
+        result["person_scores"] = {v: [round(float(x), 4) for x in row]
+                                   for v, row in zip(views, np.concatenate(person, axis=-1))}
+    if human:
+        result["human_presence"] = {v: [round(float(x), 4) for x in row]
+                                    for v, row in zip(views, np.concatenate(human, axis=-1))}
     if rec.tricks:
         result["ground_truth"] = rec.tricks
     return result

@@ -383,11 +383,12 @@ def read_lidar_folder(folder: Path) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def read_recording(path: str | Path, *, frame_size: tuple[int, int] | None = (64, 64), audio_rate: int = 16000,
-                   with_audio: bool = True) -> Recording:
+                   with_audio: bool = True, person_detector=None) -> Recording:
     """Read a recording: a manifest JSON (see `fusion.recordings`), or a folder of per-view videos.
 
     A folder without a manifest: every video in it is one view (sorted by name), with identity clocks and its
-    audio track if it has one; a `lidar/` sub-folder of sweeps is read too.
+    audio track if it has one; a `lidar/` sub-folder of sweeps is read too. A view whose manifest has no person
+    scores gets them from `person_detector` when one is given (`fusion.people.video_person_scores`).
     """
     path = Path(path)
     if not path.exists():
@@ -439,6 +440,11 @@ def read_recording(path: str | Path, *, frame_size: tuple[int, int] | None = (64
                 person = person.astype(np.float32)
             if person is not None and len(person) != len(frames):
                 person = None  # scores of a different decode; better none than misaligned (MultiTSF's bug)
+            if person is None and person_detector is not None:
+                from fusion.people import video_person_scores
+
+                person = video_person_scores(file, person_detector)
+                person = person if len(person) == len(frames) else None
             streams.append(SensorStream(name, "video", times, frames, clock, person=person, view=name))
             if with_audio:
                 track = read_audio_track(file, rate=audio_rate)

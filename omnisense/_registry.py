@@ -30,6 +30,7 @@ BENCHES: dict[str, str] = {
     "classify": "omnisense.bench.classify",
     "video": "omnisense.bench.video",
     "startup": "omnisense.bench.startup",
+    "people": "omnisense.bench.people",
     "batch": "omnisense.bench.batch",
 }
 
@@ -44,6 +45,7 @@ GENERATORS: dict[str, str] = {
     "vtest-views": "omnisense.data:make_vtest_views",
     "registration-pairs": "omnisense.train.registration:make_registration_pairs",
     "audio-events": "video.audio.datasets:make_audio_events",
+    "real-sounds": "omnisense.train.real_sounds:make_real_sounds",
     "lidar-scenes": "perception3d.detection.simulator:make_lidar_scenes",
 }
 

@@ -105,6 +105,16 @@ SOURCES: dict[str, Source] = {
                          "30a90d93fb0c02233ae7bbd95ffbc1294baf7a6da96728c712e163864b51465d",
                          "usr/share/doc/chuck-data/examples/book/digital-artists/audio", ("*.wav",),
                          "real drum hits: kick, snare, hi-hat, clap, cowbell, click, stereo effects", "GPL-2.0-or-later"),
+    "pocketsphinx-speech": Source("deb", "pocketsphinx-testdata", "0.8+5prealpha+1-15",
+                                  "eaeb7a01d54f20b799d1a81ef110ec544b2cb47ea006614078220737a33019f0",
+                                  "usr/share/pocketsphinx/test/data", ("librivox/*.wav", "cards/*.wav"),
+                                  "real read speech: 5 LibriVox utterances (Sense and Sensibility) and 5 spoken "
+                                  "card names, 16 kHz", "BSD-2-Clause (CMU Sphinx); LibriVox recordings public domain"),
+    "asterisk-prompts": Source("deb", "asterisk-core-sounds-en-wav", "1.6.1-1",
+                               "2be3ea287d83299d143815fa804f11179a75b7affd4a758b98b55f5afc18a35d",
+                               "usr/share/asterisk/sounds/en_US_f_Allison", ("*.wav",),
+                               "about 570 real recorded telephone prompts (one speaker, 8 kHz), digits, letters, "
+                               "and recorded silences", "CC-BY-SA-3.0 (Digium)"),
     "ouster-samples": Source("pypi-sdist", "ouster-sdk", "1.0.1",
                              "b0d623b7965c529356b626c137d21effe18b4a47e9cb2a89f55113f375a259a8",
                              "ouster_sdk-1.0.1/sdk/tests",

@@ -3,7 +3,10 @@
 Every record is a JSON object with `"schema": "omnisense.<kind>/<version>"`, `"input"` (the file, folder or pair it
 describes) and `"model"` (the weights it came from, as the user named them) first; the rest depends on the kind:
 
-- classification, recognition, audio_classification: `"top": [{"class", "probability"}]`, best first;
+- classification, recognition, audio_classification: the open-set answer: `"label"` (the best class, or "none of
+  the known classes" when the weights' calibrated rejection rule finds the evidence weak), `"known"`,
+  `"top": [{"class", "probability"}]` best first (empty when rejected), `"vocabulary"` (what the classes are) and
+  `"rejection"` (the rule's score kind, values, thresholds, whether it was applied);
 - detection: `"boxes": [{"label", "score", "center", "size", "heading"}]` in `"frame"` (the sensor frame, metres,
   radians), with the `"score_threshold"` applied;
 - registration: the 4x4 `"transform"` that maps source into target, with its fitness;
@@ -36,29 +39,41 @@ def _head(kind: str, input: Any, model: Any) -> dict[str, Any]:
     return {"schema": SCHEMAS[kind], "input": str(input), "model": None if model is None else str(model)}
 
 
-def _top(rows: Iterable[Mapping[str, Any]], class_key: str, prob_key: str) -> list[dict[str, Any]]:
-    return [{"class": str(r[class_key]), "probability": round(float(r[prob_key]), 6)} for r in rows]
+def _top(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{"class": str(r["class"]), "probability": round(float(r["probability"]), 6)} for r in rows]
+
+
+def _answer(result: Mapping[str, Any], top_key: str) -> dict[str, Any]:
+    """The open-set answer of a classifier result (`video.rejection.open_set_answer`): `label` (the best class, or
+    "none of the known classes" when rejected), `known`, `top` ([] when rejected), `vocabulary`, `rejection`."""
+    top = _top(result[top_key])
+    known = bool(result.get("known", True))
+    label = result.get("label") or (top[0]["class"] if top else None)
+    return {"label": label, "known": known, "top": top, "vocabulary": result.get("vocabulary", ""),
+            "rejection": dict(result.get("rejection") or {"score": None, "value": None, "threshold": None,
+                                                          "applied": False})}
+
+
+_ANSWER_KEYS = ("label", "known", "top", "vocabulary", "rejection")
 
 
 def classification_record(result: Mapping[str, Any], *, input: Any, model: Any, **extra: Any) -> dict[str, Any]:
     """A `perception3d.classification.inference.classify` result as an `omnisense.classification/1` record."""
-    rest = {k: v for k, v in result.items() if k != "top"}
-    return {**_head("classification", input, model), "top": _top(result["top"], "class", "probability"),
-            **rest, **extra}
+    rest = {k: v for k, v in result.items() if k not in _ANSWER_KEYS}
+    return {**_head("classification", input, model), **_answer(result, "top"), **rest, **extra}
 
 
 def recognition_record(result: Any, *, input: Any, model: Any, **extra: Any) -> dict[str, Any]:
     """A `video.recognition.inference.recognize` result (`Recognition`) as an `omnisense.recognition/1` record."""
     d = result.to_dict() if hasattr(result, "to_dict") else dict(result)
-    rest = {k: v for k, v in d.items() if k not in ("topk", "video")}
-    return {**_head("recognition", input, model), "top": _top(d["topk"], "class", "prob"), **rest, **extra}
+    rest = {k: v for k, v in d.items() if k not in ("topk", "video", *_ANSWER_KEYS)}
+    return {**_head("recognition", input, model), **_answer(d, "topk"), **rest, **extra}
 
 
 def audio_record(result: Mapping[str, Any], *, input: Any, model: Any, **extra: Any) -> dict[str, Any]:
     """A `video.audio.inference.AudioClassifier.classify_file` result as `omnisense.audio_classification/1`."""
-    rest = {k: v for k, v in result.items() if k not in ("top", "file")}
-    return {**_head("audio_classification", input, model), "top": _top(result["top"], "label", "score"),
-            **rest, **extra}
+    rest = {k: v for k, v in result.items() if k not in ("file", *_ANSWER_KEYS)}
+    return {**_head("audio_classification", input, model), **_answer(result, "top"), **rest, **extra}
 
 
 def detection_record(boxes: list[dict[str, Any]], *, input: Any, model: Any, score_threshold: float,

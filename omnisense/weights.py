@@ -73,6 +73,9 @@ class WeightsMeta:
         recipe: the command or config that reproduces them.
         config: the resolved training config, when trained through `omnisense fit`.
         notes: anything else worth keeping (training history, caveats); code never reads it.
+        vocabulary: what the classes are, in a few words ("procedural shapes"); classifiers state it in their output.
+        rejection: for classifiers, the calibrated open-set rule: `{"score": "max_softmax" | "energy", "threshold",
+            "calibration": {...}}` (`video.rejection.Rejection`); empty when never calibrated.
         name, format, file, sha256, num_tensors, num_parameters, created: the file's facts, written by `save_weights`.
     """
 
@@ -86,6 +89,8 @@ class WeightsMeta:
     recipe: str = ""
     config: dict[str, Any] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    vocabulary: str = ""
+    rejection: dict[str, Any] = field(default_factory=dict)
     name: str = ""
     format: str = FORMAT
     file: str = ""
@@ -170,6 +175,23 @@ def save_weights(path: str | Path, state_dict: Mapping[str, Tensor], meta: Weigh
     write_bytes_atomic(path, data)
     write_json_atomic(_meta_path(path), record.to_dict())
     return path
+
+
+def update_meta(name_or_path: str | Path, **changes: Any) -> WeightsMeta:
+    """Rewrite the metadata of an existing weights pair with `changes` (say `rejection=`), tensors untouched.
+
+    The file's sha256 is checked first, and the file facts (name, sha256, counts, created) cannot be changed here.
+    """
+    facts = {"name", "format", "file", "sha256", "num_tensors", "num_parameters", "created", "path"}
+    bad = sorted(set(changes) & facts | set(changes) - {f.name for f in dataclasses.fields(WeightsMeta)})
+    if bad:
+        raise OmnisenseError(f"cannot change {', '.join(bad)} with update_meta")
+    meta = read_meta(name_or_path)
+    if sha256_file(meta.path) != meta.sha256:
+        raise WeightsError(meta.path, f"sha256 does not match {_meta_path(meta.path).name}: not updating it")
+    meta = dataclasses.replace(meta, **changes)
+    write_json_atomic(_meta_path(meta.path), meta.to_dict())
+    return meta
 
 
 def resolve_weights(name_or_path: str | Path) -> Path:

@@ -26,6 +26,11 @@ LICENCES = {  # the shipped files' data and its licence
     "audio_cnn_small_audio_events": "trained by omnisense on its own generated data; Apache-2.0 like the code",
     "audio_cnn_small_sonic_pi": ("trained by omnisense on the sonic-pi-samples recordings "
                                  "(Debian sonic-pi-samples, CC0)"),
+    "audio_cnn_small_real_sounds": ("trained by omnisense on real recordings of registry packages (`omnisense data "
+                                    "make real-sounds`): sonic-pi-samples (CC0 and others), chuck-data "
+                                    "(GPL-2.0-or-later), asterisk-core-sounds-en (CC-BY-SA-3.0), pocketsphinx-testdata "
+                                    "(BSD-2-Clause, LibriVox public domain), opensoundscape (MIT), opencv-doc "
+                                    "(Apache-2.0); share-alike terms of the data may reach the weights"),
 }
 
 

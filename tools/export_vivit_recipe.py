@@ -50,7 +50,7 @@ def score(weights: Path, data: Path, clips: int) -> dict[str, float]:
     probs = []
     for sample in samples:
         result = recognize(net, sample.path, names, spec, num_clips=clips, topk=len(names))
-        by_name = {row["class"]: row["prob"] for row in result.topk}
+        by_name = {row["class"]: row["probability"] for row in result.topk}
         probs.append([by_name[n] for n in names])
     metrics = evaluate(torch.tensor(probs), torch.tensor([s.label for s in samples]), len(names))
     return {"test/acc1": float(metrics["top1"]), "test/acc5": float(metrics["top5"]),

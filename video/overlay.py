@@ -4,7 +4,8 @@
     write_recognition_overlay("overlay.mp4", "in.mp4", result)
 
 Every frame of the input, at its size and frame rate: a frame inside a sampled clip's span shows that clip's top-k
-labels and probabilities; a frame outside every clip shows the video's averaged top-k. PIL draws the text, PyAV
+labels and probabilities; a frame outside every clip shows the video's averaged top-k (or "none of the known
+classes" when the weights' rejection rule turned the video's answer down). PIL draws the text, PyAV
 encodes H.264 (4:4:4 when the width or height is odd, so the size stays the input's).
 """
 
@@ -30,11 +31,14 @@ def _lines(result, k: int) -> tuple[str, list[dict[str, Any]]]:
         idx = clip["frame_indices"]
         if min(idx) <= k <= max(idx) and "topk" in clip:
             return f"clip {n + 1}/{len(result.clips)} ({clip['start_s']:.1f}-{clip['end_s']:.1f} s)", clip["topk"]
-    return f"whole video (mean of {len(result.clips)} clip(s))", result.topk
+    caption = f"whole video (mean of {len(result.clips)} clip(s))"
+    if not result.topk and getattr(result, "label", ""):
+        caption += f": {result.label}"
+    return caption, result.topk
 
 
 def draw_labels(frame: np.ndarray, caption: str, rows: list[dict[str, Any]]) -> np.ndarray:
-    """`frame` `uint8 [H, W, 3]` with a caption and `class prob` rows (with bars) in a dark box, top left."""
+    """`frame` `uint8 [H, W, 3]` with a caption and `{"class", "probability"}` rows (with bars) in a dark box, top left."""
     from PIL import Image, ImageDraw, ImageFont
 
     h, w = frame.shape[:2]
@@ -44,14 +48,14 @@ def draw_labels(frame: np.ndarray, caption: str, rows: list[dict[str, Any]]) -> 
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     line = int(size * 1.35)
-    box_w = min(w - 4, int(size * 17))
+    box_w = min(w - 4, max(int(size * 17), int(draw.textlength(caption, font=font)) + 8))
     draw.rectangle([2, 2, 2 + box_w, 2 + line * (len(rows) + 1) + 4], fill=(0, 0, 0, 150))
     draw.text((6, 4), caption, fill=(255, 255, 255, 255), font=font)
     for r, row in enumerate(rows):
         y = 4 + line * (r + 1)
-        bar = int((box_w - 8) * float(row["prob"]))
+        bar = int((box_w - 8) * float(row["probability"]))
         draw.rectangle([6, y + line - 4, 6 + bar, y + line - 2], fill=(90, 200, 120, 255))
-        draw.text((6, y), f"{row['prob']:.2f}  {row['class']}", fill=(255, 255, 255, 255), font=font)
+        draw.text((6, y), f"{row['probability']:.2f}  {row['class']}", fill=(255, 255, 255, 255), font=font)
     return np.asarray(Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB"))
 
 

@@ -108,6 +108,17 @@ def check_writable(paths: Sequence[Path | None]) -> None:
                 break
 
 
+def answer_line(record: dict[str, Any]) -> str:
+    """The answer of a classification / recognition / audio record in a few words: its best class and probability,
+    or "none of the known classes" with the vocabulary and the rejection score against its threshold."""
+    if record.get("known", True) and record["top"]:
+        best = record["top"][0]
+        return f"{best['class']} {best['probability']:.3f}"
+    rule = record.get("rejection") or {}
+    why = f"; {rule['score']} {rule['value']} against thresholds {rule['threshold']}" if rule.get("score") else ""
+    return f"{record.get('label', '?')} (vocabulary: {record.get('vocabulary') or '?'}{why})"
+
+
 def input_errors() -> tuple[type[BaseException], ...]:
     """The errors that mean "this input is bad": the packages' own, and the operating system's."""
     from fusion._errors import FusionError

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from omnisense.commands._batch import Batch, add_batch_arguments, collect_inputs
+from omnisense.commands._batch import Batch, add_batch_arguments, answer_line, collect_inputs
 
 HELP = "classify point clouds or meshes with GPSFormer (shipped weights: procedural shape classes)"
 
@@ -33,15 +33,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--votes", type=int, default=1, help="voting: mean over this many random subsets (default 1)")
     parser.add_argument("--mesh-samples", type=int, default=4096, help="points drawn on a mesh's surface")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-reject", action="store_true",
+                        help="give the raw top-k even when the weights' rejection rule finds the evidence weak")
     add_batch_arguments(parser)
 
 
 def classify_loaded(model, meta, points: Path, *, weights: str | Path = DEFAULT_WEIGHTS, topk: int = 5,
-                    votes: int = 1, mesh_samples: int = 4096, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-    """One file through a loaded model: read it, `perception3d.classification.inference.classify`, the record."""
+                    votes: int = 1, mesh_samples: int = 4096, seed: int = 0, device: str = "cpu",
+                    reject: bool = True) -> dict[str, Any]:
+    """One file through a loaded model: read it, `perception3d.classification.inference.classify` (with the
+    weights' rejection rule unless `reject` is False), the record."""
     from omnisense.outputs import classification_record
     from perception3d import PointCloudFileError, PointCloudValueError
     from perception3d.classification.inference import classify
+    from perception3d.classification.rejection import Rejection
     from perception3d.io import read_points
 
     points = Path(points)
@@ -51,7 +56,8 @@ def classify_loaded(model, meta, points: Path, *, weights: str | Path = DEFAULT_
     cloud = read_points(points, mesh_samples=mesh_samples if ext in MESH_EXTENSIONS else None, seed=seed)
     try:
         result = classify(model, cloud.xyz, spec=meta.transforms(), classes=meta.classes, topk=topk,
-                          num_votes=votes, seed=seed, device=device)
+                          num_votes=votes, seed=seed, device=device, rejection=Rejection.from_dict(meta.rejection),
+                          reject=reject, vocabulary=meta.vocabulary)
     except PointCloudValueError as err:
         raise PointCloudFileError(points, str(err)) from None
     return classification_record(result, input=points, model=weights, mesh_sampled=ext in MESH_EXTENSIONS,
@@ -59,7 +65,7 @@ def classify_loaded(model, meta, points: Path, *, weights: str | Path = DEFAULT_
 
 
 def classify_file(points: Path, *, weights: str | Path = DEFAULT_WEIGHTS, topk: int = 5, votes: int = 1,
-                  mesh_samples: int = 4096, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+                  mesh_samples: int = 4096, seed: int = 0, device: str = "cpu", reject: bool = True) -> dict[str, Any]:
     """One file, loading the model for it (the batch command loads once; see `classify_loaded`)."""
     from omnisense.models import load_model
     from perception3d import PointCloudFileError
@@ -70,17 +76,16 @@ def classify_file(points: Path, *, weights: str | Path = DEFAULT_WEIGHTS, topk: 
                                   f"{', '.join(EXTENSIONS)}")
     model, meta = load_model(weights, device=device, task="classification")
     return classify_loaded(model, meta, points, weights=weights, topk=topk, votes=votes, mesh_samples=mesh_samples,
-                           seed=seed, device=device)
+                           seed=seed, device=device, reject=reject)
 
 
 def _describe(record: dict[str, Any]) -> str:
-    best = record["top"][0]
     notes = []
     if record["duplicates_removed"]:
         notes.append(f"{record['duplicates_removed']} duplicated points removed")
     if record["upsampled"]:
         notes.append(f"fewer distinct points than the model's {record['num_points']}: points repeated")
-    return f"{record['input']}: {best['class']} {best['probability']:.3f}" + (f" ({'; '.join(notes)})" if notes else "")
+    return f"{record['input']}: {answer_line(record)}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         inputs=collect_inputs(args.points, EXTENSIONS), label="clouds",
         load=lambda rt: (*load_model(args.weights, device=rt.device, task="classification"), rt.device),
         process=lambda s, p: classify_loaded(s[0], s[1], p, weights=args.weights, topk=args.topk, votes=args.votes,
-                                             mesh_samples=args.mesh_samples, seed=args.seed, device=s[2]),
+                                             mesh_samples=args.mesh_samples, seed=args.seed, device=s[2],
+                                             reject=not args.no_reject),
         describe=_describe,
     ).run(args)

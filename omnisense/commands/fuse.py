@@ -5,7 +5,9 @@ a `recording.json` manifest, or the manifest itself (`fusion.streams.read_record
 per-sensor clocks); a folder holding neither stands for its sub-folders that are recordings, and glob patterns
 work too. The work is `fusion.inference.fuse_recording`, fed with the weights' input spec (`meta.transforms()`):
 the sensors are aligned on the model's grid, fused window by window, and each `omnisense.fusion/1` record
-(docs/outputs.md) holds per-frame label scores and the sequence labels; `--plot` draws the label timeline of one
+(docs/outputs.md) holds per-frame label scores and the sequence labels, and per view the person scores (the
+manifest's, or OpenCV's HOG person detector's on views without them unless --no-person-detector) beside the
+human-centric head's presence; `--plot` draws the label timeline of one
 recording (`fusion.inference.plot_timeline`).
 """
 
@@ -31,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                   "(one recording only)")
     parser.add_argument("--overlay", type=Path, help="MP4 of the views side by side with the frame scores as bars "
                                                      "(one recording only)")
+    parser.add_argument("--no-person-detector", action="store_true",
+                        help="do not run the HOG person detector on views without person scores")
     add_batch_arguments(parser)
 
 
@@ -79,9 +83,17 @@ def run(args: argparse.Namespace) -> int:
     def process(state, path):
         from fusion.inference import fuse_recording
 
-        model, meta = state
-        return fusion_record(fuse_recording(model, path, spec=meta.transforms(), classes=meta.classes),
-                             input=path, model=args.weights)
+        model, meta, detector = state
+        return fusion_record(fuse_recording(model, path, spec=meta.transforms(), classes=meta.classes,
+                                            person_detector=detector), input=path, model=args.weights)
+
+    def load(rt):
+        detector = None
+        if not getattr(args, "no_person_detector", False):
+            from video.people import HogPersonDetector
+
+            detector = HogPersonDetector()
+        return (*load_model(str(args.weights), device=rt.device, task="fusion"), detector)
 
     def after(state, path, record, name):
         if args.plot is not None:
@@ -99,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     return Batch(
         inputs=recordings, label="recordings", process=process, after=after,
-        load=lambda rt: load_model(str(args.weights), device=rt.device, task="fusion"),
+        load=load,
         names=_name,
         per_input_outputs=lambda p, name: [v for v in extras.values() if v is not None],
         describe=lambda r: (f"{r['input']}: {len(r['times'])} grid steps at {r['grid_rate_hz']} Hz, "

@@ -1,7 +1,8 @@
 """`omnisense recognize VIDEO...`: the action in videos, from shipped or given UniFormer / ViViT weights.
 
 The work is `video.recognition.inference.recognize`, fed with the weights' input spec (`meta.transforms()`); one
-`omnisense.recognition/1` record per video (top-k classes; docs/outputs.md). Inputs: files, folders or globs
+`omnisense.recognition/1` record per video (top-k classes, or "none of the known classes" when the weights'
+calibrated rejection rule finds the evidence weak, unless --no-reject; docs/outputs.md). Inputs: files, folders or globs
 (omnisense.commands._batch).
 """
 
@@ -11,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from omnisense.commands._batch import Batch, add_batch_arguments, collect_inputs
+from omnisense.commands._batch import Batch, add_batch_arguments, answer_line, collect_inputs
 
 HELP = "recognise the action in videos (UniFormer or ViViT; top-k classes)"
 
@@ -28,13 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, default=1, help="clips sampled uniformly, probabilities averaged")
     parser.add_argument("--overlay", type=Path,
                         help="MP4 of the video with each clip's top-k labels drawn on it (one video only)")
+    parser.add_argument("--no-reject", action="store_true",
+                        help="give the raw top-k even when the weights' rejection rule finds the evidence weak")
     add_batch_arguments(parser)
 
 
 def _describe(record: dict[str, Any]) -> str:
-    best = record["top"][0]
     return (f"{record['input']}: {record['frames']} frames at {record['fps']:.3g} fps ({record['backend']}), "
-            f"{len(record['clips'])} clip(s): {best['class']} {best['probability']:.3f}")
+            f"{len(record['clips'])} clip(s): {answer_line(record)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from omnisense.models import load_model
     from omnisense.outputs import recognition_record
     from video.recognition.inference import recognize
+    from video.rejection import Rejection
 
     if args.topk < 1 or args.clips < 1:
         raise OmnisenseError("--topk and --clips must be at least 1")
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     def process(state, path):
         model, meta, device = state
         result = recognize(model, path, meta.classes, meta.transforms(), num_clips=args.clips, topk=args.topk,
-                           device=device)
+                           device=device, rejection=Rejection.from_dict(meta.rejection), reject=not args.no_reject,
+                           vocabulary=meta.vocabulary)
         if overlay is not None:
             results[path] = result
         return recognition_record(result, input=path, model=weights)

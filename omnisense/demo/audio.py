@@ -70,13 +70,13 @@ def demo(ctx):
     for ax, item in zip(axes.flat, chosen):
         result = classifier.classify_file(item.path, topk=3)
         truth = names[item.label]
-        hit = result["top"][0]["label"] == truth
+        hit = result["top"][0]["class"] == truth
         correct += hit
-        top = ", ".join(f"{r['label']} {r['score']:.2f}" for r in result["top"])
+        top = ", ".join(f"{r['class']} {r['probability']:.2f}" for r in result["top"])
         rows.append(f"| `{item.path.name}` | {result['duration_s']:.2f} | {truth} | {top} | {'yes' if hit else 'no'} |")
         wave, _ = load_audio(item.path)
         ax.imshow(kaldi_fbank(wave).T.numpy(), origin="lower", aspect="auto", cmap="magma")
-        ax.set_title(f"{item.path.name}\ntrue {truth} / predicted {result['top'][0]['label']}", fontsize=9)
+        ax.set_title(f"{item.path.name}\ntrue {truth} / predicted {result['top'][0]['class']}", fontsize=9)
         ax.set_xlabel("frame (10 ms)")
         ax.set_ylabel("mel bin")
     for ax in list(axes.flat)[len(chosen):]:
@@ -93,7 +93,7 @@ def demo(ctx):
     video = _write_video_with_audio(ctx.out / "clip_with_audio.mp4", wave, sr, seconds=2.0)
     from_video = classifier.classify_file(video, topk=3)
     test = meta.metrics
-    video_top = ", ".join(f"{r['label']} {r['score']:.2f}" for r in from_video["top"])
+    video_top = ", ".join(f"{r['class']} {r['probability']:.2f}" for r in from_video["top"])
     md = "\n".join([
         f"The shipped CNN (`{weights}`, {sum(p.numel() for p in model.parameters()):,} "
         f"parameters) classifies real recordings of the sonic-pi sample library into {len(names)} classes. "

@@ -30,9 +30,12 @@ def demo(ctx):
         path = meshes / name
         if not path.exists():
             continue
-        result = classify_file(path, votes=5, seed=ctx.seed, device=ctx.device)
-        top = result["top"]
-        rows.append((name, expected, top[0]["class"], top[0]["probability"], top[1]["class"], top[1]["probability"]))
+        result = classify_file(path, votes=5, seed=ctx.seed, device=ctx.device, reject=False)  # the raw top-2 ...
+        top, rule = result["top"], result["rejection"]
+        rejected = bool(rule["score"]) and any(v < t for v, t in zip(rule["value"], rule["threshold"]))
+        answer = "none of the known classes" if rejected else top[0]["class"]  # ... and what the rule answers
+        rows.append((name, expected, top[0]["class"], top[0]["probability"], top[1]["class"], top[1]["probability"],
+                     answer))
         clouds.append((name, read_points(path, mesh_samples=1024, seed=ctx.seed).xyz, top[0]["class"]))
     fig = plt.figure(figsize=(3 * min(5, len(clouds)), 3 * ((len(clouds) + 4) // 5)))
     for i, (name, xyz, label) in enumerate(clouds):
@@ -48,7 +51,7 @@ def demo(ctx):
         plt.close(fig)
     primitives = [r for r in rows if r[1] != "-"]
     hits = sum(r[1] == r[2] for r in primitives)
-    table = "\n".join(f"| {n} | {e} | {c1} ({p1:.2f}) | {c2} ({p2:.2f}) |" for n, e, c1, p1, c2, p2 in rows)
+    table = "\n".join(f"| {n} | {e} | {c1} ({p1:.2f}) | {c2} ({p2:.2f}) | {a} |" for n, e, c1, p1, c2, p2, a in rows)
     md = (
         f"GPSFormer-elite (`omnisense/shipped/{DEFAULT_WEIGHTS}`) was trained only on the **procedural** shape set "
         "(12 parametric classes: box, cylinder, cone, ellipsoid, torus, capsule, pyramid, table, mug, bowl, "
@@ -57,7 +60,9 @@ def demo(ctx):
         "(the 'expected' column is our reading of the file name); the animals and the mushroom belong to no class, "
         "so whatever the model says for them only shows which parametric shape it finds closest. The meshes keep "
         "their own up axis, which is not always the z-up the model was trained with.\n\n"
-        "| mesh | expected | top-1 | top-2 |\n|---|---|---|---|\n" + table +
+        "The last column is the answer with the weights' calibrated rejection rule (what `omnisense classify` "
+        "says without `--no-reject`).\n\n"
+        "| mesh | expected | top-1 | top-2 | answer |\n|---|---|---|---|---|\n" + table +
         f"\n\nPrimitives labelled as expected: {hits} of {len(primitives)}."
     )
     command = f"omnisense classify {meshes / DEMO_MESHES[0][0]} --votes 5 --output classify/result.jsonl"

@@ -39,7 +39,7 @@ def demo(ctx):
             if model == "uniformer":
                 overlay = write_recognition_overlay(ctx.out / f"{Path(video).stem}_overlay.mp4", video, result)
                 links.append((f"overlay video, {Path(video).name}", overlay))
-            top = ", ".join(f"{r['class']} {r['prob']:.2f}" for r in result.topk)
+            top = ", ".join(f"{r['class']} {r['probability']:.2f}" for r in result.topk)
             held_out = meta.metrics.get("test/acc1")
             note = f", held-out top-1 {held_out:.3f}" if held_out is not None else ""
             lines.append(f"- {model} (`{weights}`{note}): {top}")

@@ -6,13 +6,16 @@ every audio encoder of `video.models` takes. Datasets:
   `root/<class>/*` split by file;
 - "sonic-pi": the real sonic-pi sample recordings (`omnisense.sample_data("sonic-pi-samples")` when `root` is
   None), class = file-name prefix, a stratified split by file;
-- "esc50": ESC-50 layout (`root/meta/esc50.csv`, `root/audio/`), split by folds.
+- "esc50": ESC-50 layout (`root/meta/esc50.csv`, `root/audio/`), split by folds;
+- "real-sounds": `root/<class>/*.wav` as `omnisense data make real-sounds` writes it (`omnisense.train.real_sounds`),
+  split by file like an unsplit "folder"; its tiny stand-in has the same five class folders.
 The normalisation statistics are computed on the training split unless given, and are saved with the
 weights (`input_spec`), so inference normalises exactly as training did.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -42,7 +45,7 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
     Args:
         root: the dataset folder; None for "sonic-pi" uses the cached sample data.
         tiny: generate a tiny dataset of the same layout in a temporary folder (config smoke tests).
-        dataset: "folder", "sonic-pi" or "esc50" (see the module docstring).
+        dataset: "folder", "sonic-pi", "esc50" or "real-sounds" (see the module docstring).
         clip_seconds: clip length (1.0 s = 100 frames of 10 ms).
         num_mel_bins: mel bands (AST: 128).
         batch_size: clips per batch.
@@ -59,7 +62,7 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         self,
         root: str | None = None,
         tiny: bool = False,
-        dataset: Literal["folder", "sonic-pi", "esc50"] = "folder",
+        dataset: Literal["folder", "sonic-pi", "esc50", "real-sounds"] = "folder",
         clip_seconds: float = 1.0,
         num_mel_bins: int = 128,
         batch_size: int = 32,
@@ -97,6 +100,14 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         folder = Path(tempfile.mkdtemp(prefix=f"omnisense-audio-{self.dataset}-"))
         if self.dataset == "folder":
             make_audio_events(folder, seed=self.seed, size="tiny")
+        elif self.dataset == "real-sounds":  # generated stand-ins in the real set's five class folders
+            from omnisense.train.real_sounds import CLASSES
+
+            make_audio_events(folder / "events", seed=self.seed, size="tiny")
+            sources = sorted(p for p in (folder / "events" / "train").iterdir() if p.is_dir())
+            for name, src in zip(CLASSES, sources):
+                src.rename(folder / name)
+            shutil.rmtree(folder / "events")
         elif self.dataset == "sonic-pi":
             make_prefix_like(folder, seed=self.seed)
         else:  # a miniature ESC-50: generated clips listed in meta/esc50.csv, one fold per file index

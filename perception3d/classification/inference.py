@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from perception3d._errors import PointCloudValueError
+from perception3d.classification.rejection import Rejection, captured_features, input_statistics, open_set_answer
 from perception3d.classification.shapes import normalize_unit_sphere
 
-__all__ = ["CloudSpec", "PreparedCloud", "classify", "classify_cloud", "prepare_cloud"]
+__all__ = ["CloudSpec", "PreparedCloud", "classify", "classify_cloud", "cloud_logits", "prepare_cloud"]
 
 MIN_POINTS = 32
 
@@ -93,9 +94,9 @@ def prepare_cloud(xyz: np.ndarray, num_points: int, *, seed: int = 0, min_points
 
 
 @torch.no_grad()
-def classify_cloud(model: nn.Module, cloud: PreparedCloud, *, num_points: int, num_votes: int = 1, seed: int = 0,
-                   device: str = "cpu") -> np.ndarray:
-    """Class probabilities [K]: the mean softmax over `num_votes` random subsets of `num_points` points.
+def cloud_logits(model: nn.Module, cloud: PreparedCloud, *, num_points: int, num_votes: int = 1, seed: int = 0,
+                 device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(mean softmax [K], mean logits [K]) over `num_votes` random subsets of `num_points` points.
 
     Vote 0 takes the first `num_points` points (already a random order); later votes draw other subsets
     and scale the axes by factors in [0.8, 1.25] (the voting of PointNet++ / PointMLP).
@@ -103,28 +104,46 @@ def classify_cloud(model: nn.Module, cloud: PreparedCloud, *, num_points: int, n
     model.eval()
     rng = np.random.default_rng(seed)
     xyz = cloud.xyz
-    total = None
+    probs, logits = [], []
     for vote in range(max(1, num_votes)):
         if vote == 0:
             pts = xyz[:num_points]
         else:
             pts = xyz[rng.choice(len(xyz), num_points, replace=False)] * rng.uniform(0.8, 1.25, 3)
         x = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)).unsqueeze(0).to(device)
-        prob = model(x).softmax(-1)[0].cpu()
-        total = prob if total is None else total + prob
-    return (total / max(1, num_votes)).numpy()
+        out = model(x)[0].float().cpu()  # [K]
+        logits.append(out)
+        probs.append(out.softmax(-1))
+    return torch.stack(probs).mean(0).numpy(), torch.stack(logits).mean(0).numpy()
+
+
+def classify_cloud(model: nn.Module, cloud: PreparedCloud, *, num_points: int, num_votes: int = 1, seed: int = 0,
+                   device: str = "cpu") -> np.ndarray:
+    """Class probabilities [K]: the mean softmax over `num_votes` random subsets (`cloud_logits`)."""
+    return cloud_logits(model, cloud, num_points=num_points, num_votes=num_votes, seed=seed, device=device)[0]
 
 
 def classify(model: nn.Module, xyz: np.ndarray, *, spec: CloudSpec, classes: list[str], topk: int = 5,
-             num_votes: int = 1, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-    """Top-k classes of one cloud `xyz` [N, 3]: clean-up (`prepare_cloud`), voting (`classify_cloud`).
+             num_votes: int = 1, seed: int = 0, device: str = "cpu", rejection: Rejection | None = None,
+             reject: bool = True, vocabulary: str = "") -> dict[str, Any]:
+    """Top-k classes of one cloud `xyz` [N, 3]: clean-up (`prepare_cloud`), voting (`cloud_logits`), rejection.
 
-    Returns {"top": [{"class", "probability"}], "points_in", "duplicates_removed", "upsampled", "num_points",
-    "votes"}.
+    With a calibrated `rejection` rule (the weights' `rejection` metadata) a cloud whose score falls below the
+    threshold is answered "none of the known classes" (`label`, `known: false`, empty `top`); `reject=False`
+    gives the raw top-k.
+
+    Returns {"label", "known", "top": [{"class", "probability"}], "vocabulary", "rejection", "points_in",
+    "duplicates_removed", "upsampled", "num_points", "votes"}.
     """
     prepared = prepare_cloud(xyz, spec.num_points, seed=seed)
-    prob = classify_cloud(model, prepared, num_points=spec.num_points, num_votes=num_votes, seed=seed, device=device)
-    order = prob.argsort()[::-1][: max(1, topk)]
-    return {"top": [{"class": classes[i], "probability": round(float(prob[i]), 6)} for i in order],
-            "points_in": prepared.points_in, "duplicates_removed": prepared.duplicates_removed,
+    with captured_features(model, rejection is not None and rejection.needs_features) as rows:
+        prob, logits = cloud_logits(model, prepared, num_points=spec.num_points, num_votes=num_votes, seed=seed,
+                                    device=device)
+    features = torch.cat(rows).float().mean(0).cpu() if rows else None  # mean over the votes: [D]
+    stats = None
+    if rejection is not None and rejection.needs_inputs:  # of vote 0's input, the cloud as the model sees it
+        stats = input_statistics(torch.from_numpy(prepared.xyz[: spec.num_points])[None])
+    answer = open_set_answer(torch.from_numpy(logits), torch.from_numpy(prob), classes, topk=topk,
+                             rejection=rejection, reject=reject, vocabulary=vocabulary, features=features, stats=stats)
+    return {**answer, "points_in": prepared.points_in, "duplicates_removed": prepared.duplicates_removed,
             "upsampled": prepared.upsampled, "num_points": spec.num_points, "votes": num_votes}

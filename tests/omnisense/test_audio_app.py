@@ -64,7 +64,7 @@ def test_classifier_hears_a_tone_in_files_and_video(tone_files):
     classifier = _classifier(SHIPPED_EVENTS)
     for name in ("tone.wav", "tone_44k_stereo.flac", "tone.mp4"):
         result = classifier.classify_file(tone_files / name, topk=3)
-        assert result["top"][0]["label"] == "tone", (name, result["top"])
+        assert result["top"][0]["class"] == "tone", (name, result["top"])
         assert len(result["top"]) == 3 and sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     # 2 s = 198 frames: clips start at frames 0 and 50, plus the tail clip at 98.
     assert classifier.classify_file(tone_files / "tone2s.wav")["clips"] == 3
@@ -165,3 +165,18 @@ def test_classifier_handles_awkward_inputs(tmp_path, name, samples, rate, channe
     result = _classifier(SHIPPED_EVENTS).classify_file(tmp_path / name, topk=2)
     assert result["clips"] == 1 and len(result["top"]) == 2
     assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_default_real_sound_model_states_its_vocabulary_and_rule(tone_files):
+    from omnisense.models import load_model
+    from video.rejection import NONE_OF_THE_KNOWN, Rejection
+
+    model, meta = load_model("audio_cnn_small_real_sounds", task="audio_classification")
+    rule = Rejection.from_dict(meta.rejection)
+    classifier = AudioClassifier(model, meta.transforms(), meta.classes, rejection=rule, vocabulary=meta.vocabulary)
+    result = classifier.classify_file(tone_files / "tone.wav", topk=2)
+    assert result["vocabulary"] == "coarse real sounds" and result["rejection"]["score"] == rule.score
+    assert len(result["rejection"]["value"]) == len(rule.kinds) and result["rejection"]["applied"]
+    assert (result["label"] == NONE_OF_THE_KNOWN) == (not result["known"]) == (result["top"] == [])
+    raw = classifier.classify_file(tone_files / "tone.wav", topk=2, reject=False)
+    assert raw["known"] and [r["class"] for r in raw["top"]][0] in meta.classes

@@ -151,3 +151,22 @@ def test_shipped_weights_on_real_meshes(sample_data):
     meshes = sample_data("cgal") / "meshes"
     result = app.classify_file(meshes / "torus_quad.off", votes=1)
     assert len(result["top"]) == 5 and abs(sum(r["probability"] for r in result["top"])) <= 1.0 + 1e-6
+
+
+def test_classify_rejects_under_a_rule_and_no_reject_gives_the_top_k(weights):
+    from perception3d.classification.inference import classify
+    from omnisense.models import load_model
+    from perception3d.classification.rejection import NONE_OF_THE_KNOWN, Rejection
+
+    model, meta = load_model(weights, task="classification")
+    xyz = _sphere()
+    strict = Rejection(score="energy", threshold=1e6)
+    stats = Rejection(score="max_softmax+input_stats", threshold=[0.0, -1e9], input_mean=[0.0] * 16,
+                      input_var=[1.0] * 16)
+    rejected = classify(model, xyz, spec=meta.transforms(), classes=meta.classes, topk=2, rejection=strict,
+                        vocabulary="letters")
+    assert rejected["label"] == NONE_OF_THE_KNOWN and rejected["top"] == [] and rejected["vocabulary"] == "letters"
+    raw = classify(model, xyz, spec=meta.transforms(), classes=meta.classes, topk=2, rejection=strict, reject=False)
+    assert raw["known"] and len(raw["top"]) == 2
+    accepted = classify(model, xyz, spec=meta.transforms(), classes=meta.classes, topk=2, rejection=stats)
+    assert accepted["known"] and len(accepted["rejection"]["value"]) == 2

@@ -89,3 +89,49 @@ def test_bench_video_runs_small_models(clip_and_weights):
     args.device = "cpu"
     report = bench.run(args)
     assert {r["name"] for r in report.rows} == {"decord", "pyav", "uniformer_tiny", "vivit_tiny"}
+
+
+@pytest.mark.parametrize("rule,known", [
+    ({"score": "max_softmax", "threshold": 1.01}, False),  # no softmax reaches 1.01: always rejected
+    ({"score": "max_softmax", "threshold": 0.0}, True),
+    ({"score": "input_stats", "threshold": -1e9, "input_mean": [0.0] * 12, "input_var": [1.0] * 12}, True),
+])
+def test_recognize_answers_none_of_the_known_classes_under_its_rule(clip_and_weights, rule, known):
+    from video.recognition.inference import recognize
+    from video.rejection import NONE_OF_THE_KNOWN, Rejection
+
+    video, weights = clip_and_weights
+    model, meta = load_model(str(weights), task="recognition")
+    result = recognize(model, video, meta.classes, meta.transforms(), topk=3, rejection=Rejection.from_dict(rule),
+                       vocabulary="synthetic actions")
+    assert result.known == known and result.vocabulary == "synthetic actions"
+    assert (result.label == NONE_OF_THE_KNOWN) == (not known) and (len(result.topk) == 3) == known
+    raw = recognize(model, video, meta.classes, meta.transforms(), topk=3, rejection=Rejection.from_dict(rule),
+                    reject=False)
+    assert raw.known and len(raw.topk) == 3 and raw.rejection["applied"] is False
+
+
+def test_recognize_records_carry_the_open_set_answer_and_no_reject(clip_and_weights, tmp_path, capsys):
+    """Through the batch runner: the `omnisense.recognition/1` record of weights with a rule that always rejects."""
+    import shutil
+
+    from omnisense.cli import main
+    from omnisense.weights import update_meta
+    from video.rejection import NONE_OF_THE_KNOWN
+
+    video, weights = clip_and_weights
+    strict = tmp_path / "strict.safetensors"
+    shutil.copy(weights, strict)
+    shutil.copy(weights.with_suffix(".json"), strict.with_suffix(".json"))
+    update_meta(strict, rejection={"score": "max_softmax", "threshold": 1.01}, vocabulary="synthetic actions")
+    out, raw = tmp_path / "r.jsonl", tmp_path / "raw.jsonl"
+    assert main(["recognize", str(video), "--weights", str(strict), "--topk", "3", "--output", str(out)]) == 0
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["label"] == NONE_OF_THE_KNOWN and record["known"] is False and record["top"] == []
+    assert record["vocabulary"] == "synthetic actions" and record["rejection"]["threshold"] == [1.01]
+    assert f"{NONE_OF_THE_KNOWN} (vocabulary: synthetic actions" in capsys.readouterr().err
+    assert main(["recognize", str(video), "--weights", str(strict), "--topk", "3", "--output", str(raw),
+                 "--no-reject"]) == 0
+    (record,) = [json.loads(line) for line in raw.read_text().splitlines()]
+    assert record["known"] and len(record["top"]) == 3 and record["label"] == record["top"][0]["class"]
+    assert record["rejection"]["applied"] is False

@@ -199,3 +199,22 @@ def test_every_shipped_file_loads_through_load_model(name):
     num_classes = getattr(model, "num_classes", None)
     if isinstance(num_classes, int) and meta.task != "part_segmentation":
         assert num_classes == len(meta.classes)
+
+
+def test_update_meta_rewrites_the_record_and_keeps_the_file_facts(tmp_path):
+    from omnisense.weights import update_meta
+
+    path = save_weights(tmp_path / "w.safetensors", {"x": torch.zeros(3)},
+                        WeightsMeta(task="classification", model={"variant": "gpsformer_tiny"}, classes=["a", "b"]))
+    before = read_meta(path)
+    after = update_meta(path, vocabulary="letters", rejection={"score": "energy", "threshold": 1.0})
+    again = read_meta(path)
+    assert again.vocabulary == "letters" and again.rejection["score"] == "energy" and after.to_dict() == again.to_dict()
+    assert (again.sha256, again.created, again.num_tensors) == (before.sha256, before.created, before.num_tensors)
+    with pytest.raises(OmnisenseError, match="cannot change sha256"):
+        update_meta(path, sha256="0" * 64)
+    with pytest.raises(OmnisenseError, match="cannot change colour"):
+        update_meta(path, colour="red")
+    path.write_bytes(path.read_bytes() + b" ")
+    with pytest.raises(WeightsError, match="not updating it"):
+        update_meta(path, vocabulary="digits")

@@ -18,9 +18,9 @@ def _video(path, t=20, h=96, w=128):
 
 def _result(video):
     clip = {"start_s": 0.5, "end_s": 1.2, "frame_indices": [5, 7, 9, 11], "top1": "rise", "prob": 0.7,
-            "topk": [{"class": "rise", "prob": 0.7}, {"class": "fall", "prob": 0.2}]}
+            "topk": [{"class": "rise", "probability": 0.7}, {"class": "fall", "probability": 0.2}]}
     return Recognition(video=str(video), frames=20, fps=10.0, backend="pyav", clips=[clip],
-                       topk=[{"class": "rise", "prob": 0.6}, {"class": "fall", "prob": 0.3}])
+                       topk=[{"class": "rise", "probability": 0.6}, {"class": "fall", "probability": 0.3}])
 
 
 def test_overlay_keeps_count_size_and_draws_labels(tmp_path):
@@ -37,8 +37,8 @@ def test_overlay_keeps_count_size_and_draws_labels(tmp_path):
 
 def test_clip_frames_show_the_clip_and_the_rest_the_mean():
     result = _result("x")
-    assert _lines(result, 7)[0].startswith("clip 1/1") and _lines(result, 7)[1][0]["prob"] == 0.7
-    assert _lines(result, 0)[0].startswith("whole video") and _lines(result, 0)[1][0]["prob"] == 0.6
+    assert _lines(result, 7)[0].startswith("clip 1/1") and _lines(result, 7)[1][0]["probability"] == 0.7
+    assert _lines(result, 0)[0].startswith("whole video") and _lines(result, 0)[1][0]["probability"] == 0.6
 
 
 def test_odd_sizes_are_kept(tmp_path):
@@ -56,3 +56,11 @@ def test_odd_sizes_are_kept(tmp_path):
             c.mux(p)
     out = VideoReader(write_recognition_overlay(tmp_path / "o.mp4", video, _result(video)))
     assert len(out) == 6 and (out.info.width, out.info.height) == (65, 49)
+
+
+def test_a_rejected_video_says_so_outside_its_clips():
+    result = _result("x")
+    result.topk, result.label, result.known = [], "none of the known classes", False
+    caption, rows = _lines(result, 0)
+    assert caption.endswith(": none of the known classes") and rows == []
+    assert _lines(result, 7)[1][0]["class"] == "rise"  # a clip still shows its own raw top-k

@@ -4,7 +4,8 @@
     AudioClassifier(model, meta.transforms(), meta.classes).classify_file("kick.wav")
 
 A file longer than one clip is cut into clips at half-clip hops and the class probabilities are averaged over
-the clips; a shorter one is zero-padded (the AST recipe).
+the clips; a shorter one is zero-padded (the AST recipe). With the weights' calibrated rejection rule
+(`video.rejection`), a sound whose evidence is weak is answered "none of the known classes".
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from video.rejection import Rejection, captured_features, input_statistics, open_set_answer
 
 __all__ = ["AudioClassifier", "AudioSpec"]
 
@@ -57,28 +60,43 @@ class AudioClassifier:
         model: an audio encoder with `forward(fbank [N, T, F]) -> logits [N, K]` (AST, the small CNN).
         spec: the weights' input spec (`meta.transforms()`).
         classes: the K class names in the model's order.
+        rejection: the weights' calibrated open-set rule (`Rejection.from_dict(meta.rejection)`); None never rejects.
+        vocabulary: what the classes are, stated in every answer (`meta.vocabulary`).
     """
 
-    def __init__(self, model: nn.Module, spec: AudioSpec, classes: list[str]):
+    def __init__(self, model: nn.Module, spec: AudioSpec, classes: list[str], *, rejection: Rejection | None = None,
+                 vocabulary: str = ""):
         self.model, self.spec, self.classes = model.eval(), spec, list(classes)
+        self.rejection, self.vocabulary = rejection, vocabulary
         self.device = next(model.parameters()).device
 
     @torch.no_grad()
-    def classify_waveform(self, waveform: Tensor, topk: int = 5) -> dict[str, Any]:
-        """`waveform: Tensor[S]` mono at the spec's rate -> top-k `{label, score}` and all probabilities."""
+    def logits(self, waveform: Tensor, *, features: bool = False,
+               stats: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Per-clip logits `[N, K]` of a mono waveform `Tensor[S]` at the spec's rate; with `features` the clips'
+        mean classifier features `[D]`, with `stats` the clips' `input_statistics` `[S]` (else None)."""
         clips = self.spec.features_of(waveform.to(self.device))
-        probs = self.model(clips).softmax(-1).mean(0).cpu()
-        scores, index = probs.topk(min(max(1, topk), len(self.classes)))
-        return {
-            "top": [{"label": self.classes[i], "score": round(float(s), 4)} for s, i in zip(scores, index.tolist())],
-            "probabilities": {c: round(float(p), 4) for c, p in zip(self.classes, probs)},
-            "clips": int(clips.shape[0]),
-        }
+        with captured_features(self.model, features) as rows:
+            logits = self.model(clips).float().cpu()
+        return (logits, torch.cat(rows).float().flatten(0, -2).mean(0).cpu() if rows else None,
+                input_statistics(clips.cpu()) if stats else None)
 
-    def classify_file(self, path: str | Path, topk: int = 5) -> dict[str, Any]:
+    def classify_waveform(self, waveform: Tensor, topk: int = 5, *, reject: bool = True) -> dict[str, Any]:
+        """`waveform: Tensor[S]` mono at the spec's rate -> top-k `{"class", "probability"}` and all probabilities,
+        or "none of the known classes" (empty `top`) when rejected; `reject=False` gives the raw top-k."""
+        rule = self.rejection
+        logits, features, stats = self.logits(waveform, features=rule is not None and rule.needs_features,
+                                              stats=rule is not None and rule.needs_inputs)
+        probs = logits.softmax(-1).mean(0)
+        answer = open_set_answer(logits.mean(0), probs, self.classes, topk=topk, rejection=rule,
+                                 reject=reject, vocabulary=self.vocabulary, features=features, stats=stats)
+        return {**answer, "probabilities": {c: round(float(p), 4) for c, p in zip(self.classes, probs)},
+                "clips": int(logits.shape[0])}
+
+    def classify_file(self, path: str | Path, topk: int = 5, *, reject: bool = True) -> dict[str, Any]:
         """Classify an audio file or the first audio track of a video file."""
         from video.audio.io import load_audio
 
         waveform, sr = load_audio(path, self.spec.sample_rate)
         return {"file": str(path), "duration_s": round(waveform.shape[0] / sr, 3),
-                **self.classify_waveform(waveform, topk)}
+                **self.classify_waveform(waveform, topk, reject=reject)}

@@ -1,4 +1,5 @@
-"""Recognise the action in one video file: uniform clips, a centre crop each, probabilities averaged."""
+"""Recognise the action in one video file: uniform clips, a centre crop each, probabilities averaged; with the
+weights' calibrated rejection rule, "none of the known classes" when the evidence is weak (`video.rejection`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from video._errors import MediaFileError
 from video.io import VideoReader
+from video.rejection import NONE_OF_THE_KNOWN, Rejection, captured_features, input_statistics, open_set_answer
 from video.sampling import test_clips
 from video.transforms import center_crop, normalize, resize_short_side, to_clip
 
@@ -40,7 +42,11 @@ class Recognition:
     fps: float
     backend: str
     clips: list[dict[str, Any]] = field(default_factory=list)  # per clip: start/end seconds, top class
-    topk: list[dict[str, Any]] = field(default_factory=list)  # averaged over clips: class, probability
+    topk: list[dict[str, Any]] = field(default_factory=list)  # averaged over clips: class, probability; [] if rejected
+    label: str = NONE_OF_THE_KNOWN  # the top class, or NONE_OF_THE_KNOWN when rejected
+    known: bool = False
+    vocabulary: str = ""
+    rejection: dict[str, Any] = field(default_factory=dict)  # score kind, value, threshold, applied
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -52,8 +58,11 @@ MIN_FRAMES = 2
 
 @torch.no_grad()
 def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: InputSpec, *, num_clips: int = 1,
-              topk: int = 5, device: str = "cpu", backend: str = "auto") -> Recognition:
-    """Top-k classes of a video.
+              topk: int = 5, device: str = "cpu", backend: str = "auto", rejection: Rejection | None = None,
+              reject: bool = True, vocabulary: str = "") -> Recognition:
+    """Top-k classes of a video, or "none of the known classes" when the weights' `rejection` rule says the
+    evidence is weak (its score on the clips' mean logits below the calibrated threshold; `reject=False` gives the
+    raw top-k).
 
     The stride is scaled to the video's frame rate when `spec.fps` is known (mmaction2's `target_fps`),
     so a model trained at 12 fps with stride 2 sees the same time span in a 25 fps video.
@@ -71,8 +80,11 @@ def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: 
                          for k in range(num_clips)])  # [V, 3, T, S, S]
     x = normalize(views.to(device), spec.mean, spec.std)
     model.eval().to(device)
-    probs = model(x).float().softmax(-1).cpu()  # [V, K]
-    mean = probs.mean(0)
+    with captured_features(model, rejection is not None and rejection.needs_features) as rows:
+        logits = model(x).float().cpu()  # [V, K]
+    features = torch.cat(rows).float().flatten(0, -2).mean(0).cpu() if rows else None  # mean over views: [D]
+    stats = input_statistics(x.cpu()) if rejection is not None and rejection.needs_inputs else None
+    probs = logits.softmax(-1)
     times = reader.timestamps()
     result = Recognition(video=str(path), frames=len(reader), fps=reader.fps, backend=reader.backend)
     for k in range(num_clips):
@@ -80,9 +92,12 @@ def recognize(model: nn.Module, path: str | Path, class_names: list[str], spec: 
         v, i = probs[k].topk(min(topk, len(class_names)))
         result.clips.append({"start_s": float(times[inds[k].min()]), "end_s": float(times[inds[k].max()]),
                              "frame_indices": inds[k].tolist(), "top1": class_names[top], "prob": float(probs[k, top]),
-                             "topk": [{"class": class_names[c], "prob": float(p)} for p, c in zip(v.tolist(), i.tolist())]})
-    values, idx = mean.topk(min(topk, len(class_names)))
-    result.topk = [{"class": class_names[i], "prob": float(v)} for v, i in zip(values.tolist(), idx.tolist())]
+                             "topk": [{"class": class_names[c], "probability": round(float(p), 6)}
+                                      for p, c in zip(v.tolist(), i.tolist())]})
+    answer = open_set_answer(logits.mean(0), probs.mean(0), class_names, topk=topk, rejection=rejection,
+                             reject=reject, vocabulary=vocabulary, features=features, stats=stats)
+    result.topk, result.label, result.known = answer["top"], answer["label"], answer["known"]
+    result.vocabulary, result.rejection = answer["vocabulary"], answer["rejection"]
     return result
 
 
