@@ -58,8 +58,6 @@ CONVERTERS: dict[str, tuple[str, ...]] = {
     "roitr": ("perception3d.models.roitr:convert_official", "roitr_3dmatch", "registration"),
     "multitsf": ("fusion.multitsf:convert_official", "multitsf_paper", "fusion"),
     "vivit-scenic": ("video.models.vivit:convert_scenic", "vivit_base_fe_k400", "recognition"),
-    "ast": ("video.models.ast:convert_official_ast", "ast_base", "audio_classification"),
-    "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo", "detection"),
     "ast": ("video.models.ast:convert_official_ast", "ast_base", "audio_classification",
             "video.models.ast:describe_official"),
     "dsvt-openpcdet": ("perception3d.models.dsvt:convert_openpcdet_dsvt", "dsvt_pillar_waymo", "detection",
