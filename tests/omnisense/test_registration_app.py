@@ -17,8 +17,9 @@ def _shape(n=4000, seed=0):
     rng = np.random.default_rng(seed)
     u = rng.normal(size=(n, 3))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
-    bump = sum(h * np.exp(-6 * ((u - c) ** 2).sum(1, keepdims=True))  # bumps that break every symmetry
-               for h, c in ((0.5, [0.6, 0.6, 0.5]), (0.3, [-0.7, 0.1, -0.7]), (-0.25, [0.0, -0.8, 0.6])))
+    # bumps that break every symmetry: with weaker ones, 3 in 30 RANSAC seeds took the shape turned 180 degrees
+    bump = sum(h * np.exp(-4 * ((u - c) ** 2).sum(1, keepdims=True))
+               for h, c in ((0.8, [0.6, 0.6, 0.5]), (0.5, [-0.7, 0.1, -0.7]), (0.35, [0.0, -0.8, 0.6])))
     return u * (1 + 0.2 * np.sin(4 * u[:, :1]) * np.cos(3 * u[:, 1:2]) + bump) * [1.0, 0.7, 0.5]
 
 
