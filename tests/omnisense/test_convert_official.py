@@ -162,6 +162,21 @@ def test_flatformer_middle_encoder_checkpoint_fills_every_key(tmp_path):
         torch.testing.assert_close(model.state_dict()[k], v, msg=k)
 
 
+def test_flatformer_converted_weights_detect_with_the_official_names(tmp_path):
+    torch.manual_seed(0)
+    source = flatformer_tiny().eval()
+    with torch.no_grad():
+        source.dense_head.heads_list[0].hm[1].bias.fill_(4.0)  # random weights that score every box (heatmap ...
+        source.dense_head.heads_list[0].iou[1].bias.fill_(1.0)  # ... times the IoU branch, as the official scores)
+    torch.save({"state_dict": _flatformer_official(source), "meta": {}}, tmp_path / "flatformer.pth")
+    convert("flatformer-mmdet3d", tmp_path / "flatformer.pth", tmp_path / "ff", variant="flatformer_tiny")
+    out = tmp_path / "boxes.json"
+    assert main(["detect", str(_scan(tmp_path / "scan.bin")), "--weights", str(tmp_path / "ff.safetensors"),
+                 "--output", str(out), "--score-threshold", "0"]) == 0
+    record = json.loads(out.read_text())
+    assert record["boxes"] and {b["label"] for b in record["boxes"]} <= {"Car", "Pedestrian", "Cyclist"}
+
+
 @pytest.mark.parametrize("shape", [(4, 4, 1), (4, 4)])
 def test_flatformer_accepts_the_official_3_tuple_shapes(shape):
     from perception3d.kernels import FlatFormer

@@ -80,3 +80,15 @@ def test_convert_vivit_scenic_records_gelu_classes_and_input(tmp_path, monkeypat
     assert meta["classes"][:2] == ["abseiling", "air drumming"] and len(meta["classes"]) == 400
     assert meta["input"]["clip_len"] == 4 and meta["input"]["crop_size"] == 16
     assert meta["source"]["sha256"] == sha256_file(ckpt)
+    # the converted file runs in `omnisense recognize` with no further flag and names Kinetics classes
+    from omnisense.cli import main
+    from video.io import write_video
+    from video.recognition import render_clip
+
+    video = write_video(tmp_path / "clip.mp4", render_clip("rise", "arrow", np.random.default_rng(0), num_frames=24),
+                        12.0)
+    out = tmp_path / "r.json"
+    assert main(["recognize", str(video), "--weights", str(tmp_path / "vivit_conv.safetensors"), "--no-reject",
+                 "--output", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["top"] and {t["class"] for t in record["top"]} <= set(meta["classes"])
