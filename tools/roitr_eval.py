@@ -26,9 +26,9 @@ LICENCE = ("trained by omnisense on its own generated data; Apache-2.0 like the 
            "libcgal-demo and liboctomap-dev")
 
 
-# The sweep weights (--lidar): roitr_small_lidar at 4096 points per cloud for every input (sweeps included).
+# The sweep weights (--lidar): roitr_small_lidar at 8192 points per cloud for every input, as stage 2 trained it.
 LIDAR_VARIANT = "roitr_small_lidar"
-LIDAR_INPUT = {"num_points": 4096, "sweep_points": 4096, "sweep_extent": 40.0}
+LIDAR_INPUT = {"num_points": 8192, "sweep_points": 8192, "sweep_extent": 40.0}
 LIDAR_LICENCE = ("trained by omnisense on its own generated data: simulated sweeps, real Ouster sweeps of the ouster-sdk "
                  "sdist's tests (BSD-3-Clause), a laspy test tile (BSD); fine-tuned from roitr_small_cgal; Apache-2.0")
 
