@@ -49,10 +49,14 @@ def evaluate(model, csv: Path, num_points: int = NUM_POINTS) -> dict:
     from omnisense.train.registration import PairListDataset, evaluate_pair, summarise_pairs
 
     data = PairListDataset(csv, num_points=num_points)
-    rows = [{**evaluate_pair(model, data[i]), "sweep": "lidar_sim_" in data.entries[i].source.name}
-            for i in range(len(data))]
-    groups = {"all": rows, "scans_meshes": [r for r in rows if not r["sweep"]],
-              "sweeps": [r for r in rows if r["sweep"]]}
+    names = [data.entries[i].source.name for i in range(len(data))]
+    rows = [{**evaluate_pair(model, data[i]), "name": name} for i, name in enumerate(names)]
+    if all(n.endswith(("_simulated_src.npy", "_ouster_src.npy")) for n in names):  # sweep-pairs (--lidar)
+        groups = {"all": rows, "simulated": [r for r in rows if "_simulated_" in r["name"]],
+                  "ouster": [r for r in rows if "_ouster_" in r["name"]]}
+    else:
+        groups = {"all": rows, "scans_meshes": [r for r in rows if "lidar_sim_" not in r["name"]],
+                  "sweeps": [r for r in rows if "lidar_sim_" in r["name"]]}
     return {name: summarise_pairs(sel) for name, sel in groups.items() if sel}
 
 
