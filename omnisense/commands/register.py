@@ -1,7 +1,8 @@
 """`omnisense register SOURCE TARGET` (or `--pairs PAIRS.csv`): the rigid transform that maps SOURCE into TARGET.
 
-RoITr with local-to-global registration (the shipped weights chosen by the target's extent: `roitr_small_lidar` for
-sweeps and maps of at least 40 m, `roitr_small_cgal` for object and room scans; or `--weights`/`--model`), or the
+RoITr with local-to-global registration (the shipped weights chosen by the target's extent, `weights_for`:
+`roitr_small_lidar` for sweeps and maps of at least 40 m once it ships, `roitr_small_cgal` otherwise; or
+`--weights`/`--model`), or the
 classical FPFH + RANSAC (`--method fpfh`); optional point-to-plane ICP (`--refine icp`). One
 `omnisense.registration/1` record per pair (docs/outputs.md): {"transform": 4x4 row-major, "fitness",
 "inlier_rmse", "num_correspondences", "method", "runtime_s", ...}; with --plot (one pair), a PNG of both clouds
@@ -33,18 +34,26 @@ OBJECT_WEIGHTS = "roitr_small_cgal"  # object and room scans
 SWEEP_WEIGHTS = "roitr_small_lidar"  # spinning-lidar sweeps, airborne tiles, maps
 
 
-def weights_for(target, weights: str = DEFAULT_WEIGHTS) -> str:
+def weights_for(target, weights: str = DEFAULT_WEIGHTS, shipped: list[str] | None = None) -> str:
     """The weights to register onto TARGET [M, 3]: `weights` itself unless "auto"; then the sweep weights when the
     target's extent (largest side of its bounding box) is at least `RegistrationSpec.sweep_extent` (40 m: the
-    corridor scan, 32 m, is a room scan; sweeps and tiles are 50-400 m), else the object weights."""
+    corridor scan, 32 m, is a room scan; sweeps and tiles are 50-400 m) and they are among the `shipped` weights
+    (default: `omnisense.models.list_models()`), else the object weights.
+
+    The sweep weights ship only when they register the lidar benchmark's held-out sensors at least as well as the
+    object weights (README, "Lidar sweeps"); until then sweeps get `roitr_small_cgal`, prepared at 8192 points.
+    """
     if weights != DEFAULT_WEIGHTS:
         return weights
     import numpy as np
 
+    from omnisense.models import list_models
     from perception3d.registration import RegistrationSpec
 
     extent = float(np.ptp(np.asarray(target)[:, :3], axis=0).max())
-    return SWEEP_WEIGHTS if extent >= RegistrationSpec().sweep_extent else OBJECT_WEIGHTS
+    if extent >= RegistrationSpec().sweep_extent and SWEEP_WEIGHTS in (list_models() if shipped is None else shipped):
+        return SWEEP_WEIGHTS
+    return OBJECT_WEIGHTS
 NOT_REGISTERED = 3  # exit status when the confidence says the clouds were not registered
 
 
@@ -60,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", help="the lidar topic of a log with several")
     parser.add_argument("--weights", "--model", dest="weights", default=DEFAULT_WEIGHTS,
                         help=f"shipped name, .safetensors file or Lightning .ckpt (default: {DEFAULT_WEIGHTS}: "
-                             f"{SWEEP_WEIGHTS} when the target's extent is at least 40 m, else {OBJECT_WEIGHTS})")
+                             f"{SWEEP_WEIGHTS}, when shipped, for targets of at least 40 m, else {OBJECT_WEIGHTS})")
     parser.add_argument("--method", choices=["roitr", "fpfh"], default="roitr")
     parser.add_argument("--refine", choices=["none", "icp"], default="none")
     parser.add_argument("--pose", choices=["verified", "lgr"], default="verified",

@@ -436,10 +436,24 @@ def test_register_picks_the_weights_by_the_targets_extent():
 
     assert OBJECT_WEIGHTS == "roitr_small_cgal" and SWEEP_WEIGHTS == "roitr_small_lidar"
     unit = _shape() / np.ptp(_shape(), axis=0).max()  # extent 1
-    assert weights_for(unit) == OBJECT_WEIGHTS
-    assert weights_for(unit * 32) == OBJECT_WEIGHTS
-    assert weights_for(unit * 60) == SWEEP_WEIGHTS
-    assert weights_for(unit * 60, "roitr_small_cgal") == "roitr_small_cgal"
+    both = [OBJECT_WEIGHTS, SWEEP_WEIGHTS]
+    assert weights_for(unit, shipped=both) == OBJECT_WEIGHTS
+    assert weights_for(unit * 32, shipped=both) == OBJECT_WEIGHTS
+    assert weights_for(unit * 60, shipped=both) == SWEEP_WEIGHTS
+    assert weights_for(unit * 60, shipped=[OBJECT_WEIGHTS]) == OBJECT_WEIGHTS  # sweep weights not shipped
+    assert weights_for(unit * 60, "roitr_small_cgal", shipped=both) == "roitr_small_cgal"
+    assert weights_for(unit * 60, "my.safetensors") == "my.safetensors"
+
+
+def test_register_without_sweep_weights_gives_sweeps_the_object_weights():
+    """Until `roitr_small_lidar` ships (it does not beat the object weights on the held-out sensors yet), `auto`
+    gives a sweep-sized target the object weights, and every shipped file it can name exists."""
+    from omnisense.commands.register import OBJECT_WEIGHTS, SWEEP_WEIGHTS, weights_for
+    from omnisense.models import list_models
+
+    unit = _shape() / np.ptp(_shape(), axis=0).max()
+    expected = SWEEP_WEIGHTS if SWEEP_WEIGHTS in list_models() else OBJECT_WEIGHTS
+    assert weights_for(unit * 100) == expected and expected in list_models()
 
 
 def test_sweep_training_sensors_are_not_the_benchmarks():
@@ -472,3 +486,4 @@ def test_sweep_pairs_tiny_are_aligned_by_their_transform(tmp_path):
         near = (tree.query(src @ t[:3, :3].T + t[:3, 3])[0] < 0.05).mean()
         assert near > 0.6, (i, near)
         assert (tree.query(src + t[:3, 3])[0] < 0.05).mean() < 0.5 * near  # the rotation matters
+
