@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The recipe of omnisense/shipped/roitr_small_lidar.safetensors: the shipped object weights (roitr_small_cgal)
-# fine-tuned on sweep pairs, two stages on one CPU thread (about 17 + 20 minutes on the shared 2-core development
+# fine-tuned on sweep pairs, two stages on one CPU thread (17 + 10 minutes on the shared 2-core development
 # machine). Resumable: run it again after an interruption and each stage goes on from its last checkpoint (saved
 # every 25 steps); finished stages are skipped.
 #
