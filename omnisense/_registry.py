@@ -44,6 +44,7 @@ GENERATORS: dict[str, str] = {
     "multiview-recordings": "fusion.recordings.synthetic:make_multiview_recordings",
     "vtest-views": "omnisense.data:make_vtest_views",
     "registration-pairs": "omnisense.train.registration:make_registration_pairs",
+    "sweep-pairs": "omnisense.train.registration:make_sweep_pairs",
     "audio-events": "video.audio.datasets:make_audio_events",
     "real-sounds": "omnisense.train.real_sounds:make_real_sounds",
     "lidar-scenes": "perception3d.detection.simulator:make_lidar_scenes",

@@ -127,6 +127,18 @@ SOURCES: dict[str, Source] = {
                              "real Ouster lidar captures: OS-1-128 driving (3 sweeps of 128 x 1024, pcap and OSF, "
                              "with KITTI poses), OS-0-32 and OS-2-128 pcaps; a ROS 1 bag of raw Ouster packets",
                              "BSD-3-Clause"),
+    # The sensors RoITr's sweep weights train on (roitr_small_lidar): none of them is in "ouster-samples", whose
+    # OS-1-128, OS-0-32 and OS-2-128 captures are the lidar benchmark's held-out sensors.
+    "ouster-training": Source("pypi-sdist", "ouster-sdk", "1.0.1",
+                              "b0d623b7965c529356b626c137d21effe18b4a47e9cb2a89f55113f375a259a8",
+                              "ouster_sdk-1.0.1/sdk/tests",
+                              ("pcaps/OS-0-128-U1_v2.3.0_1024x10.pcap", "pcaps/OS-0-128-U1_v2.3.0_1024x10.json",
+                               "pcaps/OS-1-32-G_v2.1.1_1024x10.pcap", "pcaps/OS-1-32-G_v2.1.1_1024x10.json",
+                               "pcaps/OS-2-32-U0_v2.0.0_1024x10.pcap", "pcaps/OS-2-32-U0_v2.0.0_1024x10.json",
+                               "osfs/OS-0-128_v3.0.1_1024x10_20241017_141645.osf"),
+                              "real Ouster sweeps of the sensors the sweep weights train on: OS-0-128, OS-1-32 and "
+                              "OS-2-32 pcaps, an OS-0-128 OSF (none of the benchmark's OS-1-128, OS-0-32, OS-2-128)",
+                              "BSD-3-Clause"),
 }
 
 

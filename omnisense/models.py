@@ -23,6 +23,7 @@ _VARIANTS: tuple[str, ...] = (
     # registration (RoITr, Yu et al. 2023)
     "perception3d.models.roitr:roitr_3dmatch",
     "perception3d.models.roitr:roitr_small",
+    "perception3d.models.roitr:roitr_small_lidar",
     "perception3d.models.roitr:roitr_tiny",
     # shape classification and part segmentation (GPSFormer, Wang et al. 2024)
     "perception3d.models.gpsformer:gpsformer",

@@ -1,6 +1,8 @@
 """`omnisense register SOURCE TARGET` (or `--pairs PAIRS.csv`): the rigid transform that maps SOURCE into TARGET.
 
-RoITr (the shipped `roitr_small_cgal` weights, or `--weights`) with local-to-global registration, or the
+RoITr with local-to-global registration (the shipped weights chosen by the target's extent, `weights_for`:
+`roitr_small_lidar` for sweeps and maps of at least 40 m once it ships, `roitr_small_cgal` otherwise; or
+`--weights`/`--model`), or the
 classical FPFH + RANSAC (`--method fpfh`); optional point-to-plane ICP (`--refine icp`). One
 `omnisense.registration/1` record per pair (docs/outputs.md): {"transform": 4x4 row-major, "fitness",
 "inlier_rmse", "num_correspondences", "method", "runtime_s", ...}; with --plot (one pair), a PNG of both clouds
@@ -27,7 +29,31 @@ from pathlib import Path
 from omnisense.commands._batch import Batch, add_batch_arguments
 
 HELP = "register point cloud pairs (RoITr, or FPFH + RANSAC) and write the 4x4 transforms"
-DEFAULT_WEIGHTS = "roitr_small_cgal"
+DEFAULT_WEIGHTS = "auto"
+OBJECT_WEIGHTS = "roitr_small_cgal"  # object and room scans
+SWEEP_WEIGHTS = "roitr_small_lidar"  # spinning-lidar sweeps, airborne tiles, maps
+
+
+def weights_for(target, weights: str = DEFAULT_WEIGHTS, shipped: list[str] | None = None) -> str:
+    """The weights to register onto TARGET [M, 3]: `weights` itself unless "auto"; then the sweep weights when the
+    target's extent (largest side of its bounding box) is at least `RegistrationSpec.sweep_extent` (40 m: the
+    corridor scan, 32 m, is a room scan; sweeps and tiles are 50-400 m) and they are among the `shipped` weights
+    (default: `omnisense.models.list_models()`), else the object weights.
+
+    The sweep weights ship only when they register the lidar benchmark's held-out sensors at least as well as the
+    object weights (README, "Lidar sweeps"); until then sweeps get `roitr_small_cgal`, prepared at 8192 points.
+    """
+    if weights != DEFAULT_WEIGHTS:
+        return weights
+    import numpy as np
+
+    from omnisense.models import list_models
+    from perception3d.registration import RegistrationSpec
+
+    extent = float(np.ptp(np.asarray(target)[:, :3], axis=0).max())
+    if extent >= RegistrationSpec().sweep_extent and SWEEP_WEIGHTS in (list_models() if shipped is None else shipped):
+        return SWEEP_WEIGHTS
+    return OBJECT_WEIGHTS
 NOT_REGISTERED = 3  # exit status when the confidence says the clouds were not registered
 
 
@@ -41,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, nargs=2, default=(0, 0), metavar=("S", "T"),
                         help="the sweeps of SOURCE and TARGET when they are captures or logs (.pcap .osf .bag .mcap)")
     parser.add_argument("--topic", help="the lidar topic of a log with several")
-    parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
-                        help=f"shipped name, .safetensors file or Lightning .ckpt (default: {DEFAULT_WEIGHTS})")
+    parser.add_argument("--weights", "--model", dest="weights", default=DEFAULT_WEIGHTS,
+                        help=f"shipped name, .safetensors file or Lightning .ckpt (default: {DEFAULT_WEIGHTS}: "
+                             f"{SWEEP_WEIGHTS}, when shipped, for targets of at least 40 m, else {OBJECT_WEIGHTS})")
     parser.add_argument("--method", choices=["roitr", "fpfh"], default="roitr")
     parser.add_argument("--refine", choices=["none", "icp"], default="none")
     parser.add_argument("--pose", choices=["verified", "lgr"], default="verified",
@@ -124,20 +151,23 @@ def run(args: argparse.Namespace) -> int:
     not_registered = []
 
     def load(rt):
-        if args.method != "roitr":
-            return None, RegistrationSpec(), rt.device
-        model, meta = load_model(args.weights, device=rt.device, task="registration")
-        return model, meta.transforms(), rt.device
+        return {}, rt.device  # models by weights name, loaded on first use (the choice depends on each target)
 
     def process(state, pair):
-        model, spec, device = state
+        models, device = state
         source, target = (read_cloud(p, k, args.topic) for p, k in zip(pair, args.frames))
+        model, spec, name = None, RegistrationSpec(), None
+        if args.method == "roitr":
+            name = weights_for(target, args.weights)
+            if name not in models:
+                loaded, meta = load_model(name, device=device, task="registration")
+                models[name] = loaded, meta.transforms()
+            model, spec = models[name]
         result = register(source, target, model=model, method=args.method, refine=args.refine, pose=args.pose,
                           voxel_size=args.voxel_size, spec=spec, device=device)
         if not result.registered:
             not_registered.append(pair)
-        return registration_record(result, source=pair[0], target=pair[1],
-                                   model=args.weights if model is not None else None, frames=list(args.frames))
+        return registration_record(result, source=pair[0], target=pair[1], model=name, frames=list(args.frames))
 
     def after(state, pair, record, name):
         if not any(p is not None for p in extras):
@@ -195,9 +225,10 @@ def run_sequence(args: argparse.Namespace) -> int:
     refuse_existing([args.output, args.poses], args.overwrite)
     runtime = _runtime.configure(args.device, args.threads)
     sweeps = read_sequence(args.source)
-    model, spec = None, RegistrationSpec()
+    model, spec, name = None, RegistrationSpec(), None
     if args.method == "roitr":
-        model, meta = load_model(args.weights, device=runtime.device, task="registration")
+        name = weights_for(sweeps[0], args.weights) if sweeps else args.weights
+        model, meta = load_model(name, device=runtime.device, task="registration")
         spec = meta.transforms()
 
     def progress(k, r):
@@ -207,7 +238,7 @@ def run_sequence(args: argparse.Namespace) -> int:
     odo = register_sequence(sweeps, model=model, method=args.method, refine=args.refine, pose=args.pose,
                             voxel_size=args.voxel_size, spec=spec, device=runtime.device, progress=progress)
     record = {"schema": SCHEMAS["registration"], "input": str(args.source),
-              "model": str(args.weights) if model is not None else None, **odo.to_dict(),
+              "model": str(name) if model is not None else None, **odo.to_dict(),
               **({"poses_file": str(args.poses)} if args.poses else {})}
     if args.poses is not None:
         write_kitti_poses(args.poses, odo.poses)

@@ -426,3 +426,195 @@ class RegistrationTask(pl.LightningModule):
         opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.lr_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Spinning-lidar sweeps (roitr_small_lidar)
+
+# Held out of the sweep training entirely: the sensors of `omnisense bench registration --lidar` ("ouster-samples":
+# OS-1-128, OS-0-32, OS-2-128). The training sensors come from "ouster-training"; the airborne tiles leave out
+# autzen_trim (the object benchmark's optional outdoor scan).
+SWEEP_BENCH_SENSORS = ("OS-1-128", "OS-0-32", "OS-2-128")
+# The other laspy tiles do not make pairs: append-bug is two clusters 900 m apart (its windows need not overlap),
+# simple.las has 1065 points over 4 km, vegetation_1_3 is a 6 m patch.
+TRAIN_TILES = ("file_with_both_wkt_and_geotiff_vlrs.las",)
+SIM_TRAIN_STEP = (1.2, 0.1, 0.04)  # metres forward, metres left, radians of yaw between simulated training sweeps
+SWEEP_GROUPS = {"simulated": 0.45, "ouster": 0.45, "tile": 0.1}  # the share of training pairs from each kind of base
+
+
+def _tiny_sweep(rng: np.random.Generator) -> np.ndarray:
+    """Offline stand-in for tests: a 60 m ground disc with a dozen boxes, 6000 points (metres)."""
+    r, a = 60 * np.sqrt(rng.uniform(0, 1, 4000)), rng.uniform(0, 2 * np.pi, 4000)
+    ground = np.stack([r * np.cos(a), r * np.sin(a), 0.05 * rng.normal(size=4000)], 1)
+    boxes = []
+    for _ in range(12):
+        centre, size = rng.uniform(-40, 40, 3) * [1, 1, 0], rng.uniform(1, 6, 3)
+        p = rng.uniform(-0.5, 0.5, (170, 3))
+        p[np.arange(170), rng.integers(0, 3, 170)] = rng.choice([-0.5, 0.5], 170)
+        boxes.append(p * size + centre + [0, 0, size[2] / 2])
+    return np.concatenate([ground, *boxes])
+
+
+def _ouster_training_sweeps(max_frames: int = 3) -> dict[str, np.ndarray]:
+    """name -> sweep [N, 3] (metres, sensor frame) of the training sensors' captures, up to `max_frames` each."""
+    import omnisense
+    from perception3d.sensors import read_sweeps
+
+    root = Path(omnisense.sample_data("ouster-training"))
+    sweeps = {}
+    for path in sorted([*root.rglob("*.pcap"), *root.rglob("*.osf")]):
+        if any(s in path.name for s in SWEEP_BENCH_SENSORS):  # never a benchmark sensor
+            raise ValueError(f"{path}: a benchmark sensor among the training captures")
+        for k, sweep in enumerate(read_sweeps(path)):
+            if k >= max_frames:
+                break
+            xyz = sweep.xyz.astype(np.float64)
+            sweeps[f"ouster_{path.stem}_{k}"] = xyz[np.isfinite(xyz).all(1) & (np.linalg.norm(xyz, axis=1) > 0.5)]
+    return sweeps
+
+
+def make_sweep_pairs(out: Path, *, seed: int, size: str) -> dict:
+    """`omnisense data make sweep-pairs`: base sweep pairs for `roitr_small_lidar` and fixed validation pairs.
+
+    Bases (`bases.json`: kind, source and target files, source -> target transform): per simulated scene, three
+    sweeps of the detection simulator `SIM_TRAIN_STEP` apart along a trajectory (pairs 1->0, 2->1, 2->0; the
+    benchmark's scenes use other seeds); each real sweep of the training sensors ("ouster-training", none of the
+    benchmark's sensors) against a fresh thinned, noisy copy of itself; the laspy airborne tiles (two overlapping
+    windows per draw). tiny: two procedural street discs (no download). Validation (`val.csv`): low-overlap pairs
+    (a 90-degree sector of the source) of simulated and real training sweeps under uniform rotations.
+    """
+    from perception3d.detection.simulator import simulate_frame
+    from perception3d.registration.pairs import random_sweep_pair, self_pair_copy, SweepPairConfig
+
+    out = Path(out)
+    (out / "sweeps").mkdir(parents=True, exist_ok=True)
+    (out / "val").mkdir(exist_ok=True)
+    clouds: dict[str, np.ndarray] = {}
+    bases: list[dict] = []
+
+    def add(name: str, pts: np.ndarray) -> str:
+        clouds[name] = pts
+        np.save(out / "sweeps" / f"{name}.npy", pts.astype(np.float32))
+        return f"sweeps/{name}.npy"
+
+    if size == "tiny":
+        rng = np.random.default_rng([seed, 61])
+        for k in range(2):
+            f = add(f"tiny_{k}", _tiny_sweep(rng))
+            bases.append({"kind": "ouster", "source": f, "target": f, "transform": np.eye(4).tolist(), "copy": True})
+    else:
+        scenes = {"small": 8, "full": 24}[size]
+        for k in range(scenes):
+            frames = [simulate_frame(np.random.default_rng([seed, 60, k]), sensor=tuple(j * v for v in SIM_TRAIN_STEP))
+                      for j in range(3)]
+            files = [add(f"sim_{k:02d}_{j}", f.points[:, :3].astype(np.float64)) for j, f in enumerate(frames)]
+            poses = [np.asarray(f.meta["sensor_pose"], np.float64) for f in frames]
+            for s, t in ((1, 0), (2, 1), (2, 0)):
+                bases.append({"kind": "simulated", "source": files[s], "target": files[t],
+                              "transform": (np.linalg.inv(poses[t]) @ poses[s]).tolist(), "copy": False})
+        for name, pts in _ouster_training_sweeps().items():
+            f = add(name, pts)
+            bases.append({"kind": "ouster", "source": f, "target": f, "transform": np.eye(4).tolist(), "copy": True})
+        import omnisense
+        from perception3d.io import read_points
+
+        tiles = Path(omnisense.sample_data("laspy-samples"))
+        for name in TRAIN_TILES:
+            data = read_points(tiles / name)
+            pts = data.xyz.astype(np.float64)
+            f = add(f"tile_{Path(name).stem}", pts - pts.mean(0))
+            bases.append({"kind": "tile", "source": f, "target": f, "transform": np.eye(4).tolist(), "copy": False})
+    import json
+
+    (out / "bases.json").write_text(json.dumps(bases, indent=1))
+    # Validation: low overlap (a 90-degree sector of the source), two pairs from each swept kind.
+    val_rng = np.random.default_rng([seed, 62])
+    entries = []
+    low = SweepPairConfig(sector_share=1.0, sector=(90.0, 90.0))
+    for kind in ("simulated", "ouster"):
+        for b in [b for b in bases if b["kind"] == kind][:2 if size != "tiny" else 1]:
+            src, tgt = clouds[Path(b["source"]).stem], clouds[Path(b["target"]).stem]
+            transform = np.asarray(b["transform"])
+            if b["copy"]:
+                src, tgt, transform = self_pair_copy(src, val_rng)
+            src, tgt, t = random_sweep_pair(src, tgt, transform, val_rng, low)
+            i = len(entries)
+            s, g = out / "val" / f"{i:04d}_{kind}_src.npy", out / "val" / f"{i:04d}_{kind}_tgt.npy"
+            np.save(s, src.astype(np.float32))
+            np.save(g, tgt.astype(np.float32))
+            entries.append(PairEntry(s, g, t))
+    write_pair_list(out / "val.csv", entries)
+    return {"root": str(out), "bases": len(bases), "kinds": {k: sum(b["kind"] == k for b in bases) for k in SWEEP_GROUPS},
+            "sweeps": sorted(clouds), "val_pairs": len(entries), "seed": seed, "size": size,
+            "held_out_sensors": list(SWEEP_BENCH_SENSORS)}
+
+
+class SweepPairs(Dataset):
+    """Fresh sweep pairs drawn from `bases.json` (`make_sweep_pairs`): item i of epoch e is seeded by (seed, e, i).
+
+    A base kind is drawn by `SWEEP_GROUPS` (kinds absent from the set are skipped), then a base of it: simulated
+    consecutive sweeps as they are, a real sweep against a fresh thinned, noisy copy of itself, an airborne tile as
+    two overlapping windows (`overlapping_crops`, 60-85% of the tile each: 20-70% shared); then
+    `random_sweep_pair` (a sector crop of the source with probability `config.sector_share`, uniform rotation). Each
+    pair is voxelised as `omnisense register` does: the voxel that leaves about `num_points` target points.
+    """
+
+    def __init__(self, root: Path, *, num_points: int, length: int, seed: int, config=None):
+        import json
+
+        from perception3d.registration.pairs import SweepPairConfig
+
+        root = Path(root)
+        self.bases = json.loads((root / "bases.json").read_text())
+        files = sorted({b[k] for b in self.bases for k in ("source", "target")})
+        self.clouds = {f: np.load(root / f).astype(np.float64) for f in files}
+        kinds = [k for k in SWEEP_GROUPS if any(b["kind"] == k for b in self.bases)]
+        weights = np.array([SWEEP_GROUPS[k] for k in kinds])
+        self.kinds, self.kind_probs = kinds, weights / weights.sum()
+        self.num_points, self.length, self.seed = num_points, length, seed
+        self.config = config if config is not None else SweepPairConfig()
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from perception3d.registration.pairs import overlapping_crops, random_sweep_pair, self_pair_copy
+
+        kind = self.kinds[int(rng.choice(len(self.kinds), p=self.kind_probs))]
+        options = [b for b in self.bases if b["kind"] == kind]
+        b = options[int(rng.integers(len(options)))]
+        src, tgt, transform = self.clouds[b["source"]], self.clouds[b["target"]], np.asarray(b["transform"])
+        if kind == "tile":
+            return overlapping_crops(src, rng, window=rng.uniform(0.6, 0.85), translation=0.2)
+        if b["copy"]:
+            src, tgt, transform = self_pair_copy(src, rng, keep=rng.uniform(0.5, 0.9))
+        return random_sweep_pair(src, tgt, transform, rng, self.config)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        src, tgt, t = self.pair(rng)
+        # Centred on the target's centroid, as `register_roitr` does: x_t - c = R (x_s - c) + (t + R c - c).
+        c = tgt.mean(0)
+        t = t.copy()
+        t[:3, 3] += t[:3, :3] @ c - c
+        src, tgt = src - c, tgt - c
+        voxel = auto_voxel_size(tgt, self.num_points)
+        return _canonical_item(src, tgt, t, voxel, self.num_points, rng)
+
+
+class SweepDataModule(RegistrationDataModule):
+    """Sweep pairs for `roitr_small_lidar` (`omnisense data make sweep-pairs`); the arguments of
+    RegistrationDataModule (scene_share, lidar_sweeps and pair_voxel do not apply: every pair is a sweep pair,
+    voxelised as at test time)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        root = self.root
+        if self.tiny:
+            self._tmp = tempfile.TemporaryDirectory(prefix="omnisense-sweeppairs-")
+            root = self._tmp.name
+            make_sweep_pairs(Path(root), seed=self.seed, size="tiny")
+            self.num_points, self.pairs_per_epoch = min(self.num_points, 512), min(self.pairs_per_epoch, 4)
+        self.train_set = SweepPairs(Path(root), num_points=self.num_points, length=self.pairs_per_epoch,
+                                    seed=self.seed)
+        self.val_set = PairListDataset(Path(root) / "val.csv", num_points=self.num_points, limit=self.val_limit)

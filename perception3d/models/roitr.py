@@ -731,6 +731,17 @@ def roitr_small(**overrides) -> RoITr:
     return RoITr(**cfg)
 
 
+def roitr_small_lidar(**overrides) -> RoITr:
+    """`roitr_small` for spinning-lidar sweeps (tens of thousands of points over 50-200 m): the same network, so the
+    object weights (`roitr_small_cgal`) fine-tune into it; what differs is the input spec of its weights
+    (`RegistrationSpec`: more points per cloud, which at sweep scale sets a finer voxel, hence finer patches and
+    radii in metres) and the training pairs (consecutive simulated sweeps, real Ouster sweeps of sensors outside the
+    benchmark, airborne tiles, 20-100% overlap; `omnisense.train.registration.SweepPairs`). Rotation invariance is
+    the architecture's (PPF features), unchanged.
+    """
+    return roitr_small(**overrides)
+
+
 def roitr_tiny(**overrides) -> RoITr:
     """For tests: the smallest model that exercises every part."""
     cfg = dict(planes=(16, 16, 32, 32), blocks=(1, 2, 1, 1), nsample=(4, 8, 8, 8), heads=2, hidden_cap=32,

@@ -134,6 +134,38 @@ def self_pair_copy(sweep: np.ndarray, rng: np.random.Generator, *, keep: float =
     return copy + rng.normal(scale=noise, size=copy.shape), sweep, np.eye(4)
 
 
+@dataclass(frozen=True)
+class SweepPairConfig:
+    """How a training pair is drawn from two sweeps (`random_sweep_pair`).
+
+    sector_share: the probability that the source is cut to an azimuth sector (low overlap); sector: its range of
+    widths in degrees (90 degrees of a full sweep against the next full sweep is about 25% of the target, the
+    benchmark's low-overlap case). density: range of the share of each side's points kept at random. noise:
+    Gaussian sigma in the sweeps' unit. translation: the source's offset per axis, in the sweeps' unit.
+    """
+
+    sector_share: float = 0.6
+    sector: tuple[float, float] = (80.0, 200.0)
+    density: tuple[float, float] = (0.5, 1.0)
+    noise: float = 0.01
+    translation: float = 10.0
+
+
+def random_sweep_pair(source: np.ndarray, target: np.ndarray, transform: np.ndarray, rng: np.random.Generator,
+                      config: SweepPairConfig = SweepPairConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A training pair from two sweeps [N, 3], [M, 3] (sensor frames, z up) and the source -> target `transform`:
+    each side thinned and noised, the source cut to a random sector with probability `config.sector_share`, then
+    moved by a uniform SO(3) rotation and a translation (`sweep_pair`). Returns (source, target, transform)."""
+    sides = []
+    for pts in (source, target):
+        pts = np.asarray(pts, dtype=np.float64)[:, :3]
+        keep = rng.uniform(*config.density)
+        pts = pts[rng.random(len(pts)) < keep]
+        sides.append(pts + rng.normal(scale=config.noise, size=pts.shape))
+    sector = rng.uniform(*config.sector) if rng.random() < config.sector_share else None
+    return sweep_pair(sides[0], sides[1], transform, rng, sector=sector, translation=config.translation)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Readers
 

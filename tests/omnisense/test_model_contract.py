@@ -192,6 +192,7 @@ CONTRACTS: dict[str, Forward | Size] = {
     # key onto roitr_3dmatch: tests/perception3d/registration/test_registration_model.py.)
     "roitr_3dmatch": Size(10_102_273),
     "roitr_small": Forward(_run_roitr),
+    "roitr_small_lidar": Forward(_run_roitr),
     "roitr_tiny": Forward(_run_roitr),
     # --- GPSFormer (classification, part segmentation)
     # Paper (arXiv 2407.13519; ScanObjectNN, 15 classes): 2.36M parameters, as quoted in

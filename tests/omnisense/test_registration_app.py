@@ -427,3 +427,63 @@ def test_bench_lidar_runs_on_real_and_simulated_sweeps(sample_data):
     details = [d for d in report.details if d["method"] == "roitr+icp"]
     assert len(details) == 12 and sum(d["ok"] for d in details) >= 10
     assert all(d["points"] == 8192 for d in details)  # the outdoor spec: every target is a sweep
+
+
+def test_register_picks_the_weights_by_the_targets_extent():
+    """`--weights auto` (the default): sweeps and tiles (>= 40 m) get the sweep weights, object and room scans (the
+    corridor is 32 m) the object weights; a name given is kept."""
+    from omnisense.commands.register import OBJECT_WEIGHTS, SWEEP_WEIGHTS, weights_for
+
+    assert OBJECT_WEIGHTS == "roitr_small_cgal" and SWEEP_WEIGHTS == "roitr_small_lidar"
+    unit = _shape() / np.ptp(_shape(), axis=0).max()  # extent 1
+    both = [OBJECT_WEIGHTS, SWEEP_WEIGHTS]
+    assert weights_for(unit, shipped=both) == OBJECT_WEIGHTS
+    assert weights_for(unit * 32, shipped=both) == OBJECT_WEIGHTS
+    assert weights_for(unit * 60, shipped=both) == SWEEP_WEIGHTS
+    assert weights_for(unit * 60, shipped=[OBJECT_WEIGHTS]) == OBJECT_WEIGHTS  # sweep weights not shipped
+    assert weights_for(unit * 60, "roitr_small_cgal", shipped=both) == "roitr_small_cgal"
+    assert weights_for(unit * 60, "my.safetensors") == "my.safetensors"
+
+
+def test_register_without_sweep_weights_gives_sweeps_the_object_weights():
+    """Until `roitr_small_lidar` ships (it does not beat the object weights on the held-out sensors yet), `auto`
+    gives a sweep-sized target the object weights, and every shipped file it can name exists."""
+    from omnisense.commands.register import OBJECT_WEIGHTS, SWEEP_WEIGHTS, weights_for
+    from omnisense.models import list_models
+
+    unit = _shape() / np.ptp(_shape(), axis=0).max()
+    expected = SWEEP_WEIGHTS if SWEEP_WEIGHTS in list_models() else OBJECT_WEIGHTS
+    assert weights_for(unit * 100) == expected and expected in list_models()
+
+
+def test_sweep_training_sensors_are_not_the_benchmarks():
+    """The sweep weights train on "ouster-training" captures only; none is a sensor of the lidar benchmark."""
+    from omnisense.data import SOURCES
+    from omnisense.train.registration import SWEEP_BENCH_SENSORS
+
+    train = SOURCES["ouster-training"].members
+    bench = SOURCES["ouster-samples"].members
+    assert train and not any(s in m for s in SWEEP_BENCH_SENSORS for m in train)
+    assert not set(train) & set(bench)
+
+
+def test_sweep_pairs_tiny_are_aligned_by_their_transform(tmp_path):
+    """`omnisense data make sweep-pairs --size tiny`: every drawn pair, in the network's canonical units, has most of
+    its source within 2 canonical voxels of the target under the stored transform, and a wrong transform does not."""
+    from scipy.spatial import cKDTree
+
+    from omnisense.train.registration import SweepPairs, make_sweep_pairs
+
+    summary = make_sweep_pairs(tmp_path, seed=0, size="tiny")
+    assert summary["bases"] == 2 and summary["val_pairs"] >= 1 and len(read_pair_list(tmp_path / "val.csv")) >= 1
+    data = SweepPairs(tmp_path, num_points=1024, length=6, seed=0)
+    for i in range(len(data)):
+        item = data[i]
+        t = item["transform"].double().numpy()
+        src, tgt = item["src_points"].double().numpy(), item["tgt_points"].double().numpy()
+        assert len(tgt) == 1024 and len(src) >= 64
+        tree = cKDTree(tgt)
+        near = (tree.query(src @ t[:3, :3].T + t[:3, 3])[0] < 0.05).mean()
+        assert near > 0.6, (i, near)
+        assert (tree.query(src + t[:3, 3])[0] < 0.05).mean() < 0.5 * near  # the rotation matters
+
