@@ -13,7 +13,15 @@ compared with a threshold calibrated on held-out in-vocabulary data (the weights
   scores see only where an input falls among the classes; this one sees how far it lies from all of them;
 - "input_stats": minus the mean squared z-score of a few statistics of the model's input (`input_statistics`) under
   the training data's mean and variance: a check on the input itself, for models trained on generated data whose
-  features do not tell real inputs apart (a real clip's texture, a real scan's density, against rendered ones).
+  features do not tell real inputs apart (a real clip's texture, a real scan's density, against rendered ones);
+- "knn": minus the Euclidean distance of the L2-normalised classifier features to the nearest entry of a bank of
+  L2-normalised training features (Sun et al., "Out-of-distribution detection with deep nearest neighbors",
+  ICML 2022, arXiv:2204.06507, k = 1). The bank kept in the metadata is a few k-means prototypes per class of the
+  training features rather than every one of them, to keep the record small;
+- "detector": the logit of a logistic regression over the standardised input statistics (the "input_stats" mean
+  and variance), trained to tell training-like inputs from real out-of-vocabulary ones of a validation split
+  (outlier exposure, Hendrycks et al., arXiv:1812.04606); the threshold is still a quantile of held-out
+  in-vocabulary scores.
 
 When an input is averaged over several views (clips, votes), the score is taken on the mean logits (features).
 """
@@ -28,16 +36,18 @@ import torch
 from torch import Tensor, nn
 
 NONE_OF_THE_KNOWN = "none of the known classes"
-SCORE_KINDS = ("max_softmax", "energy", "mahalanobis", "input_stats")
+SCORE_KINDS = ("max_softmax", "energy", "mahalanobis", "input_stats", "knn", "detector")
 
 
 def rejection_score(logits: Tensor, kind: str, *, features: Tensor | None = None,
                     feature_mean: Tensor | None = None, feature_var: Tensor | None = None,
                     stats: Tensor | None = None, input_mean: Tensor | None = None,
-                    input_var: Tensor | None = None) -> Tensor:
+                    input_var: Tensor | None = None, feature_bank: Tensor | None = None,
+                    detector_weight: Tensor | None = None, detector_bias: float | None = None) -> Tensor:
     """Scores `[...]` of logits `[..., K]` (for "mahalanobis", features `[..., D]` with the class means `[K, D]` and
-    the shared variance `[D]`; for "input_stats", input statistics `[..., S]` with their training mean and variance
-    `[S]`): higher means more like the training vocabulary."""
+    the shared variance `[D]`; for "knn", features `[..., D]` and the bank `[M, D]`; for "input_stats", input
+    statistics `[..., S]` with their training mean and variance `[S]`; for "detector", those and the regression's
+    weights `[S]` and bias): higher means more like the training vocabulary."""
     if kind == "max_softmax":
         return logits.float().softmax(-1).amax(-1)
     if kind == "energy":
@@ -47,20 +57,36 @@ def rejection_score(logits: Tensor, kind: str, *, features: Tensor | None = None
             raise ValueError("the mahalanobis score needs features, feature_mean and feature_var")
         d2 = ((features.float().unsqueeze(-2) - feature_mean.float()) ** 2 / feature_var.float()).mean(-1)  # [..., K]
         return -d2.amin(-1)
-    if kind == "input_stats":
+    if kind == "knn":
+        if features is None or feature_bank is None:
+            raise ValueError("the knn score needs features and feature_bank")
+        f = nn.functional.normalize(features.float(), dim=-1)
+        bank = nn.functional.normalize(feature_bank.float(), dim=-1)
+        d2 = (2 - 2 * f @ bank.T).clamp_min(0)  # [..., M]: |a - b|^2 of unit vectors
+        return -d2.amin(-1).sqrt()
+    if kind in ("input_stats", "detector"):
         if stats is None or input_mean is None or input_var is None:
-            raise ValueError("the input_stats score needs stats, input_mean and input_var")
-        return -((stats.float() - input_mean.float()) ** 2 / input_var.float()).mean(-1)
+            raise ValueError(f"the {kind} score needs stats, input_mean and input_var")
+        if stats.shape[-1] != input_mean.shape[-1]:
+            raise ValueError(f"{stats.shape[-1]} input statistics but the rule was calibrated on "
+                             f"{input_mean.shape[-1]}: recalibrate it (tools/calibrate_rejection.py)")
+        z = (stats.float() - input_mean.float()) / input_var.float().sqrt()
+        if kind == "input_stats":
+            return -(z ** 2).mean(-1)
+        if detector_weight is None or detector_bias is None:
+            raise ValueError("the detector score needs detector_weight and detector_bias")
+        return z @ detector_weight.float() + float(detector_bias)
     raise ValueError(f"unknown rejection score {kind!r}; kinds: {', '.join(SCORE_KINDS)}")
 
 
-def input_statistics(x: Tensor) -> Tensor:
+def input_statistics(x: Tensor, waveform: Tensor | None = None, sample_rate: int = 16000) -> Tensor:
     """A few statistics of a model input, averaged over its views: `[S]`.
 
     Video `[V, 3, T, H, W]` (normalised clips): channel means, overall spread, horizontal and vertical gradient,
     the share of flat pixels at two levels, frame-to-frame change and the share of still pixels, spatial spread
     per frame, colourfulness (12). Audio fbank clips `[N, T, F]` (normalised): mean, spread, the spread over
-    frequency and over time, spectral flux, the share of quiet frames, and the mean of 8 frequency bands (14).
+    frequency and over time, spectral flux, the share of quiet frames, and the mean of 8 frequency bands (14);
+    given the clips' mono `waveform` `[S]` at `sample_rate`, 16 more of the sound itself (`waveform_statistics`).
     """
     x = x.float()
     if x.ndim == 5:
@@ -75,11 +101,62 @@ def input_statistics(x: Tensor) -> Tensor:
     if x.ndim == 3:
         frame_energy = x.mean(-1)  # [N, T]
         bands = x.unflatten(-1, (8, -1)).mean((0, 1, 3))  # [8]
-        return torch.cat([torch.stack([x.mean(), x.std(), x.std(-1).mean(), x.std(-2).mean(),
-                                       (x[:, 1:] - x[:, :-1]).abs().mean(),
-                                       (frame_energy < frame_energy.median() - 1.0).float().mean()]), bands])
+        fbank = torch.cat([torch.stack([x.mean(), x.std(), x.std(-1).mean(), x.std(-2).mean(),
+                                        (x[:, 1:] - x[:, :-1]).abs().mean(),
+                                        (frame_energy < frame_energy.median() - 1.0).float().mean()]), bands])
+        return fbank if waveform is None else torch.cat([fbank, waveform_statistics(waveform, sample_rate)])
     raise ValueError(f"no input statistics for an input of shape {tuple(x.shape)} (video [V, 3, T, H, W] or "
                      "audio [N, T, F])")
+
+
+def waveform_statistics(waveform: Tensor, sample_rate: int = 16000) -> Tensor:
+    """16 statistics of a mono sound `[S]`, over 40 ms frames at 10 ms hops (frames within 40 dB of the loudest).
+
+    log duration; the share of such active frames; harmonicity (the normalised autocorrelation peak at 60-1000 Hz:
+    median and spread) and the share of voiced frames (peak above 0.5); log spectral flatness (median, spread); log
+    spectral centroid (mean, spread); pitch stability (spread of log2 f0 over voiced frames, median frame-to-frame
+    change); onsets per second (spectral-flux peaks); loudness spread in dB; the share of the loudness envelope's
+    modulation at 2-8 Hz (syllable rate); zero-crossing rate; the log share of samples at the peak (clipping).
+    """
+    w = waveform.double().flatten()
+    frame, hop = int(0.04 * sample_rate), int(0.01 * sample_rate)
+    if len(w) < frame + hop:
+        w = torch.nn.functional.pad(w, (0, frame + hop - len(w)))
+    frames = w.unfold(0, frame, hop) * torch.hann_window(frame, periodic=False, dtype=torch.float64)  # [M, frame]
+    rms = frames.pow(2).mean(1).sqrt() + 1e-10
+    db = 20 * rms.log10()
+    active = db > db.max() - 40
+    nfft = 1 << (frame - 1).bit_length()
+    spec = torch.fft.rfft(frames, nfft).abs().pow(2) + 1e-12  # [M, nfft / 2 + 1]
+    log_flat = spec.log().mean(1) - spec.mean(1).log()
+    freqs = torch.fft.rfftfreq(nfft, 1 / sample_rate, dtype=torch.float64)
+    log_centroid = ((spec * freqs).sum(1) / spec.sum(1) + 1).log()
+    ac = torch.fft.irfft(torch.fft.rfft(frames, 2 * nfft).abs().pow(2), dim=1)[:, :frame]
+    ac = ac / (ac[:, :1] + 1e-12)
+    lo, hi = sample_rate // 1000, sample_rate // 60
+    peak, lag = ac[:, lo:hi].max(1)
+    voiced = (peak > 0.5) & active
+    log_f0 = torch.log2(sample_rate / (lag[voiced] + lo).double())
+    f0_spread = log_f0.std(correction=0) if len(log_f0) > 2 else w.new_zeros(())
+    f0_change = (log_f0[1:] - log_f0[:-1]).abs().median() if len(log_f0) > 2 else w.new_zeros(())
+    flux = (spec.log()[1:] - spec.log()[:-1]).clamp_min(0).mean(1)
+    inner = flux[1:-1]
+    onsets = ((inner > flux.median() + 2 * flux.std(correction=0)) & (inner >= flux[:-2]) & (inner >= flux[2:])).sum()
+    duration = len(waveform.flatten()) / sample_rate
+    envelope = rms - rms.mean()
+    mod = torch.fft.rfft(envelope, 1024).abs().pow(2)
+    mod_freqs = torch.fft.rfftfreq(1024, hop / sample_rate, dtype=torch.float64)
+    syllabic = mod[(mod_freqs > 2) & (mod_freqs < 8)].sum() / (mod[mod_freqs > 0.5].sum() + 1e-12)
+    a = active
+    peak_abs = w.abs().max().clamp_min(1e-12)
+    share_active = a.double().mean().clamp_min(1e-3)
+    return torch.stack([torch.tensor(max(duration, 1e-3), dtype=torch.float64).log(), a.double().mean(),
+                        peak[a].median(), peak[a].std(correction=0), voiced.double().mean() / share_active,
+                        log_flat[a].median(), log_flat[a].std(correction=0), log_centroid[a].mean(),
+                        log_centroid[a].std(correction=0), f0_spread, f0_change, onsets / max(duration, 1e-3),
+                        db[a].std(correction=0), syllabic,
+                        (w[1:].sign() != w[:-1].sign()).double().mean(),
+                        ((w.abs() > 0.99 * peak_abs).double().mean() + 1e-6).log()]).float().nan_to_num(0.0)
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -115,7 +192,10 @@ class Rejection:
         threshold: the calibrated threshold, one per kind in `score` (a float for a single kind).
         feature_mean: for "mahalanobis", the class means `[K][D]` of the training features.
         feature_var: for "mahalanobis", their shared per-dimension variance `[D]`.
-        input_mean, input_var: for "input_stats", the training data's mean and variance of `input_statistics`.
+        input_mean, input_var: for "input_stats" and "detector", the training data's mean and variance of
+            `input_statistics`.
+        feature_bank: for "knn", the bank of training features `[M][D]` (L2-normalised on use).
+        detector_weight, detector_bias: for "detector", the logistic regression over the standardised statistics.
         calibration: how it was calibrated and what it gave (data, accepted and rejected fractions); not read by code.
     """
 
@@ -125,6 +205,9 @@ class Rejection:
     feature_var: Sequence[float] | None = None
     input_mean: Sequence[float] | None = None
     input_var: Sequence[float] | None = None
+    feature_bank: Sequence[Sequence[float]] | None = None
+    detector_weight: Sequence[float] | None = None
+    detector_bias: float | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -133,10 +216,15 @@ class Rejection:
             raise ValueError(f"unknown rejection score {'+'.join(unknown)!r}; kinds: {', '.join(SCORE_KINDS)}")
         if len(self.thresholds) != len(self.kinds):
             raise ValueError(f"{len(self.kinds)} score(s) {self.score!r} but {len(self.thresholds)} threshold(s)")
-        if self.needs_features and (self.feature_mean is None or self.feature_var is None):
+        if "mahalanobis" in self.kinds and (self.feature_mean is None or self.feature_var is None):
             raise ValueError("a mahalanobis rule needs feature_mean and feature_var")
+        if "knn" in self.kinds and not self.feature_bank:
+            raise ValueError("a knn rule needs feature_bank")
         if self.needs_inputs and (self.input_mean is None or self.input_var is None):
-            raise ValueError("an input_stats rule needs input_mean and input_var")
+            raise ValueError("an input_stats or detector rule needs input_mean and input_var")
+        if "detector" in self.kinds and (self.detector_weight is None or self.detector_bias is None
+                                         or len(self.detector_weight) != len(self.input_mean or ())):
+            raise ValueError("a detector rule needs detector_weight (one per input statistic) and detector_bias")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -149,11 +237,11 @@ class Rejection:
 
     @property
     def needs_features(self) -> bool:
-        return "mahalanobis" in self.kinds
+        return "mahalanobis" in self.kinds or "knn" in self.kinds
 
     @property
     def needs_inputs(self) -> bool:
-        return "input_stats" in self.kinds
+        return "input_stats" in self.kinds or "detector" in self.kinds
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "Rejection | None":
@@ -162,21 +250,25 @@ class Rejection:
             return None
         return cls(score=str(d["score"]), threshold=d["threshold"], feature_mean=d.get("feature_mean"),
                    feature_var=d.get("feature_var"), input_mean=d.get("input_mean"), input_var=d.get("input_var"),
-                   calibration=dict(d.get("calibration", {})))
+                   feature_bank=d.get("feature_bank"), detector_weight=d.get("detector_weight"),
+                   detector_bias=d.get("detector_bias"), calibration=dict(d.get("calibration", {})))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def scores_of(self, logits: Tensor, features: Tensor | None = None,
                   stats: Tensor | None = None) -> tuple[float, ...]:
-        """The scores of one input, one per kind: its logits `[K]`, for "mahalanobis" its features `[D]`, for
-        "input_stats" its `input_statistics` `[S]`."""
-        extra: dict[str, Any] = {}
-        if self.needs_features:
-            extra.update(features=features, feature_mean=torch.tensor(self.feature_mean),
-                         feature_var=torch.tensor(self.feature_var))
+        """The scores of one input, one per kind: its logits `[K]`, for "mahalanobis" and "knn" its features `[D]`,
+        for "input_stats" and "detector" its `input_statistics` `[S]`."""
+        extra: dict[str, Any] = {"features": features, "stats": stats}
+        if "mahalanobis" in self.kinds:
+            extra.update(feature_mean=torch.tensor(self.feature_mean), feature_var=torch.tensor(self.feature_var))
+        if "knn" in self.kinds:
+            extra.update(feature_bank=torch.tensor(self.feature_bank))
         if self.needs_inputs:
-            extra.update(stats=stats, input_mean=torch.tensor(self.input_mean), input_var=torch.tensor(self.input_var))
+            extra.update(input_mean=torch.tensor(self.input_mean), input_var=torch.tensor(self.input_var))
+        if "detector" in self.kinds:
+            extra.update(detector_weight=torch.tensor(self.detector_weight), detector_bias=self.detector_bias)
         return tuple(float(rejection_score(logits, kind, **extra)) for kind in self.kinds)
 
     def accepts(self, values: Sequence[float]) -> bool:
@@ -191,8 +283,8 @@ def open_set_answer(logits: Tensor, probs: Tensor, classes: list[str], *, topk: 
     Args:
         logits: `[K]` the input's (mean) logits, for the rejection score.
         probs: `[K]` the class probabilities reported.
-        features: `[D]` the input's (mean) classifier features, for a "mahalanobis" rule.
-        stats: `[S]` the input's `input_statistics`, for an "input_stats" rule.
+        features: `[D]` the input's (mean) classifier features, for a "mahalanobis" or "knn" rule.
+        stats: `[S]` the input's `input_statistics`, for an "input_stats" or "detector" rule.
         rejection: the weights' calibrated rule; None: never rejects (and says that no rule was calibrated).
         reject: False gives the raw top-k whatever the score (`--no-reject`).
 

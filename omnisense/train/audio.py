@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from omnisense._errors import FileProblem
@@ -56,6 +57,8 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         gain_db, noise_prob, freq_mask, time_mask: training augmentation (see `AudioClipDataset`).
         mean, std: normalisation statistics; None: computed on the training split.
         seed: split and generator seed.
+        balanced: draw training clips with each class equally likely (with replacement), for sets whose classes
+            differ several-fold in size.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         mean: float | None = None,
         std: float | None = None,
         seed: int = 0,
+        balanced: bool = False,
     ):
         super().__init__()
         self.root, self.tiny, self.dataset = root, tiny, dataset
@@ -91,6 +95,7 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         self.augment = dict(gain_db=gain_db, noise_prob=noise_prob, freq_mask=freq_mask, time_mask=time_mask)
         self.mean, self.std = mean, std
         self.seed = seed
+        self.balanced = balanced
         self.class_names: list[str] = []
         self._data: dict[str, AudioClipDataset] = {}
 
@@ -190,8 +195,15 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         shuffle = split == "train"
         if split not in self._data:
             split = "test" if split == "val" else "val"  # a tiny split may be empty; fall back to the other
-        return DataLoader(self._data[split], batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle
-                          and len(self._data[split]) > self.batch_size, num_workers=self.num_workers)
+        data = self._data[split]
+        sampler = None
+        if shuffle and self.balanced:
+            labels = torch.tensor(data.labels())  # per file; the dataset's index runs over the files repeatedly
+            weight = (1.0 / torch.bincount(labels).float())[labels].repeat(len(data) // len(labels))
+            sampler = torch.utils.data.WeightedRandomSampler(weight.double(), len(data), replacement=True,
+                                                             generator=torch.Generator().manual_seed(self.seed))
+        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                          drop_last=shuffle and len(data) > self.batch_size, num_workers=self.num_workers)
 
 
 def _csv_folds(csv_path: Path) -> list[str]:

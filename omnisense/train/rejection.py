@@ -9,10 +9,19 @@ logits of every input of three sets:
 - in-vocabulary test: the weights' held-out test split;
 - out-of-vocabulary: real inputs from the sample data (real scans for the shape classifiers, windows of real
   footage for the action recognisers, real non-instrument sounds for the instrument model).
-For each score kind (`video.rejection.SCORE_KINDS`) the threshold is the `--quantile` (default 3%) of the calibration
-scores; the kind kept is the one that rejects the most out-of-vocabulary inputs while accepting at least 95% of
-the in-vocabulary test set. `--write` stores it in the weights' metadata (`omnisense.weights.update_meta`, field
-`rejection`) together with the figures; `--quick` runs a small subset (what the tests recompute).
+The out-of-vocabulary inputs are split by file (`split_ood`: the files of each source in name order, alternately
+to a validation and a test half; crops of a scan go with it). Then, from the in-vocabulary fit set (training-like
+inputs: fresh generator seeds for shapes, the training files for audio): the class means and variance of the
+classifier features ("mahalanobis"), 4 k-means prototypes per class of the L2-normalised features ("knn"), the mean
+and variance of the input statistics ("input_stats"), and a logistic regression telling the fit set's input
+statistics from those of the validation half of the out-of-vocabulary inputs ("detector", outlier exposure).
+For each score kind (`video.rejection.SCORE_KINDS`) and pair of kinds the threshold is the `--quantile` (default
+2%; 1% each for a pair) of the calibration scores. The rule kept is the one that rejects the most of the
+out-of-vocabulary validation half among those that accept at least 95% of the calibration set left out one at a
+time (each input against thresholds from all the others; one input's share less for small sets). The in-vocabulary
+test set and the out-of-vocabulary test half take no part in any choice: their figures are the ones reported.
+`--write` stores the rule in the weights' metadata (`omnisense.weights.update_meta`, field `rejection`) together
+with the figures; `--quick` runs a small subset (what the tests recompute).
 """
 
 from __future__ import annotations
@@ -111,8 +120,8 @@ def shape_logits(name: str, quick: bool) -> dict[str, list[tuple[str, np.ndarray
         stats = input_statistics(torch.from_numpy(cloud.xyz[: spec.num_points])[None])
         return logits, torch.cat(rows).float().mean(0).numpy(), stats.numpy()
 
-    fit, fit_labels = make_split(11, 4 if quick else 20, 1024)  # training-like data (fresh seeds, unseen)
-    calib, _ = make_split(7, 3 if quick else 15, 1024)
+    fit, fit_labels = make_split(11, 4 if quick else 100, 1024)  # training-like data (fresh seeds, unseen)
+    calib, _ = make_split(7, 3 if quick else 30, 1024)
     test, _ = make_split(0 + 1_000_003, 2 if quick else 30, 1024)  # the test split of shapes-small, seed 0
     return {"fit": [(str(meta.classes[y]), *run(x)) for x, y in zip(fit, fit_labels)],
             "calibration": [(f"seed7-{i}", *run(x)) for i, x in enumerate(calib)],
@@ -241,14 +250,65 @@ def feature_statistics(fit: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]
     return means, var
 
 
-def calibrate(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]], *, quantile: float = 0.03,
+def split_ood(names: list[str]) -> np.ndarray:
+    """Which out-of-vocabulary inputs are in the validation half `[n]` (bool): the distinct files of each source
+    (the name's first part) in name order go alternately to validation and test; the crops and windows of a file
+    ("file#crop0", "file@2.0s") go with it."""
+    files = [n.split("#")[0].split("@")[0] for n in names]
+    source_files: dict[str, list[str]] = {}
+    for f in sorted(set(files)):
+        source_files.setdefault(f.split("/")[0], []).append(f)
+    val = {f for fs in source_files.values() for f in fs[::2]}
+    return np.array([f in val for f in files], dtype=bool)
+
+
+def prototypes(features: np.ndarray, labels: np.ndarray, per_class: int = 4, steps: int = 50) -> np.ndarray:
+    """`per_class` k-means centres of each class's L2-normalised features `[n, D]`: `[K * per_class, D]` (seeded)."""
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in np.unique(labels):
+        x = unit[labels == c]
+        centres = x[rng.choice(len(x), min(per_class, len(x)), replace=False)]
+        for _ in range(steps):
+            nearest = ((x[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+            centres = np.stack([x[nearest == j].mean(0) if (nearest == j).any() else centres[j]
+                                for j in range(len(centres))])
+        rows.append(centres)
+    return np.concatenate(rows)
+
+
+def fit_detector(inside: np.ndarray, outside: np.ndarray, *, l2: float = 1e-2) -> tuple[np.ndarray, float]:
+    """A logistic regression (weights `[S]`, bias) telling standardised statistics `inside` `[n, S]` (label 1) from
+    `outside` `[m, S]` (label 0), each side weighted half, with an L2 penalty."""
+    x = torch.from_numpy(np.concatenate([inside, outside])).double()
+    y = torch.cat([torch.ones(len(inside)), torch.zeros(len(outside))]).double()
+    weight = torch.where(y == 1, 0.5 / len(inside), 0.5 / max(1, len(outside)))
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (weight * torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y, reduction="none")).sum()
+        loss = loss + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), float(b.detach())
+
+
+def calibrate(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]], *, quantile: float = 0.02,
               min_accept: float = 0.95) -> dict:
     """For every score kind and every pair of kinds: the thresholds and what they give; the best rule.
 
     A single kind's threshold is the `quantile` of its calibration scores; a pair's are each at `quantile / 2` (the
-    false-rejection budget shared). The best rule rejects the most out-of-vocabulary inputs among those that accept
-    at least `min_accept` of the in-vocabulary test set; when none does, the one that accepts the most. The kind is
-    thus chosen on the test and out-of-vocabulary sets themselves: their figures for the chosen rule are optimistic.
+    false-rejection budget shared). The best rule rejects the most of the out-of-vocabulary validation half
+    (`split_ood`) among those that accept at least `min_accept` of the calibration set left out one at a time
+    (each input against thresholds from all the others; `min_accept` less one input's share, for small sets; when
+    none does, the one that accepts the most there); the in-vocabulary test set and the out-of-vocabulary test half
+    are only measured.
     """
     from itertools import combinations
 
@@ -257,32 +317,57 @@ def calibrate(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray
     means, var = feature_statistics(sets["fit"])
     fit_stats = np.stack([row[3] for row in sets["fit"]]).astype(np.float64)
     input_mean, input_var = fit_stats.mean(0), fit_stats.var(0) + 1e-6 * (fit_stats.var(0).mean() + 1e-12)
+    names = sorted({row[0] for row in sets["fit"]})
+    bank = prototypes(np.stack([row[2] for row in sets["fit"]]).astype(np.float64),
+                      np.array([names.index(row[0]) for row in sets["fit"]]))
+    is_val = split_ood([row[0] for row in sets["ood"]])
+    ood_stats = np.stack([row[3] for row in sets["ood"]]).astype(np.float64)
+    standard = np.sqrt(input_var)
+    weight, bias = fit_detector((fit_stats - input_mean) / standard, (ood_stats[is_val] - input_mean) / standard)
 
     def scores(key: str, kind: str) -> np.ndarray:
         logits, feats, stats = (torch.from_numpy(np.stack([row[i] for row in sets[key]])) for i in (1, 2, 3))
         return rejection_score(logits, kind, features=feats, feature_mean=torch.from_numpy(means),
                                feature_var=torch.from_numpy(var), stats=stats, input_mean=torch.from_numpy(input_mean),
-                               input_var=torch.from_numpy(input_var)).numpy()
+                               input_var=torch.from_numpy(input_var), feature_bank=torch.from_numpy(bank),
+                               detector_weight=torch.from_numpy(weight), detector_bias=bias).numpy()
 
+    table = {key: {kind: scores(key, kind) for kind in SCORE_KINDS} for key in ("calibration", "test", "ood")}
     rules = {}
     for kinds in [(k,) for k in SCORE_KINDS] + list(combinations(SCORE_KINDS, 2)):
         q = quantile / len(kinds)
-        thresholds = [float(np.quantile(scores("calibration", k), q)) for k in kinds]
+        cal = [table["calibration"][k] for k in kinds]
+        thresholds = [float(np.quantile(c, q)) for c in cal]
 
         def accepted(key: str) -> np.ndarray:
-            return np.all([scores(key, k) >= t for k, t in zip(kinds, thresholds)], axis=0)
+            return np.all([table[key][k] >= t for k, t in zip(kinds, thresholds)], axis=0)
 
+        n = len(sets["calibration"])
+        others = ~np.eye(n, dtype=bool)  # leave one out: each input against the thresholds of all the others
+        left_out = float(np.mean([all(c[i] >= np.quantile(c[others[i]], q) for c in cal) for i in range(n)]))
         ood = accepted("ood")
-        rules["+".join(kinds)] = {"threshold": thresholds, "calibration_accepted": float(accepted("calibration").mean()),
-                                  "test_accepted": float(accepted("test").mean()), "ood_rejected": float(1 - ood.mean()),
-                                  "ood_accepted": [row[0] for row, a in zip(sets["ood"], ood) if a]}
-    ok = [k for k in rules if rules[k]["test_accepted"] >= min_accept]
+        rules["+".join(kinds)] = {
+            "threshold": thresholds, "calibration_accepted": float(accepted("calibration").mean()),
+            "calibration_left_out_accepted": left_out, "test_accepted": float(accepted("test").mean()),
+            "ood_val_rejected": float(1 - ood[is_val].mean()), "ood_test_rejected": float(1 - ood[~is_val].mean()),
+            "ood_rejected": float(1 - ood.mean()),
+            "ood_test_accepted": [row[0] for row, a, v in zip(sets["ood"], ood, is_val) if a and not v]}
+    floor = min_accept - 1 / len(sets["calibration"])
+    ok = [k for k in rules if rules[k]["calibration_left_out_accepted"] >= floor]
     if ok:
-        best = max(ok, key=lambda k: (rules[k]["ood_rejected"], rules[k]["test_accepted"], -len(k)))
+        best = max(ok, key=lambda k: (rules[k]["ood_val_rejected"], rules[k]["calibration_left_out_accepted"],
+                                      -len(k)))
     else:  # no rule keeps enough of the vocabulary: reject as little of it as possible
-        best = max(rules, key=lambda k: (rules[k]["test_accepted"], rules[k]["ood_rejected"], -len(k)))
-    return {"best": best, "kinds": rules, "sizes": {k: len(v) for k, v in sets.items()},
-            "feature_mean": means, "feature_var": var, "input_mean": input_mean, "input_var": input_var}
+        best = max(rules, key=lambda k: (rules[k]["calibration_left_out_accepted"], rules[k]["ood_val_rejected"],
+                                         -len(k)))
+    sizes = {k: len(v) for k, v in sets.items()}
+    sizes.update(ood_val=int(is_val.sum()), ood_test=int((~is_val).sum()))
+    return {"best": best, "kinds": rules, "sizes": sizes, "feature_mean": means, "feature_var": var,
+            "input_mean": input_mean, "input_var": input_var, "feature_bank": bank, "detector_weight": weight,
+            "detector_bias": bias, "ood_val_files": sorted({row[0].split("#")[0].split("@")[0]
+                                                            for row, v in zip(sets["ood"], is_val) if v}),
+            "ood_test_files": sorted({row[0].split("#")[0].split("@")[0]
+                                      for row, v in zip(sets["ood"], is_val) if not v})}
 
 
 def logits_of(name: str, quick: bool, actions_root: Path | None, audio_root: Path | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
@@ -294,16 +379,17 @@ def logits_of(name: str, quick: bool, actions_root: Path | None, audio_root: Pat
 
 
 DATA_NOTES: dict[str, Callable[[bool], str]] = {
-    "shapes": lambda q: ("calibration: procedural shapes, seed 7 (unseen); test: the shapes-small test split; "
-                         "out of vocabulary: real CGAL/octomap/laspy/Ouster scans, local crops of the large ones, "
-                         "and real-object CGAL meshes"),
+    "shapes": lambda q: ("fit: procedural shapes, seed 11 (unseen, 100 per class); calibration: seed 7 (unseen, 30 "
+                         "per class); test: the shapes-small test split; out of vocabulary: real CGAL/octomap/laspy/"
+                         "Ouster scans, local crops of the large ones, and real-object CGAL meshes, split by file"),
     "actions": lambda q: ("calibration: val split, test: test split of `data make actions --seed 7` (unseen); out of "
                           "vocabulary: consecutive 2 s windows of bikes, carphone, vtest, box and cup"),
     "audio": lambda q: ("calibration: the val files, test: the test files of the sonic-pi split by file; out of "
                         "vocabulary: pocketsphinx speech, asterisk prompts and recorded silences, the opensoundscape "
-                        "birds, the audio of box.mp4 and cup.mp4"),
+                        "birds, the audio of box.mp4 and cup.mp4, split by file"),
     "real-sounds": lambda q: ("calibration: the val files, test: the test files of the real-sounds split by file; "
-                              "out of vocabulary: sonic-pi's synthetic electronic sounds (glitch, robot, phone, blips)"),
+                              "out of vocabulary: sonic-pi's synthetic electronic sounds (glitch, robot, phone, blips), "
+                              "split by file"),
 }
 
 
@@ -330,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          "uniformer_tiny_synthetic", "vivit_tiny_synthetic",
                                                          "audio_cnn_small_sonic_pi"])
     parser.add_argument("--quick", action="store_true", help="a small subset (as the tests run it)")
-    parser.add_argument("--quantile", type=float, default=0.03)
+    parser.add_argument("--quantile", type=float, default=0.02)
     parser.add_argument("--actions-root", type=Path, help="a `data make actions` folder to reuse")
     parser.add_argument("--audio-root", type=Path, help="the `data make real-sounds` folder, for the real-sound model")
     parser.add_argument("--cache", type=Path, help="folder keeping each model's logits and features between runs")
@@ -348,33 +434,54 @@ def main(argv: list[str] | None = None) -> int:
             if cache is not None:
                 _save_sets(cache, sets)
         result = calibrate(sets, quantile=args.quantile)
-        report[name] = {k: v for k, v in result.items()
-                        if k not in ("feature_mean", "feature_var", "input_mean", "input_var")}
+        report[name] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()
+                        if k not in ("feature_mean", "feature_var", "input_mean", "input_var", "feature_bank")}
         best = result["kinds"][result["best"]]
         print(f"{name}: {result['sizes']}")
         for kind, row in result["kinds"].items():
-            print(f"  {kind:24s} threshold {np.round(row['threshold'], 4)}  test accepted {row['test_accepted']:.3f}  "
-                  f"out-of-vocabulary rejected {row['ood_rejected']:.3f}  (accepted: {row['ood_accepted'][:6]})")
+            print(f"  {kind:24s} calibration left-out {row['calibration_left_out_accepted']:.3f}  test accepted "
+                  f"{row['test_accepted']:.3f}  out-of-vocabulary rejected: validation {row['ood_val_rejected']:.3f}, "
+                  f"test {row['ood_test_rejected']:.3f}")
+        print(f"  chosen: {result['best']}: test accepted {best['test_accepted']:.3f}, held-out out-of-vocabulary "
+              f"rejected {best['ood_test_rejected']:.3f} (accepted: {best['ood_test_accepted']})")
         if args.write:
             family = ("shapes" if name.startswith("gpsformer") else "real-sounds" if name.endswith("real_sounds")
                       else "audio" if name.startswith("audio") else "actions")
-            stats = {}
-            if "mahalanobis" in result["best"]:  # 5 significant digits keep the JSON small and lose nothing
-                stats = {"feature_mean": [[float(f"{v:.5g}") for v in row] for row in result["feature_mean"]],
-                         "feature_var": [float(f"{v:.5g}") for v in result["feature_var"]]}
-            if "input_stats" in result["best"]:
-                stats.update(input_mean=[float(f"{v:.6g}") for v in result["input_mean"]],
-                             input_var=[float(f"{v:.6g}") for v in result["input_var"]])
+            kinds = result["best"].split("+")
+
+            def short(values: np.ndarray, digits: int = 5) -> list:  # 5 significant digits keep the JSON small
+                return np.vectorize(lambda v: float(f"{v:.{digits}g}"), otypes=[float])(values).tolist()
+
+            stats: dict = {}
+            if "mahalanobis" in kinds:
+                stats.update(feature_mean=short(result["feature_mean"]), feature_var=short(result["feature_var"]))
+            if "knn" in kinds:
+                stats.update(feature_bank=short(result["feature_bank"], 4))
+            if "input_stats" in kinds or "detector" in kinds:
+                stats.update(input_mean=short(result["input_mean"], 6), input_var=short(result["input_var"], 6))
+            if "detector" in kinds:
+                stats.update(detector_weight=short(result["detector_weight"], 6),
+                             detector_bias=float(f"{result['detector_bias']:.6g}"))
+            figures = ("calibration_accepted", "calibration_left_out_accepted", "test_accepted", "ood_val_rejected",
+                       "ood_test_rejected", "ood_rejected")
             update_meta(name, vocabulary=VOCABULARIES[name], rejection={
                 "score": result["best"],
                 "threshold": best["threshold"][0] if len(best["threshold"]) == 1 else best["threshold"], **stats,
-                "calibration": {"fit": "class means and shared variance of the classifier features, mean and variance of the input statistics, of the fit set", "quantile": args.quantile, "data": DATA_NOTES[family](args.quick),
-                                "sizes": result["sizes"], "calibration_accepted": best["calibration_accepted"],
-                                "test_accepted": best["test_accepted"], "ood_rejected": best["ood_rejected"],
-                                "ood_accepted": best["ood_accepted"],
-                                "other_scores": {k: {kk: v for kk, v in r.items() if kk != "ood_accepted"}
-                                                 for k, r in result["kinds"].items() if k != result["best"]},
-                                "recipe": "python tools/calibrate_rejection.py --write"}})
+                "calibration": {
+                    "fit": ("of the fit set: class means and shared variance of the classifier features, 4 k-means "
+                            "prototypes per class of the L2-normalised features, mean and variance of the input "
+                            "statistics; the detector against the out-of-vocabulary validation files"),
+                    "quantile": args.quantile, "data": DATA_NOTES[family](args.quick),
+                    "choice": ("the rule rejecting the most out-of-vocabulary validation files among those accepting "
+                               ">= 95% of the calibration set left out one at a time; the test and ood_test figures "
+                               "are held out"),
+                    "sizes": result["sizes"], **{k: best[k] for k in figures},
+                    "ood_val_files": result["ood_val_files"], "ood_test_files": result["ood_test_files"],
+                    "ood_test_accepted": best["ood_test_accepted"],
+                    "other_scores": {k: {kk: v for kk, v in r.items() if kk != "ood_test_accepted"}
+                                     for k, r in result["kinds"].items() if k != result["best"]},
+                    "recipe": f"python tools/calibrate_rejection.py --models {name} --write"
+                              + (" --audio-root data/real-sounds" if family == "real-sounds" else "")}})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, report)
     return 0

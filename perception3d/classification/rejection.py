@@ -14,7 +14,15 @@ import each other). Score kinds:
   scores see only where an input falls among the classes; this one sees how far it lies from all of them;
 - "input_stats": minus the mean squared z-score of a few statistics of the model's input (`input_statistics`) under
   the training data's mean and variance: a check on the input itself, for models trained on generated data whose
-  features do not tell real inputs apart (a real clip's texture, a real scan's density, against rendered ones).
+  features do not tell real inputs apart (a real clip's texture, a real scan's density, against rendered ones);
+- "knn": minus the Euclidean distance of the L2-normalised classifier features to the nearest entry of a bank of
+  L2-normalised training features (Sun et al., "Out-of-distribution detection with deep nearest neighbors",
+  ICML 2022, arXiv:2204.06507, k = 1). The bank kept in the metadata is a few k-means prototypes per class of the
+  training features rather than every one of them, to keep the record small;
+- "detector": the logit of a logistic regression over the standardised input statistics (the "input_stats" mean
+  and variance), trained to tell training-like inputs from real out-of-vocabulary ones of a validation split
+  (outlier exposure, Hendrycks et al., arXiv:1812.04606); the threshold is still a quantile of held-out
+  in-vocabulary scores.
 
 When an input is averaged over several views (clips, votes), the score is taken on the mean logits (features).
 """
@@ -29,16 +37,18 @@ import torch
 from torch import Tensor, nn
 
 NONE_OF_THE_KNOWN = "none of the known classes"
-SCORE_KINDS = ("max_softmax", "energy", "mahalanobis", "input_stats")
+SCORE_KINDS = ("max_softmax", "energy", "mahalanobis", "input_stats", "knn", "detector")
 
 
 def rejection_score(logits: Tensor, kind: str, *, features: Tensor | None = None,
                     feature_mean: Tensor | None = None, feature_var: Tensor | None = None,
                     stats: Tensor | None = None, input_mean: Tensor | None = None,
-                    input_var: Tensor | None = None) -> Tensor:
+                    input_var: Tensor | None = None, feature_bank: Tensor | None = None,
+                    detector_weight: Tensor | None = None, detector_bias: float | None = None) -> Tensor:
     """Scores `[...]` of logits `[..., K]` (for "mahalanobis", features `[..., D]` with the class means `[K, D]` and
-    the shared variance `[D]`; for "input_stats", input statistics `[..., S]` with their training mean and variance
-    `[S]`): higher means more like the training vocabulary."""
+    the shared variance `[D]`; for "knn", features `[..., D]` and the bank `[M, D]`; for "input_stats", input
+    statistics `[..., S]` with their training mean and variance `[S]`; for "detector", those and the regression's
+    weights `[S]` and bias): higher means more like the training vocabulary."""
     if kind == "max_softmax":
         return logits.float().softmax(-1).amax(-1)
     if kind == "energy":
@@ -48,19 +58,40 @@ def rejection_score(logits: Tensor, kind: str, *, features: Tensor | None = None
             raise ValueError("the mahalanobis score needs features, feature_mean and feature_var")
         d2 = ((features.float().unsqueeze(-2) - feature_mean.float()) ** 2 / feature_var.float()).mean(-1)  # [..., K]
         return -d2.amin(-1)
-    if kind == "input_stats":
+    if kind == "knn":
+        if features is None or feature_bank is None:
+            raise ValueError("the knn score needs features and feature_bank")
+        f = nn.functional.normalize(features.float(), dim=-1)
+        bank = nn.functional.normalize(feature_bank.float(), dim=-1)
+        d2 = (2 - 2 * f @ bank.T).clamp_min(0)  # [..., M]: |a - b|^2 of unit vectors
+        return -d2.amin(-1).sqrt()
+    if kind in ("input_stats", "detector"):
         if stats is None or input_mean is None or input_var is None:
-            raise ValueError("the input_stats score needs stats, input_mean and input_var")
-        return -((stats.float() - input_mean.float()) ** 2 / input_var.float()).mean(-1)
+            raise ValueError(f"the {kind} score needs stats, input_mean and input_var")
+        if stats.shape[-1] != input_mean.shape[-1]:
+            raise ValueError(f"{stats.shape[-1]} input statistics but the rule was calibrated on "
+                             f"{input_mean.shape[-1]}: recalibrate it (tools/calibrate_rejection.py)")
+        z = (stats.float() - input_mean.float()) / input_var.float().sqrt()
+        if kind == "input_stats":
+            return -(z ** 2).mean(-1)
+        if detector_weight is None or detector_bias is None:
+            raise ValueError("the detector score needs detector_weight and detector_bias")
+        return z @ detector_weight.float() + float(detector_bias)
     raise ValueError(f"unknown rejection score {kind!r}; kinds: {', '.join(SCORE_KINDS)}")
 
 
 def input_statistics(x: Tensor) -> Tensor:
-    """A few statistics of a shape model's input clouds, averaged over the clouds: `[S]` (16).
+    """A few statistics of a shape model's input clouds, averaged over the clouds: `[S]` (31).
 
-    Clouds `[B, N, 3]` (unit sphere): the covariance's normalised eigenvalues (3), the histogram of distances to
-    the centroid (8 bins over [0, 1]), the mean and spread of the distances to the 4 nearest neighbours relative
-    to their mean (2), and the mean, spread and 90th percentile of pairwise distances (3).
+    Clouds `[B, N, 3]` (unit sphere). Global shape (16): the covariance's normalised eigenvalues (3), the histogram of
+    distances to the centroid (8 bins over [0, 1]), the mean and spread of the distances to the 4 nearest neighbours
+    relative to their mean (2), and the mean, spread and 90th percentile of pairwise distances (3). Local surface
+    (15), from each point's 16 nearest neighbours: the mean and spread of their covariance's linearity and planarity
+    (scan lines and rings are linear, smooth surfaces planar), the mean, spread and 90th percentile of its
+    scattering (sensor noise, vegetation), the spread and 10th/90th percentiles of the nearest-neighbour distance
+    and the 16th neighbour's distance, all relative to the mean nearest-neighbour distance (density and spacing),
+    and the offset of the neighbours' centroid from the point relative to their mean distance (mean, spread, share
+    above 0.5, 90th percentile: points on a border, where a surface is open).
     """
     x = x.float()
     if x.ndim != 3 or x.shape[-1] != 3:
@@ -72,12 +103,31 @@ def input_statistics(x: Tensor) -> Tensor:
         r = c.norm(dim=1)
         hist = torch.histc(r, bins=8, min=0.0, max=1.0) / len(p)
         d = torch.cdist(p, p)
-        knn = d.topk(5, largest=False).values[:, 1:].mean(1)
+        near = d.topk(min(17, len(p)), largest=False)  # the point itself and its 16 nearest neighbours
+        knn = near.values[:, 1:5].mean(1)
         pair = d[torch.triu_indices(len(p), len(p), 1).unbind()]
+        p90 = pair.kthvalue(max(1, int(0.9 * len(pair)))).values  # the 90th percentile; linear in the pair count
         rows.append(torch.cat([ev / ev.sum().clamp_min(1e-12), hist,
                                torch.stack([knn.mean(), knn.std() / knn.mean().clamp_min(1e-12), pair.mean(),
-                                            pair.std(), pair.quantile(0.9)])]))
+                                            pair.std(), p90]), _local_statistics(p, near.values, near.indices)]))
     return torch.stack(rows).mean(0)
+
+
+def _local_statistics(p: Tensor, near: Tensor, index: Tensor) -> Tensor:
+    """The 15 local-surface statistics of `input_statistics` for one cloud `p: [N, 3]` from the distances `near` and
+    indices `index` `[N, k + 1]` of each point's nearest neighbours, itself first."""
+    nd, idx = near[:, 1:], index[:, 1:]  # [N, k], without the point itself
+    k = nd.shape[1]
+    nb = p[idx]  # [N, k, 3]
+    c = nb - nb.mean(1, keepdim=True)
+    ev = torch.linalg.eigvalsh(c.transpose(1, 2) @ c / k).flip(-1).clamp_min(1e-12)  # [N, 3], largest first
+    lin, pla, sca = (ev[:, 0] - ev[:, 1]) / ev[:, 0], (ev[:, 1] - ev[:, 2]) / ev[:, 0], ev[:, 2] / ev[:, 0]
+    d1 = nd[:, 0]
+    m1 = d1.mean().clamp_min(1e-12)
+    off = (nb.mean(1) - p).norm(dim=1) / nd.mean(1).clamp_min(1e-12)
+    return torch.stack([lin.mean(), lin.std(), pla.mean(), pla.std(), sca.mean(), sca.std(), sca.quantile(0.9),
+                        d1.std() / m1, d1.quantile(0.1) / m1, d1.quantile(0.9) / m1, nd[:, -1].mean() / m1,
+                        off.mean(), off.std(), (off > 0.5).float().mean(), off.quantile(0.9)])
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -113,7 +163,10 @@ class Rejection:
         threshold: the calibrated threshold, one per kind in `score` (a float for a single kind).
         feature_mean: for "mahalanobis", the class means `[K][D]` of the training features.
         feature_var: for "mahalanobis", their shared per-dimension variance `[D]`.
-        input_mean, input_var: for "input_stats", the training data's mean and variance of `input_statistics`.
+        input_mean, input_var: for "input_stats" and "detector", the training data's mean and variance of
+            `input_statistics`.
+        feature_bank: for "knn", the bank of training features `[M][D]` (L2-normalised on use).
+        detector_weight, detector_bias: for "detector", the logistic regression over the standardised statistics.
         calibration: how it was calibrated and what it gave (data, accepted and rejected fractions); not read by code.
     """
 
@@ -123,6 +176,9 @@ class Rejection:
     feature_var: Sequence[float] | None = None
     input_mean: Sequence[float] | None = None
     input_var: Sequence[float] | None = None
+    feature_bank: Sequence[Sequence[float]] | None = None
+    detector_weight: Sequence[float] | None = None
+    detector_bias: float | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,10 +187,15 @@ class Rejection:
             raise ValueError(f"unknown rejection score {'+'.join(unknown)!r}; kinds: {', '.join(SCORE_KINDS)}")
         if len(self.thresholds) != len(self.kinds):
             raise ValueError(f"{len(self.kinds)} score(s) {self.score!r} but {len(self.thresholds)} threshold(s)")
-        if self.needs_features and (self.feature_mean is None or self.feature_var is None):
+        if "mahalanobis" in self.kinds and (self.feature_mean is None or self.feature_var is None):
             raise ValueError("a mahalanobis rule needs feature_mean and feature_var")
+        if "knn" in self.kinds and not self.feature_bank:
+            raise ValueError("a knn rule needs feature_bank")
         if self.needs_inputs and (self.input_mean is None or self.input_var is None):
-            raise ValueError("an input_stats rule needs input_mean and input_var")
+            raise ValueError("an input_stats or detector rule needs input_mean and input_var")
+        if "detector" in self.kinds and (self.detector_weight is None or self.detector_bias is None
+                                         or len(self.detector_weight) != len(self.input_mean or ())):
+            raise ValueError("a detector rule needs detector_weight (one per input statistic) and detector_bias")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -147,11 +208,11 @@ class Rejection:
 
     @property
     def needs_features(self) -> bool:
-        return "mahalanobis" in self.kinds
+        return "mahalanobis" in self.kinds or "knn" in self.kinds
 
     @property
     def needs_inputs(self) -> bool:
-        return "input_stats" in self.kinds
+        return "input_stats" in self.kinds or "detector" in self.kinds
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "Rejection | None":
@@ -160,21 +221,25 @@ class Rejection:
             return None
         return cls(score=str(d["score"]), threshold=d["threshold"], feature_mean=d.get("feature_mean"),
                    feature_var=d.get("feature_var"), input_mean=d.get("input_mean"), input_var=d.get("input_var"),
-                   calibration=dict(d.get("calibration", {})))
+                   feature_bank=d.get("feature_bank"), detector_weight=d.get("detector_weight"),
+                   detector_bias=d.get("detector_bias"), calibration=dict(d.get("calibration", {})))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def scores_of(self, logits: Tensor, features: Tensor | None = None,
                   stats: Tensor | None = None) -> tuple[float, ...]:
-        """The scores of one input, one per kind: its logits `[K]`, for "mahalanobis" its features `[D]`, for
-        "input_stats" its `input_statistics` `[S]`."""
-        extra: dict[str, Any] = {}
-        if self.needs_features:
-            extra.update(features=features, feature_mean=torch.tensor(self.feature_mean),
-                         feature_var=torch.tensor(self.feature_var))
+        """The scores of one input, one per kind: its logits `[K]`, for "mahalanobis" and "knn" its features `[D]`,
+        for "input_stats" and "detector" its `input_statistics` `[S]`."""
+        extra: dict[str, Any] = {"features": features, "stats": stats}
+        if "mahalanobis" in self.kinds:
+            extra.update(feature_mean=torch.tensor(self.feature_mean), feature_var=torch.tensor(self.feature_var))
+        if "knn" in self.kinds:
+            extra.update(feature_bank=torch.tensor(self.feature_bank))
         if self.needs_inputs:
-            extra.update(stats=stats, input_mean=torch.tensor(self.input_mean), input_var=torch.tensor(self.input_var))
+            extra.update(input_mean=torch.tensor(self.input_mean), input_var=torch.tensor(self.input_var))
+        if "detector" in self.kinds:
+            extra.update(detector_weight=torch.tensor(self.detector_weight), detector_bias=self.detector_bias)
         return tuple(float(rejection_score(logits, kind, **extra)) for kind in self.kinds)
 
     def accepts(self, values: Sequence[float]) -> bool:
@@ -189,8 +254,8 @@ def open_set_answer(logits: Tensor, probs: Tensor, classes: list[str], *, topk: 
     Args:
         logits: `[K]` the input's (mean) logits, for the rejection score.
         probs: `[K]` the class probabilities reported.
-        features: `[D]` the input's (mean) classifier features, for a "mahalanobis" rule.
-        stats: `[S]` the input's `input_statistics`, for an "input_stats" rule.
+        features: `[D]` the input's (mean) classifier features, for a "mahalanobis" or "knn" rule.
+        stats: `[S]` the input's `input_statistics`, for an "input_stats" or "detector" rule.
         rejection: the weights' calibrated rule; None: never rejects (and says that no rule was calibrated).
         reject: False gives the raw top-k whatever the score (`--no-reject`).
 

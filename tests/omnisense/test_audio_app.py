@@ -180,3 +180,24 @@ def test_default_real_sound_model_states_its_vocabulary_and_rule(tone_files):
     assert (result["label"] == NONE_OF_THE_KNOWN) == (not result["known"]) == (result["top"] == [])
     raw = classifier.classify_file(tone_files / "tone.wav", topk=2, reject=False)
     assert raw["known"] and [r["class"] for r in raw["top"]][0] in meta.classes
+
+
+def test_balanced_training_draws_every_class_about_equally(tmp_path):
+    """A folder set with one class five times the other: plain shuffling draws it ~83% of the time, `balanced`
+    about half."""
+    rng = np.random.default_rng(0)
+    for name, count in (("big", 20), ("small", 4)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            sf.write(tmp_path / name / f"{i}.wav", 0.1 * rng.standard_normal(8000).astype(np.float32), 16_000)
+    shares = {}
+    for balanced in (False, True):
+        data = AudioClassificationData(root=str(tmp_path), dataset="folder", batch_size=8, clip_seconds=0.25,
+                                       samples_per_file=10, test_fraction=0.0, val_fraction=0.0,
+                                       balanced=balanced)
+        data.setup()
+        labels = torch.cat([y for _, y in data.train_dataloader()])
+        small = data.class_names.index("small")
+        shares[balanced] = float((labels == small).float().mean())
+    assert shares[False] == pytest.approx(4 / 24, abs=0.02)
+    assert shares[True] == pytest.approx(0.5, abs=0.1)

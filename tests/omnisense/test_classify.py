@@ -161,8 +161,8 @@ def test_classify_rejects_under_a_rule_and_no_reject_gives_the_top_k(weights):
     model, meta = load_model(weights, task="classification")
     xyz = _sphere()
     strict = Rejection(score="energy", threshold=1e6)
-    stats = Rejection(score="max_softmax+input_stats", threshold=[0.0, -1e9], input_mean=[0.0] * 16,
-                      input_var=[1.0] * 16)
+    stats = Rejection(score="max_softmax+input_stats", threshold=[0.0, -1e9], input_mean=[0.0] * 31,
+                      input_var=[1.0] * 31)
     rejected = classify(model, xyz, spec=meta.transforms(), classes=meta.classes, topk=2, rejection=strict,
                         vocabulary="letters")
     assert rejected["label"] == NONE_OF_THE_KNOWN and rejected["top"] == [] and rejected["vocabulary"] == "letters"

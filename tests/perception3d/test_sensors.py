@@ -69,11 +69,26 @@ def test_packet_bag_is_an_ouster_capture(root):
     assert (info["beams"], info["columns"], info["sweeps"]) == (128, 512, 1)
 
 
+def test_an_ouster_capture_is_no_velodyne_one(root):
+    pytest.importorskip("velodyne_decoder")
+    with pytest.raises(PointCloudFileError, match="holds no Velodyne sweep"):
+        list(read_sweeps(root / OS1, vendor="velodyne"))  # Ouster packets are not Velodyne ones
+
+
+def test_velodyne_without_its_decoder_says_what_to_install(root):
+    try:
+        import velodyne_decoder  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("velodyne-decoder is installed")
+    with pytest.raises(PointCloudFileError, match="needs velodyne-decoder"):
+        list(read_sweeps(root / OS1, vendor="velodyne"))
+
+
 def test_bad_requests_are_one_line_errors(root, tmp_path):
     with pytest.raises(PointCloudFileError, match="has 3 sweeps; there is no sweep 3"):
         read_sweep(root / OS1, 3)
-    with pytest.raises(PointCloudFileError, match="holds no Velodyne sweep"):
-        list(read_sweeps(root / OS1, vendor="velodyne"))  # Ouster packets are not Velodyne ones
     with pytest.raises(PointCloudFileError, match="no such file"):
         read_sweep(tmp_path / "missing.pcap")
     bogus = tmp_path / "bogus.osf"

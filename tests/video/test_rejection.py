@@ -68,3 +68,62 @@ def test_captured_features_reads_the_classifier_input(rej):
     assert len(rows) == 1 and torch.allclose(rows[0], model[1](model[0](x)))
     model(x)
     assert len(rows) == 1  # the hook is gone
+
+
+def test_knn_score_is_the_distance_to_the_nearest_bank_entry_of_unit_features(rej):
+    bank = torch.tensor([[2.0, 0.0], [0.0, 3.0]])  # normalised on use: (1, 0) and (0, 1)
+    logits = torch.zeros(2)
+    near = rej.rejection_score(logits, "knn", features=torch.tensor([5.0, 0.0]), feature_bank=bank)
+    between = rej.rejection_score(logits, "knn", features=torch.tensor([1.0, 1.0]), feature_bank=bank)
+    assert float(near) == pytest.approx(0.0, abs=1e-6)
+    assert float(between) == pytest.approx(-(2 - 2 ** 0.5) ** 0.5, abs=1e-5)  # |(1,1)/sqrt2 - (1,0)|
+    rule = rej.Rejection.from_dict({"score": "knn", "threshold": -0.5, "feature_bank": bank.tolist()})
+    assert rule.needs_features and not rule.needs_inputs
+    assert rule.accepts(rule.scores_of(logits, torch.tensor([0.1, 4.0])))
+    assert not rule.accepts(rule.scores_of(logits, torch.tensor([-1.0, -1.0])))
+
+
+def test_detector_score_is_a_logistic_regression_over_standardised_statistics(rej):
+    mean, var = [1.0, 0.0], [4.0, 1.0]
+    rule = rej.Rejection.from_dict({"score": "detector", "threshold": 0.0, "input_mean": mean, "input_var": var,
+                                    "detector_weight": [-1.0, 2.0], "detector_bias": 0.5})
+    assert rule.needs_inputs and not rule.needs_features
+    (value,) = rule.scores_of(torch.zeros(3), stats=torch.tensor([3.0, 1.0]))  # z = (1, 1)
+    assert value == pytest.approx(-1.0 + 2.0 + 0.5)
+    assert not rule.accepts(rule.scores_of(torch.zeros(3), stats=torch.tensor([9.0, 0.0])))
+    with pytest.raises(ValueError, match="recalibrate"):
+        rule.scores_of(torch.zeros(3), stats=torch.tensor([1.0, 2.0, 3.0]))  # statistics of another version
+    with pytest.raises(ValueError, match="detector_weight"):
+        rej.Rejection.from_dict({"score": "detector", "threshold": 0.0, "input_mean": mean, "input_var": var,
+                                 "detector_weight": [1.0], "detector_bias": 0.0})
+    with pytest.raises(ValueError, match="feature_bank"):
+        rej.Rejection.from_dict({"score": "knn", "threshold": 0.0})
+
+
+def test_cloud_statistics_tell_a_line_scan_from_a_surface():
+    g = torch.Generator().manual_seed(0)
+    sphere = torch.randn(1024, 3, generator=g)
+    sphere = sphere / sphere.norm(dim=1, keepdim=True)
+    rings = torch.linspace(-0.6, 0.6, 4).repeat_interleave(256)  # 4 scan lines of 256 points on a cylinder
+    angle = torch.linspace(0, 6.283, 256).repeat(4)
+    scan = torch.stack([angle.cos(), angle.sin(), rings], 1) * 0.8
+    s_sphere, s_scan = (p3d_rejection.input_statistics(c[None]) for c in (sphere, scan))
+    assert s_sphere.shape == (31,) and torch.isfinite(s_sphere).all()
+    linearity, planarity = 16, 18
+    assert s_scan[linearity] > s_sphere[linearity] + 0.2  # neighbourhoods along a scan line are linear
+    assert s_sphere[planarity] > s_scan[planarity]
+
+
+def test_waveform_statistics_tell_a_steady_tone_from_noise():
+    t = torch.arange(16000) / 16000
+    tone = 0.5 * torch.sin(2 * torch.pi * 220 * t)
+    noise = 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    s_tone, s_noise = video_rejection.waveform_statistics(tone), video_rejection.waveform_statistics(noise)
+    harmonicity, flatness = 2, 5
+    assert s_tone.shape == (16,) and torch.isfinite(s_tone).all() and torch.isfinite(s_noise).all()
+    assert s_tone[harmonicity] > 0.8 > 0.3 > s_noise[harmonicity]
+    assert s_noise[flatness] > s_tone[flatness] + 5  # white noise is flat, a tone is one line
+    assert torch.isfinite(video_rejection.waveform_statistics(torch.zeros(10))).all()  # shorter than one frame
+    clips = torch.randn(2, 100, 128)
+    assert video_rejection.input_statistics(clips).shape == (14,)
+    assert video_rejection.input_statistics(clips, tone).shape == (30,)

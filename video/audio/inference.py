@@ -74,12 +74,13 @@ class AudioClassifier:
     def logits(self, waveform: Tensor, *, features: bool = False,
                stats: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Per-clip logits `[N, K]` of a mono waveform `Tensor[S]` at the spec's rate; with `features` the clips'
-        mean classifier features `[D]`, with `stats` the clips' `input_statistics` `[S]` (else None)."""
+        mean classifier features `[D]`, with `stats` the `input_statistics` `[S]` of the clips and the waveform
+        (else None)."""
         clips = self.spec.features_of(waveform.to(self.device))
         with captured_features(self.model, features) as rows:
             logits = self.model(clips).float().cpu()
         return (logits, torch.cat(rows).float().flatten(0, -2).mean(0).cpu() if rows else None,
-                input_statistics(clips.cpu()) if stats else None)
+                input_statistics(clips.cpu(), waveform.cpu(), self.spec.sample_rate) if stats else None)
 
     def classify_waveform(self, waveform: Tensor, topk: int = 5, *, reject: bool = True) -> dict[str, Any]:
         """`waveform: Tensor[S]` mono at the spec's rate -> top-k `{"class", "probability"}` and all probabilities,
