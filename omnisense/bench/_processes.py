@@ -2,7 +2,8 @@
 
 Shared by `bench commands` (a command against its floor or peer, taking turns) and `bench contention` (commands
 alone and side by side). The children run this process's interpreter with this checkout first on PYTHONPATH, so
-the omnisense being measured is the one running the bench, installed or not.
+the omnisense being measured is the one running the bench, installed or not (`python -c` and `-m` put the working
+directory before PYTHONPATH, so `bench commands` also runs its children there, with absolute input paths).
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ class Run:
     status: int
 
 
-def child_env(*, drop: tuple[str, ...] = ()) -> dict[str, str]:
-    """This environment with the checkout of the running omnisense first on PYTHONPATH, less the names in `drop`."""
+def checkout() -> Path:
+    """The folder holding the running omnisense package."""
     import omnisense
 
-    root = str(Path(omnisense.__file__).resolve().parents[1])
+    return Path(omnisense.__file__).resolve().parents[1]
+
+
+def child_env(*, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This environment with the checkout of the running omnisense first on PYTHONPATH, less the names in `drop`."""
+    root = str(checkout())
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
@@ -39,12 +45,12 @@ def omnisense_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "omnisense", *args]
 
 
-def start(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, float]:
+def start(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[subprocess.Popen, float]:
     """Start a child, stdout discarded, stderr to a temporary file (a pipe nobody reads while we wait could fill)."""
     import tempfile
 
     err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
     proc.stderr_file = err  # type: ignore[attr-defined]
     return proc, time.perf_counter()
 
@@ -68,9 +74,9 @@ def wait_all(started: list[tuple[subprocess.Popen, float]]) -> list[Run]:
     return runs  # type: ignore[return-value]
 
 
-def run_once(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> Run:
+def run_once(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,), cwd: Path | None = None) -> Run:
     """One child alone; a status outside `ok` is an error that shows the end of its stderr."""
-    started = [start(argv, env)]
+    started = [start(argv, env, cwd)]
     run = wait_all(started)[0]
     check(run, started[0][0], argv, ok)
     return run

@@ -70,15 +70,16 @@ def _sample(name: str, *parts: str) -> list[Path] | None:
 
 def _interleaved(commands: dict[str, list[str]], env: dict[str, str], repeat: int, ok=(0,)) -> dict[str, list]:
     """Each command once untimed, then `repeat` rounds taking turns (order alternating): {name: [Run]}."""
-    from omnisense.bench._processes import run_once
+    from omnisense.bench._processes import checkout, run_once
 
+    cwd = checkout()  # `-c` and `-m` put the working directory first on sys.path: this checkout's, not another's
     for argv in commands.values():
-        run_once(argv, env, ok)
+        run_once(argv, env, ok, cwd)
     runs: dict[str, list] = {k: [] for k in commands}
     names = list(commands)
     for i in range(repeat):
         for name in names if i % 2 == 0 else names[::-1]:
-            runs[name].append(run_once(commands[name], env, ok))
+            runs[name].append(run_once(commands[name], env, ok, cwd))
     return runs
 
 
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace):
     import sys
 
     from omnisense.bench._common import BenchReport, load_average
-    from omnisense.bench._processes import Run, child_env, omnisense_argv
+    from omnisense.bench._processes import Run, checkout, child_env, omnisense_argv
 
     if args.repeat < 1:
         raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace):
     load_start = load_average()
 
     if "classify-audio" in only:
-        clip = [args.clip] if args.clip else _sample(*CLIP)
+        clip = [args.clip.resolve()] if args.clip else _sample(*CLIP)
         if clip is None:
             skipped.append("classify-audio skipped: no clip (omnisense data fetch sonic-pi-samples, or --clip)")
         else:
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace):
                              "whole command, fresh process; the floor is torch's own import"))
             details.append({"row": "classify-audio", **{k: [vars(r) for r in v] for k, v in runs.items()}})
 
-    pair = list(args.pair) if args.pair else _sample(*PAIR)
+    pair = [p.resolve() for p in args.pair] if args.pair else _sample(*PAIR)
     if pair is None and ({"register", "first call"} & only):
         skipped.append("register rows skipped: no pair (omnisense data fetch cgal, or --pair)")
         only -= {"register", "first call"}
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace):
             calls = []
             for _ in range(args.repeat):
                 out = subprocess.run([sys.executable, "-c", _FIRST_CALL, method, str(pair[0]), str(pair[1]), threads],
-                                     env=env, capture_output=True, text=True)
+                                     env=env, cwd=checkout(), capture_output=True, text=True)
                 if out.returncode != 0:
                     from omnisense._errors import OmnisenseError
 

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace):
 
     from omnisense._runtime import default_threads
     from omnisense.bench._common import BenchReport, load_average
-    from omnisense.bench._processes import check, child_env, omnisense_argv, start, wait_all
+    from omnisense.bench._processes import check, checkout, child_env, omnisense_argv, start, wait_all
 
     if args.repeat < 1:
         raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
@@ -60,9 +60,12 @@ def run(args: argparse.Namespace):
     with tempfile.TemporaryDirectory(prefix="omnisense-contention-") as tmp:
         commands = ([shlex.split(c) for c in args.commands] if args.commands else _default_commands(Path(tmp)))
         argvs = [omnisense_argv(*c) for c in commands]
+        # `-m` puts the working directory first on sys.path: the default commands (absolute paths) run in this
+        # checkout; commands given run where the bench was started, for their relative paths
+        cwd = None if args.commands else checkout()
 
         def together(which: list[int]) -> list:
-            started = [start(argvs[k], env) for k in which]
+            started = [start(argvs[k], env, cwd) for k in which]
             runs = wait_all(started)
             for k, (proc, _), r in zip(which, started, runs):
                 check(r, proc, argvs[k])
