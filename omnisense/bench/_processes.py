@@ -45,12 +45,19 @@ def omnisense_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "omnisense", *args]
 
 
-def start(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[subprocess.Popen, float]:
-    """Start a child, stdout discarded, stderr to a temporary file (a pipe nobody reads while we wait could fill)."""
+def start(argv: list[str], env: dict[str, str], cwd: Path | None = None,
+          new_session: bool = False) -> tuple[subprocess.Popen, float]:
+    """Start a child, stdout discarded, stderr to a temporary file (a pipe nobody reads while we wait could fill).
+
+    `new_session`: the child in a session of its own (setsid), as a command started from another terminal or by a
+    service manager is; where the kernel groups CPU time by session (Linux autogroup), children sharing the bench's
+    session also share one session's slice of the machine.
+    """
     import tempfile
 
     err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
+                            start_new_session=new_session)
     proc.stderr_file = err  # type: ignore[attr-defined]
     return proc, time.perf_counter()
 

@@ -8,6 +8,11 @@ a command's ratio is its median wall time side by side over its median alone (is
 ratio is time spent waiting for a core. Load averages before each round go into the JSON; a machine already
 loaded (load >= 1.5) says so in a note, since the others' jobs are then part of both figures.
 
+Each child runs in a session of its own (setsid), as two commands started from two terminals or by a service manager
+do: where the kernel shares CPU time between sessions first (Linux autogroup, `/proc/sys/kernel/sched_autogroup_enabled`),
+two children of the bench's own session would split one session's slice of a shared machine whatever their threads.
+`--same-session` measures that case too.
+
 Defaults: `omnisense register` on the CGAL hippo scan pair (RoITr) and `omnisense detect` on a simulated
 100k-point 64-beam sweep written to a temporary .bin (both need only the sample data); `--commands` takes any two.
 """
@@ -25,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="two omnisense command lines, quoted, without the leading `omnisense` (default: "
                              "register on the hippo pair, detect on a simulated 100k-point sweep)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--same-session", action="store_true",
+                        help="run the children in the bench's session (default: a session each, as two terminals)")
 
 
 def _default_commands(tmp) -> list[list[str]]:
@@ -39,6 +46,15 @@ def _default_commands(tmp) -> list[list[str]]:
         np.float32).tofile(sweep)
     return [["register", str(cgal / "hippo1.ply"), str(cgal / "hippo2.ply"), "--allow-failure"],
             ["detect", str(sweep), "--output", str(tmp / "detections.json"), "--overwrite"]]
+
+
+def _autogroup() -> str | None:
+    """Whether the kernel shares CPU time between sessions first (Linux autogroup): '1', '0', or None elsewhere."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def run(args: argparse.Namespace):
@@ -63,9 +79,10 @@ def run(args: argparse.Namespace):
         # `-m` puts the working directory first on sys.path: the default commands (absolute paths) run in this
         # checkout; commands given run where the bench was started, for their relative paths
         cwd = None if args.commands else checkout()
+        same_session = bool(getattr(args, "same_session", False))
 
         def together(which: list[int]) -> list:
-            started = [start(argvs[k], env, cwd) for k in which]
+            started = [start(argvs[k], env, cwd, new_session=not same_session) for k in which]
             runs = wait_all(started)
             for k, (proc, _), r in zip(which, started, runs):
                 check(r, proc, argvs[k])
@@ -108,6 +125,8 @@ def run(args: argparse.Namespace):
         notes.append(f"the machine was loaded (1-minute load average up to {max(loads):.2f} before a side-by-side "
                      "run): other jobs shared the cores in both the solo and the side-by-side runs")
     context = {"device": "cpu (fresh processes)", "cores": os.cpu_count(),
+               "sessions": "the bench's own" if same_session else "one per child (setsid)",
+               "autogroup": _autogroup(),
                "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                "python": f"{platform.python_version()} ({sys.executable})", "repeat": args.repeat,
                "commands": [" ".join(c) for c in commands], "load_average_end": load_average()}

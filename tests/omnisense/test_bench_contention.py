@@ -19,7 +19,7 @@ def test_bench_contention_pairs_each_command_with_itself_alone(monkeypatch):
         assert row["runs"] == 2 and row["alone_s"] > 0 and row["side_by_side_s"] > 0
         assert abs(row["ratio"] - row["side_by_side_s"] / row["alone_s"]) < 0.02  # from the unrounded times
         assert row["met"] == (row["ratio"] <= 1.5)
-    assert len(report.details) == 2
+    assert len(report.details) == 2 and report.context["sessions"] == "one per child (setsid)"
     for round_ in report.details:
         assert len(round_["alone"]) == len(round_["side_by_side"]) == 2
         assert round_["default_threads_at_start"] >= 1
