@@ -30,6 +30,8 @@ BENCHES: dict[str, str] = {
     "classify": "omnisense.bench.classify",
     "video": "omnisense.bench.video",
     "startup": "omnisense.bench.startup",
+    "commands": "omnisense.bench.commands",
+    "contention": "omnisense.bench.contention",
     "people": "omnisense.bench.people",
     "batch": "omnisense.bench.batch",
 }

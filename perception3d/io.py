@@ -571,7 +571,9 @@ def _read_pcd(path: Path) -> dict:
 
 
 def _read_pcd_open3d(path: Path, points: int) -> dict:
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     pc = o3d.io.read_point_cloud(str(path), format="pcd")
     xyz = np.asarray(pc.points)

@@ -70,8 +70,15 @@ def synthetic_sweep(num_points: int = 100_000, *, seed: int = 0) -> np.ndarray:
 
 
 def read_scan(path: Path) -> np.ndarray:
-    """A user's scan (any format `perception3d.read_points` reads: .bin, .npy, .pcd, .ply, .las, ...) as
-    float32 [N, 3]; raises PointCloudFileError on a bad file."""
+    """A user's scan (any format `perception3d.read_points` reads: .bin, .npy, .pcd, .ply, .las, ...), or the
+    first sweep of a capture or log (.pcap, .osf, .bag, .mcap: `fusion.logs`), as float32 [N, 3]; raises
+    PointCloudFileError (FileProblem for a log) on a bad file."""
+    from fusion.logs import is_log
+
+    if is_log(path):
+        from fusion.logs import read_scan as read_log_scan
+
+        return np.ascontiguousarray(read_log_scan(path, frame=0)[:, :3], dtype=np.float32)
     from perception3d import read_points
 
     return read_points(path).xyz

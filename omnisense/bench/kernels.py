@@ -20,7 +20,9 @@ from pathlib import Path
 HELP = "flattened-window and DSVT set attention against padded-window attention, spconv and SDPA alone (issue #3)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", type=Path, metavar="SCAN", help="a scan to use instead (.bin, .npy, .pcd, .ply, .las, ...)")
+    parser.add_argument("--input", type=Path, metavar="SCAN",
+                        help="a scan to use instead (.bin, .npy, .pcd, .ply, .las, ...; a capture or log, "
+                             ".pcap .osf .bag .mcap: its first sweep)")
     parser.add_argument("--points", type=int, default=100_000, help="points of the synthetic sweep (default 100000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sweep and the features")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per row (median reported)")

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace):
 
     def once(name: str) -> float:
         start = time.perf_counter()
-        subprocess.run(commands[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        # `-m` puts the working directory first on sys.path: run in this checkout, not the caller's
+        subprocess.run(commands[name], env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=True)
         return time.perf_counter() - start
 
     times: dict[str, list[float]] = {"floor": [], "help": []}
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace):
         for name in (("floor", "help") if i % 2 == 0 else ("help", "floor")):
             times[name].append(once(name))
 
-    probe = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True)
+    probe = subprocess.run([sys.executable, "-c", _PROBE], env=env, cwd=root, capture_output=True, text=True,
+                           check=True)
     imported = json.loads(probe.stderr.strip().splitlines()[-1])
     floor_modules = int(subprocess.run([sys.executable, "-c", "import sys; print(len(sys.modules))"], env=env,
                                        capture_output=True, text=True, check=True).stdout)

@@ -120,7 +120,9 @@ def _read_generic(path: Path) -> np.ndarray:
         inten = np.asarray(las.intensity, np.float32) / 65535.0 if "intensity" in las.point_format.dimension_names \
             else np.zeros(len(xyz), np.float32)
         return np.concatenate([xyz, inten[:, None]], 1)
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     pcd = o3d.t.io.read_point_cloud(str(path))
     if "positions" not in pcd.point:

@@ -120,7 +120,9 @@ _TEMPLATES: dict = {}
 
 def _template(kind):
     if kind not in _TEMPLATES:
-        import open3d as o3d
+        from perception3d._open3d import import_open3d
+
+        o3d = import_open3d()
 
         if kind == "sphere":
             m = o3d.geometry.TriangleMesh.create_sphere(1.0, resolution=8)
@@ -279,7 +281,9 @@ def simulate_frame(rng: np.random.Generator, lidar: LidarConfig = LidarConfig(),
     2.5 m around the scene's origin: the same generator state and different `sensor`s give sweeps of one scene along
     a trajectory. Points and boxes are in the sensor's frame; `meta["sensor_pose"]` is its 4 x 4 pose in the scene.
     """
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     ground = _ground_fn(rng, scene.max_slope_deg)
     sx, sy, syaw = (float(v) for v in sensor)

@@ -90,7 +90,9 @@ def _normals_torch(points: Tensor, k: int, knn_backend: str | None) -> Tensor:
 
 def _normals_open3d(points: Tensor, k: int) -> Tensor:
     import numpy as np
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.detach().double().numpy()))
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=k))

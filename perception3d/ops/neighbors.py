@@ -356,7 +356,9 @@ def _fps_numpy(cloud, n: int, start: int):
 
 def _fps_open3d(xyz: Tensor, n: int, start: int) -> Tensor:
     import numpy as np
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     out = []
     for cloud in xyz.double().numpy():

@@ -15,7 +15,9 @@ from perception3d.registration.pipeline import RegistrationResult, auto_voxel_si
 
 
 def _cloud(points: np.ndarray, voxel: float):
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
     pcd = pcd.voxel_down_sample(voxel)
@@ -31,7 +33,9 @@ def fpfh_ransac(source: np.ndarray, target: np.ndarray, *, voxel_size: float | N
     Args:
         voxel_size: in the clouds' unit; default: the size that leaves about `num_points` target points.
     """
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     start = time.perf_counter()
     source, target = check_points(source, "SOURCE"), check_points(target, "TARGET")
@@ -62,7 +66,9 @@ def icp_refine(source: np.ndarray, target: np.ndarray, init: np.ndarray, voxel_s
     (a lidar sweep registered at 1-2 m voxels), once more on a grid `fine` times as fine, but not finer than twice the
     target's point spacing: a 2 m grid leaves 0.2-0.5 m of translation error on sweeps whose points are 0.1 m apart.
     """
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     from perception3d.registration.pipeline import point_spacing
 
@@ -80,7 +86,9 @@ def icp_refine(source: np.ndarray, target: np.ndarray, init: np.ndarray, voxel_s
 def evaluate_alignment(source: np.ndarray, target: np.ndarray, transform: np.ndarray,
                        distance: float) -> tuple[float, float]:
     """open3d's fitness (share of source points with a target point within `distance`) and inlier RMSE."""
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     src = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(source, np.float64)))
     tgt = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(target, np.float64)))

@@ -46,7 +46,9 @@ class Confidence:
 
 def _fpfh(points: np.ndarray, voxel: float):
     """Voxelised points [M, 3] and their L2-normalised FPFH [M, 33] (normals within 2 voxels, FPFH within 5)."""
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     from perception3d.registration.classical import _cloud
 

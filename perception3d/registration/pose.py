@@ -215,7 +215,9 @@ def ransac_on_correspondences(tgt_corr: np.ndarray, src_corr: np.ndarray, *, dis
                               seed: int | None = None) -> np.ndarray:
     """open3d RANSAC on given correspondences (RoITr's official evaluation: ransac_n 3, edge-length checker
     0.9 and distance checker at `distance`). Returns a [4, 4] float64 source -> target transform."""
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     if seed is not None:
         o3d.utility.random.seed(seed)

@@ -92,7 +92,9 @@ def write_aligned_ply(path: str | Path, source: np.ndarray, transform: np.ndarra
                       target: np.ndarray | None = None) -> Path:
     """The registered source as a PLY; with `target`, both clouds merged, coloured per cloud (registered source
     green, target blue), for MeshLab or CloudCompare. Written by open3d, atomically."""
-    import open3d as o3d
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
 
     from perception3d._io import atomic_write
     from perception3d.registration.metrics import transform_points

@@ -73,3 +73,21 @@ def test_small_run(tmp_path):
     assert set(jobs) == {"attention core, flattened windows (FlatFormer)", "attention core, DSVT sets",
                          "voxel assignment (dynamic_voxelize)"}
     assert all(row["ratio"] > 0 and row["threads"] == 1 for row in jobs.values())
+
+
+def test_kernels_input_reads_the_first_sweep_of_a_capture():
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("ouster.sdk")
+    from omnisense.bench import detect
+    from omnisense.bench._kernels import read_scan
+
+    pcaps, why = detect.ouster_samples()
+    if why:
+        pytest.skip(why)
+    from fusion.logs import read_scan as read_log_scan
+
+    xyz = read_scan(pcaps[0])
+    assert xyz.dtype == np.float32 and xyz.ndim == 2 and xyz.shape[1] == 3
+    np.testing.assert_array_equal(xyz, read_log_scan(pcaps[0], frame=0)[:, :3])
