@@ -1,8 +1,8 @@
 """Where and on how many threads a command runs: `--device auto|cpu|cuda`, `--threads N`, OMNISENSE_THREADS.
 
 `--threads` wins, then OMNISENSE_THREADS, then OMP_NUM_THREADS. The default thread count is the number of idle cores this process may use: the cores in its affinity mask
-(`os.sched_getaffinity`, which honours taskset and container CPU sets) less the one-minute load average, at least
-one. On a busy machine that keeps a command from oversubscribing the cores other jobs hold (PyTorch's own default is
+(`os.sched_getaffinity`, which honours taskset and container CPU sets) less the busy ones (the one-minute load
+average, or the tasks runnable at this instant where those are more), at least one. On a busy machine that keeps a command from oversubscribing the cores other jobs hold (PyTorch's own default is
 every core, whatever runs beside it). `OMP_WAIT_POLICY=PASSIVE` makes idle OpenMP workers sleep rather than spin,
 which costs little in inference and frees the cores for others; it only takes effect when set before torch (and
 its OpenMP runtime) is imported, so `prepare_environment` runs before any torch import.
@@ -32,10 +32,31 @@ def load_average() -> float | None:
         return None
 
 
+def running_now() -> int | None:
+    """Tasks runnable at this instant on the machine, this process included (the 4th field of /proc/loadavg), or
+    None where there is no /proc/loadavg."""
+    try:
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def busy_cores() -> float | None:
+    """Cores other work holds: the one-minute load average, or the tasks runnable now besides this one where that is
+    more (a job started a few seconds ago has not reached the average yet: two commands started together); None
+    where the platform tells neither."""
+    load, running = load_average(), running_now()
+    if running is None:
+        return load
+    return max(load or 0.0, float(running - 1))
+
+
 def default_threads(cores: int | None = None, load: float | None = None) -> int:
-    """Idle cores: `cores - load`, rounded down, between 1 and `cores` (a missing load average counts as 0)."""
+    """Idle cores: `cores - load`, rounded down, between 1 and `cores`; `load` defaults to `busy_cores()` (a missing
+    one counts as 0)."""
     cores = usable_cores() if cores is None else cores
-    load = load_average() if load is None else load
+    load = busy_cores() if load is None else load
     return max(1, min(cores, int(cores - (load or 0.0))))
 
 

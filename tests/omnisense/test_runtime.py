@@ -23,13 +23,33 @@ from omnisense._errors import OmnisenseError
 def test_default_threads_are_the_idle_cores(cores, load, want, monkeypatch):
     if load is None:
         monkeypatch.setattr(_runtime, "load_average", lambda: None)
+        monkeypatch.setattr(_runtime, "running_now", lambda: None)
     assert _runtime.default_threads(cores, load) == want
 
 
 def test_default_threads_read_affinity_and_load(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 1.0, 1.0))
+    monkeypatch.setattr(_runtime, "running_now", lambda: 1)  # this process alone runs now
     assert _runtime.usable_cores() == 6 and _runtime.default_threads() == 2
+
+
+@pytest.mark.parametrize("load, running, want", [
+    (0.0, 1, 6),     # idle: this process alone
+    (0.0, 3, 4),     # two jobs started a moment ago, not yet in the one-minute average
+    (3.5, 2, 2),     # the average says more
+    (0.0, None, 6),  # no /proc/loadavg: the average alone
+])
+def test_busy_cores_count_jobs_the_average_has_not_seen(load, running, want, monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, 0.0, 0.0))
+    monkeypatch.setattr(_runtime, "running_now", lambda: running)
+    assert _runtime.default_threads(6) == want
+
+
+def test_running_now_reads_proc_loadavg():
+    if not os.path.exists("/proc/loadavg"):
+        pytest.skip("no /proc/loadavg")
+    assert _runtime.running_now() >= 1  # this process runs while it reads
 
 
 def test_threads_flag_then_env_then_omp_then_policy(monkeypatch):
