@@ -95,8 +95,12 @@ def _real_sweep(ctx):
         sweep = read_sweep(sample_data("ouster-samples") / OUSTER_SWEEP, 1)
     except (DataSourceError, FusionError, Perception3DError) as exc:
         return f"- real Ouster sweep: not shown ({exc})", None
+    from omnisense.commands.detect import default_score_threshold
+
     model, meta = load_model("flatformer_small_simkitti", device=ctx.device)
     det, counts = detect_points(model, sweep.points(), ctx.device, spec=meta.transforms())
+    threshold = default_score_threshold("flatformer_small_simkitti")
+    above = int((det["scores"] >= threshold).sum())
     shown = det["scores"].argsort(descending=True)[:SHOWN_BOXES]
     best = float(det["scores"].max()) if len(det["scores"]) else 0.0
     extent = model.geometry.point_range[3]
@@ -105,6 +109,7 @@ def _real_sweep(ctx):
                    title=f"real Ouster OS-1-128 sweep, {meta.describe_model()}: top {len(shown)} boxes (best {best:.2f})")
     return (f"- **a real sweep** (Ouster OS-1-128, 128 beams, {len(sweep)} points, sample data `ouster-samples`, "
             f"`omnisense detect {OUSTER_SWEEP.split('/')[-1]} --frame 1`): {meta.describe_model()} used "
-            f"{counts['used']} points and gives {len(det['boxes'])} boxes, the best scored {best:.2f}. The detectors "
+            f"{counts['used']} points and gives {len(det['boxes'])} boxes, the best scored {best:.2f} ({above} at or "
+            f"above the command's default threshold {threshold}, what `omnisense detect` reports). The detectors "
             "learnt only simulated sweeps and no labels ship with this capture: the picture shows the gap between "
             "simulated and real sweeps (boxes piled along walls), not a detection result."), png

@@ -45,6 +45,19 @@ def test_detect_reads_a_real_sweep(root, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_demo_real_sweep_counts_the_boxes_detect_reports(root, tmp_path, capsys):
+    from omnisense.demo import DemoContext
+    from omnisense.demo.detection import OUSTER_SWEEP, _real_sweep
+
+    line, png = _real_sweep(DemoContext(out=tmp_path))
+    out = tmp_path / "boxes.jsonl"
+    assert main(["detect", str(root / OUSTER_SWEEP), "--frame", "1", "--output", str(out)]) == 0
+    (record,) = [json.loads(row) for row in out.read_text().splitlines()]
+    assert f"({len(record['boxes'])} at or above the command's default threshold {record['score_threshold']}," in line
+    assert png.exists()
+
+
+@pytest.mark.slow
 def test_register_consecutive_osf_sweeps_against_the_poses(root, tmp_path):
     from perception3d.registration.metrics import translation_error
     from perception3d.sensors import read_kitti_poses, relative_pose
