@@ -54,6 +54,15 @@ class DemoSection:
     command: str = ""
 
 
+def rule_answer(top_class: str, rejection: dict) -> str:
+    """What the weights' rejection rule answers for a raw (`reject=False`) result: its top class, or "none of the
+    known classes" when a score of the result's `rejection` record is below its threshold (no rule: the top class)."""
+    from video.rejection import NONE_OF_THE_KNOWN
+
+    rejected = bool(rejection["score"]) and any(v < t for v, t in zip(rejection["value"], rejection["threshold"]))
+    return NONE_OF_THE_KNOWN if rejected else top_class
+
+
 def run_demo(output: Path, *, only: list[str] | None = None, seed: int = 0) -> int:
     import torch
 

@@ -45,18 +45,17 @@ def demo(ctx):
     import matplotlib.pyplot as plt
 
     from omnisense import sample_data
-    from omnisense.demo import DemoSection
+    from omnisense.demo import DemoSection, rule_answer
     from omnisense.models import load_model
     from video.audio.datasets import prefix_items, split_by_file
     from video.audio.frontend import kaldi_fbank
     from video.audio.inference import AudioClassifier
     from video.audio.io import load_audio
-    from video.rejection import NONE_OF_THE_KNOWN, Rejection
+    from video.rejection import Rejection
 
     weights = "audio_cnn_small_sonic_pi"
     model, meta = load_model(weights, device=ctx.device)
-    rule = Rejection.from_dict(meta.rejection)
-    classifier = AudioClassifier(model, meta.transforms(), meta.classes, rejection=rule)
+    classifier = AudioClassifier(model, meta.transforms(), meta.classes, rejection=Rejection.from_dict(meta.rejection))
     data_args = (meta.config or {}).get("data", {}).get("init_args", {})
     root = sample_data("sonic-pi-samples")
     items, names = prefix_items(root)
@@ -71,8 +70,7 @@ def demo(ctx):
     fig, axes = plt.subplots(2, 4, figsize=(14, 6))
     for ax, item in zip(axes.flat, chosen):
         result = classifier.classify_file(item.path, topk=3, reject=False)  # the raw top-3 ...
-        known = rule is None or rule.accepts(result["rejection"]["value"])
-        answer = result["top"][0]["class"] if known else NONE_OF_THE_KNOWN  # ... and what the rule answers
+        answer = rule_answer(result["top"][0]["class"], result["rejection"])  # ... and what the rule answers
         truth = names[item.label]
         hit = result["top"][0]["class"] == truth
         correct += hit

@@ -20,7 +20,7 @@ def demo(ctx):
     import matplotlib.pyplot as plt
 
     from omnisense import sample_data
-    from omnisense.demo import DemoSection
+    from omnisense.demo import DemoSection, rule_answer
     from omnisense.commands.classify import DEFAULT_WEIGHTS, classify_file
     from perception3d.io import read_points
 
@@ -31,9 +31,8 @@ def demo(ctx):
         if not path.exists():
             continue
         result = classify_file(path, votes=5, seed=ctx.seed, device=ctx.device, reject=False)  # the raw top-2 ...
-        top, rule = result["top"], result["rejection"]
-        rejected = bool(rule["score"]) and any(v < t for v, t in zip(rule["value"], rule["threshold"]))
-        answer = "none of the known classes" if rejected else top[0]["class"]  # ... and what the rule answers
+        top = result["top"]
+        answer = rule_answer(top[0]["class"], result["rejection"])  # ... and what the rule answers
         rows.append((name, expected, top[0]["class"], top[0]["probability"], top[1]["class"], top[1]["probability"],
                      answer))
         clouds.append((name, read_points(path, mesh_samples=1024, seed=ctx.seed).xyz, top[0]["class"]))

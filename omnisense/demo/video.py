@@ -14,13 +14,13 @@ def demo(ctx):
     import numpy as np
 
     from omnisense import sample_data
-    from omnisense.demo import DemoSection
+    from omnisense.demo import DemoSection, rule_answer
     from omnisense.models import load_model
     from video.io import write_video
     from video.overlay import write_recognition_overlay
     from video.recognition.inference import demo_frames, recognize
     from video.recognition.synthetic import CLASSES, SHAPES, render_clip
-    from video.rejection import NONE_OF_THE_KNOWN, Rejection
+    from video.rejection import Rejection
 
     rng = np.random.default_rng(10_000 + ctx.seed)  # seeds far from the training set's
     truth = CLASSES[int(rng.integers(len(CLASSES)))]
@@ -36,11 +36,9 @@ def demo(ctx):
         for model, weights in (("uniformer", "uniformer_tiny_synthetic"), ("vivit", "vivit_tiny_synthetic")):
             net, meta = load_model(weights, device=ctx.device)
             ctx.step(f"{model} on {Path(video).name} ...")
-            rule = Rejection.from_dict(meta.rejection)  # the raw top-3, and what the calibrated rule answers
             result = recognize(net, video, meta.classes, meta.transforms(), num_clips=2, topk=3, device=ctx.device,
-                               rejection=rule, reject=False)
-            known = rule is None or rule.accepts(result.rejection["value"])
-            answer = result.topk[0]["class"] if known else NONE_OF_THE_KNOWN
+                               rejection=Rejection.from_dict(meta.rejection), reject=False)  # the raw top-3 ...
+            answer = rule_answer(result.topk[0]["class"], result.rejection)  # ... and what the calibrated rule answers
             if model == "uniformer":
                 overlay = write_recognition_overlay(ctx.out / f"{Path(video).stem}_overlay.mp4", video, result)
                 links.append((f"overlay video, {Path(video).name}", overlay))
