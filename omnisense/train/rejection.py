@@ -10,16 +10,28 @@ logits of every input of three sets:
 - out-of-vocabulary: real inputs from the sample data (real scans for the shape classifiers, windows of real
   footage for the action recognisers, real non-instrument sounds for the instrument model).
 The out-of-vocabulary inputs are split by file (`split_ood`: the files of each source in name order, alternately
-to a validation and a test half; crops of a scan go with it). Then, from the in-vocabulary fit set (training-like
-inputs: fresh generator seeds for shapes, the training files for audio): the class means and variance of the
-classifier features ("mahalanobis"), 4 k-means prototypes per class of the L2-normalised features ("knn"), the mean
-and variance of the input statistics ("input_stats"), and a logistic regression telling the fit set's input
-statistics from those of the validation half of the out-of-vocabulary inputs ("detector", outlier exposure).
-For each score kind (`video.rejection.SCORE_KINDS`) and pair of kinds the threshold is the `--quantile` (default
-2%; 1% each for a pair) of the calibration scores. The rule kept is the one that rejects the most of the
-out-of-vocabulary validation half among those that accept at least 95% of the calibration set left out one at a
-time (each input against thresholds from all the others; one input's share less for small sets). The in-vocabulary
-test set and the out-of-vocabulary test half take no part in any choice: their figures are the ones reported.
+to a validation and a test half; crops of a scan go with it). A fourth set, "aux", holds generated outliers
+(`omnisense.train.outliers`: 280 clouds that are none of the procedural shapes; 120 sounds outside the model's
+vocabulary), run through the same inference path. Then, from the in-vocabulary fit set (training-like inputs:
+fresh generator seeds for shapes, the training files for audio): the class means and variance of the classifier
+features ("mahalanobis"), 4 k-means prototypes per class of the L2-normalised features ("knn"), the mean and
+variance of the input statistics ("input_stats"), and a logistic regression telling the fit set's input
+statistics from out-of-vocabulary ones ("detector", outlier exposure): with `outliers` off, from the validation half
+of the real out-of-vocabulary inputs only (weighted half against the fit set's half); with it on, from those
+(a quarter) and the generated outliers (a quarter). The detector's scores on the validation half are out of fold
+(5 folds by file: each file scored by a detector fitted without it), so that choosing a rule on the validation
+half does not reward a detector for having learnt those very files; the test half is scored by the detector
+fitted on the whole validation half.
+For each score kind (`video.rejection.SCORE_KINDS`) and pair of kinds the threshold is a quantile q of the
+calibration scores (q / 2 each for a pair). `--quantile` fixes q (default 2%); `--choose` tries q in
+`QUANTILES` (1-5%) and both settings of `outliers`, and keeps among every (outliers, q, rule) the one that rejects
+the most of the out-of-vocabulary validation half among those that accept at least 95% of the calibration set left
+out one at a time (each input against thresholds from all the others), with no slack (ties: the higher left-out
+acceptance, then the smaller q, then no generated outliers, then the shorter rule). Without `--choose` the rule
+is chosen as before among one setting: at least 95% less one input's share, for small sets. The in-vocabulary
+test set and the out-of-vocabulary test half take no part in any fit or choice: their figures are the ones
+reported. `--fresh` adds real out-of-vocabulary sources no earlier round used (`FRESH_SOURCES`) as a second
+test set ("fresh"), only measured.
 `--write` stores the rule in the weights' metadata (`omnisense.weights.update_meta`, field `rejection`) together
 with the figures; `--quick` runs a small subset (what the tests recompute).
 """
