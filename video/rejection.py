@@ -245,7 +245,8 @@ class Rejection:
         if "detector" in self.kinds and (self.detector_weight is None or self.detector_bias is None
                                          or len(self.detector_weight) != len(self.input_mean or ())):
             raise ValueError("a detector rule needs detector_weight (one per input statistic) and detector_bias")
-        if "feature_detector" in self.kinds and (not self.feature_detector_weight or self.feature_detector_bias is None):
+        if "feature_detector" in self.kinds and (not self.feature_detector_weight
+                                                 or self.feature_detector_bias is None):
             raise ValueError("a feature_detector rule needs feature_detector_weight and feature_detector_bias")
 
     @property

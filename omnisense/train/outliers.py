@@ -138,7 +138,8 @@ def _sheet(rng: Rng) -> np.ndarray:
     for _ in range(rng.integers(0, 4)):
         uv = uv[np.linalg.norm(uv - rng.uniform(-0.8, 0.8, 2), axis=1) > rng.uniform(0.1, 0.3)]
     bend = rng.uniform(0, 2.5)
-    x, z = (np.sin(bend * uv[:, 0]) / bend, (1 - np.cos(bend * uv[:, 0])) / bend) if bend > 1e-3 else (uv[:, 0], 0 * uv[:, 0])
+    u = uv[:, 0]
+    x, z = (np.sin(bend * u) / bend, (1 - np.cos(bend * u)) / bend) if bend > 1e-3 else (u, 0 * u)
     return np.c_[x, uv[:, 1], z] @ _rotation(rng).T
 
 

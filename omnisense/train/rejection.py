@@ -31,7 +31,8 @@ out one at a time (each input against thresholds from all the others), with no s
 acceptance, then the smaller q, then no generated outliers, then the shorter rule). Without `--choose` the rule
 is chosen as before among one setting: at least 95% less one input's share, for small sets. The in-vocabulary
 test set and the out-of-vocabulary test half take no part in any fit or choice: their figures are the ones
-reported. `--fresh` adds real out-of-vocabulary sources no earlier round used (`FRESH_SOURCES`) as a second
+reported. `--fresh` adds real out-of-vocabulary sources no earlier round used (`shape_fresh`: the
+Ouster captures of `FRESH_OUSTER`; `audio_fresh`: 40 more asterisk prompts) as a second
 test set ("fresh"), only measured.
 `--write` stores the rule in the weights' metadata (`omnisense.weights.update_meta`, field `rejection`) together
 with the figures; `--quick` runs a small subset (what the tests recompute).
@@ -148,7 +149,8 @@ def shape_logits(name: str, quick: bool) -> dict[str, list[tuple[str, np.ndarray
             "ood": [(rel, *run(xyz)) for rel, xyz in shape_ood(quick)]}
 
 
-FRESH_OUSTER = ("ouster-training/pcaps/OS-0-128-U1_v2.3.0_1024x10.pcap", "ouster-training/pcaps/OS-1-32-G_v2.1.1_1024x10.pcap",
+FRESH_OUSTER = ("ouster-training/pcaps/OS-0-128-U1_v2.3.0_1024x10.pcap",
+                "ouster-training/pcaps/OS-1-32-G_v2.1.1_1024x10.pcap",
                 "ouster-training/pcaps/OS-2-32-U0_v2.0.0_1024x10.pcap")
 
 
@@ -518,9 +520,8 @@ def calibrate(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray
     sizes.update(ood_val=int(is_val.sum()), ood_test=int((~is_val).sum()))
     return {"best": best[2], "outliers": o, "quantile": q, "kinds": {k: r for oo, qq, k, r in candidates
                                                                      if (oo, qq) == (o, q)},
-            "variants": {f"outliers={int(oo)} q={qq:g} {k}": {kk: v for kk, v in r.items() if not kk.endswith("accepted")
-                                                              or kk.endswith("left_out_accepted")
-                                                              or kk == "test_accepted"}
+            "variants": {f"outliers={int(oo)} q={qq:g} {k}": {kk: v for kk, v in r.items()
+                                                              if kk not in ("ood_test_accepted", "fresh_accepted")}
                          for oo, qq, k, r in candidates},
             "sizes": sizes, **{k: table[k] for k in ("feature_mean", "feature_var", "input_mean", "input_var",
                                                        "feature_bank", "detector_weight", "detector_bias",
@@ -599,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             sets = logits_of(name, args.quick, args.actions_root, args.audio_root)
             if cache is not None:
                 _save_sets(cache, sets)
-        if (args.outliers or args.choose or args.fresh) and "aux" not in sets and name.startswith(("gpsformer", "audio")):
+        wants_extra = args.outliers or args.choose or args.fresh
+        if wants_extra and "aux" not in sets and name.startswith(("gpsformer", "audio")):
             sets.update(extra_sets(name, args.quick))
             if cache is not None:
                 _save_sets(cache, sets)
