@@ -541,15 +541,18 @@ def logits_of(name: str, quick: bool, actions_root: Path | None, audio_root: Pat
 DATA_NOTES: dict[str, Callable[[bool], str]] = {
     "shapes": lambda q: ("fit: procedural shapes, seed 11 (unseen, 100 per class); calibration: seed 7 (unseen, 30 "
                          "per class); test: the shapes-small test split; out of vocabulary: real CGAL/octomap/laspy/"
-                         "Ouster scans, local crops of the large ones, and real-object CGAL meshes, split by file"),
+                         "Ouster scans, local crops of the large ones, and real-object CGAL meshes, split by file; "
+                         "generated outliers: 280 clouds of omnisense.train.outliers; fresh (measured only): the "
+                         "ouster-training captures and 3 crops of each"),
     "actions": lambda q: ("calibration: val split, test: test split of `data make actions --seed 7` (unseen); out of "
                           "vocabulary: consecutive 2 s windows of bikes, carphone, vtest, box and cup"),
     "audio": lambda q: ("calibration: the val files, test: the test files of the sonic-pi split by file; out of "
                         "vocabulary: pocketsphinx speech, asterisk prompts and recorded silences, the opensoundscape "
-                        "birds, the audio of box.mp4 and cup.mp4, split by file"),
+                        "birds, the audio of box.mp4 and cup.mp4, split by file; generated outliers: 120 sounds of "
+                        "omnisense.train.outliers; fresh (measured only): 40 further asterisk prompts"),
     "real-sounds": lambda q: ("calibration: the val files, test: the test files of the real-sounds split by file; "
                               "out of vocabulary: sonic-pi's synthetic electronic sounds (glitch, robot, phone, blips), "
-                              "split by file"),
+                              "split by file; generated outliers: 120 electronic sounds of omnisense.train.outliers"),
 }
 
 
