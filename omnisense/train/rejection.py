@@ -19,16 +19,21 @@ variance of the input statistics ("input_stats"), and a logistic regression tell
 statistics from out-of-vocabulary ones ("detector", outlier exposure): with `outliers` off, from the validation half
 of the real out-of-vocabulary inputs only (weighted half against the fit set's half); with it on, from those
 (a quarter) and the generated outliers (a quarter); and the same logistic regression over the classifier's
-L2-normalised features, standardised by the fit set ("feature_detector"), from the same inputs. The detectors'
+L2-normalised features, standardised by the fit set ("feature_detector"), from the same inputs. The detector over
+the input statistics comes in two forms: that logistic regression, or (`mlp`) a network with one hidden layer of
+`MLP_HIDDEN` ReLU units, trained on the same weighted cross-entropy (Adam, learning rate 1e-2, weight decay 1e-2,
+300 full-batch steps, seeded). The detectors'
 scores on the validation half are out of fold (5 folds by file: each file scored by a detector fitted without it),
 so that choosing a rule on the validation half does not reward a detector for having learnt those very files; the
 test half is scored by the detectors fitted on the whole validation half.
 For each score kind (`video.rejection.SCORE_KINDS`) and pair of kinds the threshold is a quantile q of the
 calibration scores (q / 2 each for a pair). `--quantile` fixes q (default 2%); `--choose` tries q in
-`QUANTILES` (1-5%) and both settings of `outliers`, and keeps among every (outliers, q, rule) the one that rejects
+`QUANTILES` (1-5%), both settings of `outliers` and both forms of the detector (an MLP only with generated
+outliers: without them 14-38 files are too few to train one), and keeps among every (outliers, form, q, rule) the
+one that rejects
 the most of the out-of-vocabulary validation half among those that accept at least 95% of the calibration set left
 out one at a time (each input against thresholds from all the others), with no slack (ties: the higher left-out
-acceptance, then the smaller q, then no generated outliers, then the shorter rule). Without `--choose` the rule
+acceptance, then the smaller q, then no generated outliers, then the linear detector, then the shorter rule). Without `--choose` the rule
 is chosen as before among one setting: at least 95% less one input's share, for small sets. The in-vocabulary
 test set and the out-of-vocabulary test half take no part in any fit or choice: their figures are the ones
 reported. `--fresh` adds real out-of-vocabulary sources no earlier round used (`shape_fresh`: the
