@@ -9,36 +9,34 @@ logits of every input of three sets:
 - in-vocabulary test: the weights' held-out test split;
 - out-of-vocabulary: real inputs from the sample data (real scans for the shape classifiers, windows of real
   footage for the action recognisers, real non-instrument sounds for the instrument model).
-The out-of-vocabulary inputs are split by file (`split_ood`: the files of each source in name order, alternately
-to a validation and a test half; crops of a scan go with it). A fourth set, "aux", holds generated outliers
+The out-of-vocabulary inputs are split by file (`split_ood`: the files of each source in name order, alternately to
+a validation and a test half; crops of a scan go with it). A fourth set, "aux", holds generated outliers
 (`omnisense.train.outliers`: 280 clouds that are none of the procedural shapes; 120 sounds outside the model's
-vocabulary), run through the same inference path. Then, from the in-vocabulary fit set (training-like inputs:
-fresh generator seeds for shapes, the training files for audio): the class means and variance of the classifier
-features ("mahalanobis"), 4 k-means prototypes per class of the L2-normalised features ("knn"), the mean and
-variance of the input statistics ("input_stats"), and a logistic regression telling the fit set's input
-statistics from out-of-vocabulary ones ("detector", outlier exposure): with `outliers` off, from the validation half
-of the real out-of-vocabulary inputs only (weighted half against the fit set's half); with it on, from those
-(a quarter) and the generated outliers (a quarter); and the same logistic regression over the classifier's
-L2-normalised features, standardised by the fit set ("feature_detector"), from the same inputs. The detector over
-the input statistics comes in two forms: that logistic regression, or (`mlp`) a network with one hidden layer of
-`MLP_HIDDEN` ReLU units, trained on the same weighted cross-entropy (Adam, learning rate 1e-2, weight decay 1e-2,
-300 full-batch steps, seeded). The detectors'
-scores on the validation half are out of fold (5 folds by file: each file scored by a detector fitted without it),
-so that choosing a rule on the validation half does not reward a detector for having learnt those very files; the
-test half is scored by the detectors fitted on the whole validation half.
+vocabulary), run through the same inference path. Then, from the in-vocabulary fit set (training-like inputs: fresh
+generator seeds for shapes, the training files for audio): the class means and variance of the classifier features
+("mahalanobis"), 4 k-means prototypes per class of the L2-normalised features ("knn"), the mean and variance of the
+input statistics ("input_stats"), and a logistic regression telling the fit set's input statistics from
+out-of-vocabulary ones ("detector", outlier exposure): with `outliers` off, from the validation half of the real
+out-of-vocabulary inputs only (weighted half against the fit set's half); with it on, from those (a quarter) and the
+generated outliers (a quarter); and the same logistic regression over the classifier's L2-normalised features,
+standardised by the fit set ("feature_detector"), from the same inputs. The detector over the input statistics comes
+in two forms: that logistic regression, or (`mlp`) a network with one hidden layer of `MLP_HIDDEN` ReLU units,
+trained on the same weighted cross-entropy (Adam, learning rate 1e-2, weight decay 1e-2, 300 full-batch steps,
+seeded). The detectors' scores on the validation half are out of fold (5 folds by file: each file scored by a
+detector fitted without it), so that choosing a rule on the validation half does not reward a detector for having
+learnt those very files; the test half is scored by the detectors fitted on the whole validation half.
 For each score kind (`video.rejection.SCORE_KINDS`) and pair of kinds the threshold is a quantile q of the
-calibration scores (q / 2 each for a pair). `--quantile` fixes q (default 2%); `--choose` tries q in
-`QUANTILES` (1-5%), both settings of `outliers` and both forms of the detector (an MLP only with generated
-outliers: without them 14-38 files are too few to train one), and keeps among every (outliers, form, q, rule) the
-one that rejects
-the most of the out-of-vocabulary validation half among those that accept at least 95% of the calibration set left
-out one at a time (each input against thresholds from all the others), with no slack (ties: the higher left-out
-acceptance, then the smaller q, then no generated outliers, then the linear detector, then the shorter rule). Without `--choose` the rule
-is chosen as before among one setting: at least 95% less one input's share, for small sets. The in-vocabulary
-test set and the out-of-vocabulary test half take no part in any fit or choice: their figures are the ones
-reported. `--fresh` adds real out-of-vocabulary sources no earlier round used (`shape_fresh`: the
-Ouster captures of `FRESH_OUSTER`; `audio_fresh`: 40 more asterisk prompts) as a second
-test set ("fresh"), only measured.
+calibration scores (q / 2 each for a pair). `--quantile` fixes q (default 2%); `--choose` tries q in `QUANTILES`
+(1-5%), both settings of `outliers` and both forms of the detector (an MLP only with generated outliers: without
+them 14-38 files are too few to train one), and keeps among every (outliers, form, q, rule) the one that rejects the
+most of the out-of-vocabulary validation half among those that accept at least 95% of the calibration set left out
+one at a time (each input against thresholds from all the others), with no slack (ties: the higher left-out
+acceptance, then the smaller q, then no generated outliers, then the linear detector, then the shorter rule).
+Without `--choose` the rule is chosen as before among one setting: at least 95% less one input's share, for small
+sets. The in-vocabulary test set and the out-of-vocabulary test half take no part in any fit or choice: their
+figures are the ones reported. `--fresh` adds real out-of-vocabulary sources no earlier round used (`shape_fresh`:
+the Ouster captures of `FRESH_OUSTER`; `audio_fresh`: 40 more asterisk prompts) as a second test set ("fresh"), only
+measured.
 `--write` stores the rule in the weights' metadata (`omnisense.weights.update_meta`, field `rejection`) together
 with the figures; `--quick` runs a small subset (what the tests recompute).
 """
@@ -392,6 +390,33 @@ def fit_detector(inside: np.ndarray, outside: np.ndarray, *, aux: np.ndarray | N
     return w.detach().numpy(), float(b.detach())
 
 
+def fit_mlp_detector(inside: np.ndarray, outside: np.ndarray, *, aux: np.ndarray | None = None,
+                     hidden: int = 32, steps: int = 300,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """`fit_detector`'s task and weighting with one hidden layer of `hidden` ReLU units (Adam, learning rate 1e-2,
+    weight decay 1e-2, full batch, seeded): hidden weights `[H, S]` and bias `[H]`, output weights `[H]` and bias."""
+    aux = np.zeros((0, inside.shape[1])) if aux is None else aux
+    x = torch.from_numpy(np.concatenate([inside, outside, aux])).float()
+    y = torch.cat([torch.ones(len(inside)), torch.zeros(len(outside) + len(aux))])
+    share = 0.25 if len(aux) and len(outside) else 0.5
+    weight = torch.cat([torch.full((len(inside),), 0.5 / len(inside)),
+                        torch.full((len(outside),), (share if len(aux) else 0.5) / max(1, len(outside))),
+                        torch.full((len(aux),), (share if len(outside) else 0.5) / max(1, len(aux)))])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (weight * torch.nn.functional.binary_cross_entropy_with_logits(net(x)[:, 0], y, reduction="none")).sum()
+        loss.backward()
+        opt.step()
+    first, last = net[0], net[2]
+    return (first.weight.detach().double().numpy(), first.bias.detach().double().numpy(),
+            last.weight.detach().double().numpy()[0], float(last.bias.detach()[0]))
+
+
+MLP_HIDDEN = 32
 QUANTILES = (0.01, 0.02, 0.03, 0.04, 0.05)
 DETECTOR_FOLDS = 5
 
@@ -401,11 +426,12 @@ def _file_of(name: str) -> str:
 
 
 def score_table(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]], *,
-                outliers: bool = False) -> dict:
+                outliers: bool = False, mlp: bool = False) -> dict:
     """The fitted statistics (see the module docstring) and every score kind's scores `[n]` of the calibration,
     test, out-of-vocabulary (and "fresh", when present) sets. With `outliers`, the detector also learns from the
-    generated outliers `sets["aux"]`. The detector's scores on the out-of-vocabulary validation half are out of
-    fold (`DETECTOR_FOLDS` folds over its files)."""
+    generated outliers `sets["aux"]`; with `mlp`, the input-statistics detector has a hidden layer
+    (`fit_mlp_detector`). The detectors' scores on the out-of-vocabulary validation half are out of fold
+    (`DETECTOR_FOLDS` folds over its files)."""
     from video.rejection import SCORE_KINDS, rejection_score
 
     means, var = feature_statistics(sets["fit"])
@@ -426,7 +452,19 @@ def score_table(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarr
     f_mean, f_std = unit["fit"].mean(0), unit["fit"].std(0) + 1e-6
     zf = {key: (f - f_mean) / f_std for key, f in unit.items()}
     aux_f = zf.get("aux") if outliers else None
-    weight, bias = fit_detector(z["fit"], z["ood"][is_val], aux=aux)
+    def detector(outside: np.ndarray) -> tuple:  # (hidden weight, hidden bias, weight, bias); no hidden layer: None
+        if mlp:
+            return fit_mlp_detector(z["fit"], outside, aux=aux, hidden=MLP_HIDDEN)
+        return (None, None, *fit_detector(z["fit"], outside, aux=aux))
+
+    def apply(params: tuple, x: np.ndarray) -> np.ndarray:
+        hw, hb, w, b = params
+        return (np.maximum(x @ hw.T + hb, 0) if hw is not None else x) @ w + b
+
+    full = detector(z["ood"][is_val])
+    hidden_weight, hidden_bias, weight, bias = full
+    hidden = {"weight": None if hidden_weight is None else torch.from_numpy(hidden_weight),
+              "bias": None if hidden_bias is None else torch.from_numpy(hidden_bias)}
     f_weight, f_bias = fit_detector(zf["fit"], zf["ood"][is_val], aux=aux_f)
     f_weight, f_bias = f_weight / f_std, f_bias - float(f_weight / f_std @ f_mean)  # over the unit features
     val_files = sorted({_file_of(row[0]) for row, v in zip(sets["ood"], is_val) if v})
@@ -436,8 +474,7 @@ def score_table(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarr
     for k in range(DETECTOR_FOLDS):
         held = row_fold == k
         if held.any():
-            w_k, b_k = fit_detector(z["fit"], z["ood"][is_val & ~held], aux=aux)
-            oof[held] = z["ood"][held] @ w_k + b_k
+            oof[held] = apply(detector(z["ood"][is_val & ~held]), z["ood"][held])
             w_k, b_k = fit_detector(zf["fit"], zf["ood"][is_val & ~held], aux=aux_f)
             f_oof[held] = zf["ood"][held] @ w_k + b_k
 
@@ -447,7 +484,8 @@ def score_table(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarr
                               feature_var=torch.from_numpy(var), stats=stats, input_mean=torch.from_numpy(input_mean),
                               input_var=torch.from_numpy(input_var), feature_bank=torch.from_numpy(bank),
                               detector_weight=torch.from_numpy(weight), detector_bias=bias,
-                              feature_detector_weight=torch.from_numpy(f_weight), feature_detector_bias=f_bias).numpy()
+                              feature_detector_weight=torch.from_numpy(f_weight), feature_detector_bias=f_bias,
+                              detector_hidden_weight=hidden["weight"], detector_hidden_bias=hidden["bias"]).numpy()
         if key == "ood" and kind in ("detector", "feature_detector"):
             out = np.where(is_val, oof if kind == "detector" else f_oof, out)
         return out
@@ -456,7 +494,8 @@ def score_table(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarr
     return {"scores": {key: {kind: scores(key, kind) for kind in SCORE_KINDS} for key in keys}, "is_val": is_val,
             "feature_mean": means, "feature_var": var, "input_mean": input_mean, "input_var": input_var,
             "feature_bank": bank, "detector_weight": weight, "detector_bias": bias, "feature_detector_weight": f_weight,
-            "feature_detector_bias": f_bias}
+            "feature_detector_bias": f_bias, "detector_hidden_weight": hidden_weight,
+            "detector_hidden_bias": hidden_bias}
 
 
 def _rules(sets: dict, table: dict, quantile: float) -> dict[str, dict]:
@@ -493,44 +532,49 @@ def _rules(sets: dict, table: dict, quantile: float) -> dict[str, dict]:
 
 
 def calibrate(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]], *, quantile: float = 0.02,
-              min_accept: float = 0.95, outliers: bool = False, choose: bool = False) -> dict:
+              min_accept: float = 0.95, outliers: bool = False, mlp: bool = False, choose: bool = False) -> dict:
     """For every score kind and every pair of kinds: the thresholds and what they give; the best rule.
 
     A single kind's threshold is the `quantile` of its calibration scores; a pair's are each at `quantile / 2` (the
     false-rejection budget shared). The best rule rejects the most of the out-of-vocabulary validation half
-    (`split_ood`; the detector's scores there out of fold) among those that accept at least `min_accept` of the
+    (`split_ood`; the detectors' scores there out of fold) among those that accept at least `min_accept` of the
     calibration set left out one at a time (each input against thresholds from all the others; `min_accept` less one
     input's share, for small sets; when none does, the one that accepts the most there). With `choose`, every
-    (outliers, q in `QUANTILES`, rule) competes under `min_accept` itself, no slack (the module docstring gives the
-    ties); `quantile` and `outliers` are then ignored. The in-vocabulary test set, the out-of-vocabulary test half
-    and the "fresh" set are only measured.
+    (outliers, detector form, q in `QUANTILES`, rule) competes under `min_accept` itself, no slack (the MLP form only
+    with generated outliers; the module docstring gives the ties); `quantile`, `outliers` and `mlp` are then
+    ignored. The in-vocabulary test set, the out-of-vocabulary test half and the "fresh" set are only measured.
     """
-    settings = ([(o, q) for o in (False, True) for q in QUANTILES] if choose else [(outliers, quantile)])
-    tables = {o: score_table(sets, outliers=o) for o in {o for o, _ in settings}}
-    candidates = []  # (outliers, quantile, rule name, figures)
-    for o, q in settings:
-        candidates += [(o, q, k, r) for k, r in _rules(sets, tables[o], q).items()]
+    forms = [(False, False), (True, False), (True, True)] if choose else [(outliers, mlp)]
+    settings = [(o, m, q) for o, m in forms for q in (QUANTILES if choose else (quantile,))]
+    tables = {form: score_table(sets, outliers=form[0], mlp=form[1]) for form in forms}
+    candidates = []  # (outliers, mlp, quantile, rule name, figures)
+    for o, m, q in settings:
+        candidates += [(o, m, q, k, r) for k, r in _rules(sets, tables[(o, m)], q).items()]
     floor = min_accept - (0 if choose else 1 / len(sets["calibration"]))
-    ok = [c for c in candidates if c[3]["calibration_left_out_accepted"] >= floor - 1e-12]
+    ok = [c for c in candidates if c[4]["calibration_left_out_accepted"] >= floor - 1e-12]
+
+    def ties(c: tuple) -> tuple:
+        return -c[2], -int(c[0]), -int(c[1]), -len(c[3])
+
     if ok:
-        best = max(ok, key=lambda c: (c[3]["ood_val_rejected"], c[3]["calibration_left_out_accepted"], -c[1],
-                                      -int(c[0]), -len(c[2])))
+        best = max(ok, key=lambda c: (c[4]["ood_val_rejected"], c[4]["calibration_left_out_accepted"], *ties(c)))
     else:  # no rule keeps enough of the vocabulary: reject as little of it as possible
-        best = max(candidates, key=lambda c: (c[3]["calibration_left_out_accepted"], c[3]["ood_val_rejected"], -c[1],
-                                              -int(c[0]), -len(c[2])))
-    o, q = best[0], best[1]
-    table = tables[o]
+        best = max(candidates, key=lambda c: (c[4]["calibration_left_out_accepted"], c[4]["ood_val_rejected"],
+                                              *ties(c)))
+    o, m, q = best[:3]
+    table = tables[(o, m)]
     is_val = table["is_val"]
     sizes = {k: len(v) for k, v in sets.items()}
     sizes.update(ood_val=int(is_val.sum()), ood_test=int((~is_val).sum()))
-    return {"best": best[2], "outliers": o, "quantile": q, "kinds": {k: r for oo, qq, k, r in candidates
-                                                                     if (oo, qq) == (o, q)},
-            "variants": {f"outliers={int(oo)} q={qq:g} {k}": {kk: v for kk, v in r.items()
-                                                              if kk not in ("ood_test_accepted", "fresh_accepted")}
-                         for oo, qq, k, r in candidates},
+    return {"best": best[3], "outliers": o, "mlp": m, "quantile": q,
+            "kinds": {k: r for oo, mm, qq, k, r in candidates if (oo, mm, qq) == (o, m, q)},
+            "variants": {f"outliers={int(oo)} mlp={int(mm)} q={qq:g} {k}": {
+                kk: v for kk, v in r.items() if kk not in ("ood_test_accepted", "fresh_accepted")}
+                for oo, mm, qq, k, r in candidates},
             "sizes": sizes, **{k: table[k] for k in ("feature_mean", "feature_var", "input_mean", "input_var",
                                                        "feature_bank", "detector_weight", "detector_bias",
-                                                       "feature_detector_weight", "feature_detector_bias")},
+                                                       "feature_detector_weight", "feature_detector_bias",
+                                                       "detector_hidden_weight", "detector_hidden_bias")},
             "ood_val_files": sorted({_file_of(row[0]) for row, v in zip(sets["ood"], is_val) if v}),
             "ood_test_files": sorted({_file_of(row[0]) for row, v in zip(sets["ood"], is_val) if not v})}
 
@@ -588,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small subset (as the tests run it)")
     parser.add_argument("--quantile", type=float, default=0.02)
     parser.add_argument("--outliers", action="store_true", help="the detector also learns from generated outliers")
+    parser.add_argument("--mlp", action="store_true", help="the input-statistics detector has a hidden layer")
     parser.add_argument("--choose", action="store_true",
                         help="choose the quantile (QUANTILES) and whether to use generated outliers on the validation "
                              "half (overrides --quantile and --outliers)")
@@ -608,17 +653,17 @@ def main(argv: list[str] | None = None) -> int:
             sets = logits_of(name, args.quick, args.actions_root, args.audio_root)
             if cache is not None:
                 _save_sets(cache, sets)
-        wants_extra = args.outliers or args.choose or args.fresh
+        wants_extra = args.outliers or args.mlp or args.choose or args.fresh
         if wants_extra and "aux" not in sets and name.startswith(("gpsformer", "audio")):
             sets.update(extra_sets(name, args.quick))
             if cache is not None:
                 _save_sets(cache, sets)
         if not args.fresh:
             sets.pop("fresh", None)
-        result = calibrate(sets, quantile=args.quantile, outliers=args.outliers, choose=args.choose)
+        result = calibrate(sets, quantile=args.quantile, outliers=args.outliers, mlp=args.mlp, choose=args.choose)
         report[name] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()
                         if k not in ("feature_mean", "feature_var", "input_mean", "input_var", "feature_bank",
-                                     "feature_detector_weight")}
+                                     "feature_detector_weight", "detector_hidden_weight", "detector_hidden_bias")}
         best = result["kinds"][result["best"]]
         print(f"{name}: {result['sizes']}")
         for kind, row in result["kinds"].items():
@@ -626,7 +671,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['test_accepted']:.3f}  out-of-vocabulary rejected: validation {row['ood_val_rejected']:.3f}, "
                   f"test {row['ood_test_rejected']:.3f}"
                   + (f", fresh {row['fresh_rejected']:.3f}" if "fresh_rejected" in row else ""))
-        print(f"  chosen: {result['best']} (generated outliers {result['outliers']}, quantile {result['quantile']:g}): "
+        print(f"  chosen: {result['best']} (generated outliers {result['outliers']}, MLP detector {result['mlp']}, "
+              f"quantile {result['quantile']:g}): "
               f"test accepted {best['test_accepted']:.3f}, held-out out-of-vocabulary rejected "
               f"{best['ood_test_rejected']:.3f} (accepted: {best['ood_test_accepted']})"
               + (f"; fresh rejected {best['fresh_rejected']:.3f} (accepted: {best['fresh_accepted']})"
@@ -649,13 +695,17 @@ def main(argv: list[str] | None = None) -> int:
             if "detector" in kinds:
                 stats.update(detector_weight=short(result["detector_weight"], 6),
                              detector_bias=float(f"{result['detector_bias']:.6g}"))
+                if result["detector_hidden_weight"] is not None:
+                    stats.update(detector_hidden_weight=short(result["detector_hidden_weight"], 6),
+                                 detector_hidden_bias=short(result["detector_hidden_bias"], 6))
             if "feature_detector" in kinds:
                 stats.update(feature_detector_weight=short(result["feature_detector_weight"], 6),
                              feature_detector_bias=float(f"{result['feature_detector_bias']:.6g}"))
             figures = [k for k in ("calibration_accepted", "calibration_left_out_accepted", "test_accepted",
                                    "ood_val_rejected", "ood_test_rejected", "ood_rejected", "fresh_rejected",
                                    "fresh_accepted") if k in best]
-            flags = " --choose" if args.choose else f" --quantile {args.quantile:g}" + (" --outliers" * args.outliers)
+            flags = (" --choose" if args.choose else f" --quantile {args.quantile:g}" + " --outliers" * args.outliers
+                     + " --mlp" * args.mlp)
             update_meta(name, vocabulary=VOCABULARIES[name], rejection={
                 "score": result["best"],
                 "threshold": best["threshold"][0] if len(best["threshold"]) == 1 else best["threshold"], **stats,
@@ -666,11 +716,12 @@ def main(argv: list[str] | None = None) -> int:
                             "features) against the out-of-vocabulary validation files"
                             + (" and generated outliers (omnisense.train.outliers)" if result["outliers"] else "")),
                     "quantile": result["quantile"], "generated_outliers": result["outliers"],
+                    "detector_form": f"MLP, {MLP_HIDDEN} hidden units" if result["mlp"] else "logistic regression",
                     "data": DATA_NOTES[family](args.quick),
                     "choice": ("the rule rejecting the most out-of-vocabulary validation files (the detector's scores "
                                "there out of fold) among those accepting >= 95% of the calibration set left out one "
                                "at a time" + (", over the quantiles 1-5% and with or without generated outliers"
-                                              if args.choose else "")
+                                              + ", and both detector forms" if args.choose else "")
                                + "; the test, ood_test and fresh figures are held out"),
                     "sizes": result["sizes"], **{k: best[k] for k in figures},
                     "ood_val_files": result["ood_val_files"], "ood_test_files": result["ood_test_files"],

@@ -91,6 +91,24 @@ def test_calibration_learns_from_generated_outliers_and_chooses_without_the_held
     assert again["kinds"][again["best"]]["threshold"] == best["threshold"]
 
 
+def test_mlp_detector_rejects_outliers_on_both_sides_of_the_training_statistics():
+    """Generated outliers lie on both sides of the training data in one input statistic, the real ones too: the
+    detector with a hidden layer learns the band, a logistic regression cannot."""
+    sets = _synthetic_sets(2)
+    rng = np.random.default_rng(7)
+
+    def shifted(rows: list) -> list:
+        return [(n, lg, f - np.r_[0, 0, 0, 0, 0, f[5] - rng.normal(0, 0.3)],
+                 st + np.r_[rng.choice([-5.0, 5.0]), 0, 0, 0]) for n, lg, f, st in rows]
+
+    sets["ood"], sets["aux"] = shifted(sets["ood"]), shifted(sets["aux"])
+    linear = calibrate(sets, outliers=True)["kinds"]["detector"]
+    network = calibrate(sets, outliers=True, mlp=True)
+    assert network["detector_hidden_weight"].shape == (32, 4)
+    assert network["kinds"]["detector"]["ood_test_rejected"] >= 0.9 > linear["ood_test_rejected"]
+    assert network["kinds"]["detector"]["test_accepted"] >= 0.9
+
+
 def test_detector_scores_on_the_validation_half_are_out_of_fold():
     """Each validation file is scored by a detector fitted without it: a file that alone looks out of vocabulary in
     a way no other file does is not rejected by having been learnt."""
