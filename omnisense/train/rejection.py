@@ -27,16 +27,16 @@ detector fitted without it), so that choosing a rule on the validation half does
 learnt those very files; the test half is scored by the detectors fitted on the whole validation half.
 For each score kind (`video.rejection.SCORE_KINDS`) and pair of kinds the threshold is a quantile q of the
 calibration scores (q / 2 each for a pair). `--quantile` fixes q (default 2%); `--choose` tries q in `QUANTILES`
-(1-5%), both settings of `outliers` and both forms of the detector (an MLP only with generated outliers: without
-them 14-38 files are too few to train one), and keeps among every (outliers, form, q, rule) the one that rejects the
-most of the out-of-vocabulary validation half among those that accept at least 95% of the calibration set left out
-one at a time (each input against thresholds from all the others), with no slack (ties: the higher left-out
-acceptance, then the smaller q, then no generated outliers, then the linear detector, then the shorter rule).
-Without `--choose` the rule is chosen as before among one setting: at least 95% less one input's share, for small
-sets. The in-vocabulary test set and the out-of-vocabulary test half take no part in any fit or choice: their
-figures are the ones reported. `--fresh` adds real out-of-vocabulary sources no earlier round used (`shape_fresh`:
-the Ouster captures of `FRESH_OUSTER`; `audio_fresh`: 40 more asterisk prompts) as a second test set ("fresh"), only
-measured.
+(1-5%) and both settings of `outliers` (with `--mlp` also the MLP form of the detector, with generated outliers
+only: without them 14-38 files are too few to train one), and keeps among every (outliers, form, q, rule) the one
+that rejects the most of the out-of-vocabulary validation half among those that accept at least 95% of the
+calibration set left out one at a time (each input against thresholds from all the others), with no slack (ties: the
+higher left-out acceptance, then the smaller q, then no generated outliers, then the linear detector, then the
+shorter rule). Without `--choose` the rule is chosen as before among one setting: at least 95% less one input's
+share, for small sets. The in-vocabulary test set and the out-of-vocabulary test half take no part in any fit or
+choice: their figures are the ones reported. `--fresh` adds real out-of-vocabulary sources no earlier round used
+(`shape_fresh`: the Ouster captures of `FRESH_OUSTER`; `audio_fresh`: 40 more asterisk prompts) as a second test set
+("fresh"), only measured.
 `--write` stores the rule in the weights' metadata (`omnisense.weights.update_meta`, field `rejection`) together
 with the figures; `--quick` runs a small subset (what the tests recompute).
 """
@@ -540,11 +540,12 @@ def calibrate(sets: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray
     (`split_ood`; the detectors' scores there out of fold) among those that accept at least `min_accept` of the
     calibration set left out one at a time (each input against thresholds from all the others; `min_accept` less one
     input's share, for small sets; when none does, the one that accepts the most there). With `choose`, every
-    (outliers, detector form, q in `QUANTILES`, rule) competes under `min_accept` itself, no slack (the MLP form only
-    with generated outliers; the module docstring gives the ties); `quantile`, `outliers` and `mlp` are then
-    ignored. The in-vocabulary test set, the out-of-vocabulary test half and the "fresh" set are only measured.
+    (outliers, q in `QUANTILES`, rule) competes under `min_accept` itself, no slack, and with `mlp` also the MLP
+    form of the detector (with generated outliers only; the module docstring gives the ties); `quantile` and
+    `outliers` are then ignored. The in-vocabulary test set, the out-of-vocabulary test half and the "fresh" set
+    are only measured.
     """
-    forms = [(False, False), (True, False), (True, True)] if choose else [(outliers, mlp)]
+    forms = [(False, False), (True, False)] + [(True, True)] * mlp if choose else [(outliers, mlp)]
     settings = [(o, m, q) for o, m in forms for q in (QUANTILES if choose else (quantile,))]
     tables = {form: score_table(sets, outliers=form[0], mlp=form[1]) for form in forms}
     candidates = []  # (outliers, mlp, quantile, rule name, figures)
@@ -635,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlp", action="store_true", help="the input-statistics detector has a hidden layer")
     parser.add_argument("--choose", action="store_true",
                         help="choose the quantile (QUANTILES) and whether to use generated outliers on the validation "
-                             "half (overrides --quantile and --outliers)")
+                             "half (overrides --quantile and --outliers; with --mlp the MLP detector competes too)")
     parser.add_argument("--fresh", action="store_true", help="also measure on real sources no earlier round used")
     parser.add_argument("--actions-root", type=Path, help="a `data make actions` folder to reuse")
     parser.add_argument("--audio-root", type=Path, help="the `data make real-sounds` folder, for the real-sound model")
@@ -704,8 +705,8 @@ def main(argv: list[str] | None = None) -> int:
             figures = [k for k in ("calibration_accepted", "calibration_left_out_accepted", "test_accepted",
                                    "ood_val_rejected", "ood_test_rejected", "ood_rejected", "fresh_rejected",
                                    "fresh_accepted") if k in best]
-            flags = (" --choose" if args.choose else f" --quantile {args.quantile:g}" + " --outliers" * args.outliers
-                     + " --mlp" * args.mlp)
+            flags = (" --choose" if args.choose else f" --quantile {args.quantile:g}" + " --outliers" * args.outliers) + (
+                " --mlp" * args.mlp)
             update_meta(name, vocabulary=VOCABULARIES[name], rejection={
                 "score": result["best"],
                 "threshold": best["threshold"][0] if len(best["threshold"]) == 1 else best["threshold"], **stats,
@@ -721,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
                     "choice": ("the rule rejecting the most out-of-vocabulary validation files (the detector's scores "
                                "there out of fold) among those accepting >= 95% of the calibration set left out one "
                                "at a time" + (", over the quantiles 1-5% and with or without generated outliers"
-                                              + ", and both detector forms" if args.choose else "")
+                                              + (", and both detector forms" if args.mlp else "") if args.choose else "")
                                + "; the test, ood_test and fresh figures are held out"),
                     "sizes": result["sizes"], **{k: best[k] for k in figures},
                     "ood_val_files": result["ood_val_files"], "ood_test_files": result["ood_test_files"],

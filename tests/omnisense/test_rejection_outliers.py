@@ -104,6 +104,8 @@ def test_mlp_detector_rejects_outliers_on_both_sides_of_the_training_statistics(
     sets["ood"], sets["aux"] = shifted(sets["ood"]), shifted(sets["aux"])
     linear = calibrate(sets, outliers=True)["kinds"]["detector"]
     network = calibrate(sets, outliers=True, mlp=True)
+    assert calibrate(sets, choose=True, mlp=True)["kinds"]  # the MLP form competes in the choice
+    assert not calibrate(sets, choose=True)["mlp"]
     assert network["detector_hidden_weight"].shape == (32, 4)
     assert network["kinds"]["detector"]["ood_test_rejected"] >= 0.9 > linear["ood_test_rejected"]
     assert network["kinds"]["detector"]["test_accepted"] >= 0.9
