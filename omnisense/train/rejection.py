@@ -706,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "ood_val_rejected", "ood_test_rejected", "ood_rejected", "fresh_rejected",
                                    "fresh_accepted") if k in best]
             flags = (" --choose" if args.choose else f" --quantile {args.quantile:g}" + " --outliers" * args.outliers) + (
-                " --mlp" * args.mlp)
+                " --mlp" * args.mlp + " --fresh" * args.fresh)
             update_meta(name, vocabulary=VOCABULARIES[name], rejection={
                 "score": result["best"],
                 "threshold": best["threshold"][0] if len(best["threshold"]) == 1 else best["threshold"], **stats,
