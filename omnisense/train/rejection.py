@@ -35,8 +35,8 @@ higher left-out acceptance, then the smaller q, then no generated outliers, then
 shorter rule). Without `--choose` the rule is chosen as before among one setting: at least 95% less one input's
 share, for small sets. The in-vocabulary test set and the out-of-vocabulary test half take no part in any fit or
 choice: their figures are the ones reported. `--fresh` adds real out-of-vocabulary sources no earlier round used
-(`shape_fresh`: the Ouster captures of `FRESH_OUSTER`; `audio_fresh`: 40 more asterisk prompts) as a second test set
-("fresh"), only measured.
+(`shape_fresh`: the Ouster captures of `FRESH_OUSTER` and the CGAL meshes of `FRESH_MESHES`; `audio_fresh`: 40 more
+asterisk prompts) as a second test set ("fresh"), only measured.
 `--write` stores the rule in the weights' metadata (`omnisense.weights.update_meta`, field `rejection`) together
 with the figures; `--quick` runs a small subset (what the tests recompute).
 """
@@ -157,9 +157,16 @@ FRESH_OUSTER = ("ouster-training/pcaps/OS-0-128-U1_v2.3.0_1024x10.pcap",
                 "ouster-training/pcaps/OS-2-32-U0_v2.0.0_1024x10.pcap")
 
 
+FRESH_MESHES = ("anchor", "blade", "boeing", "bones", "couplingdown", "dragknob", "fandisk", "lion-head", "mushroom",
+                "pinion", "rotor", "turbine", "mech-holes-shark")
+
+
 def shape_fresh(quick: bool) -> Iterator[tuple[str, np.ndarray]]:
-    """Real sweeps no earlier calibration used: the Ouster captures of the detector's training source, whole and
-    3 local crops each (as `shape_ood` crops)."""
+    """Real inputs no earlier calibration used: the Ouster captures of the detector's training source, whole and
+    3 local crops each (as `shape_ood` crops), and CGAL meshes of named objects, mechanical parts and scans
+    (`FRESH_MESHES`, none of them a primitive), sampled as `shape_ood` samples meshes."""
+    from perception3d.io import read_points
+
     rng = np.random.default_rng(1)
     for rel in FRESH_OUSTER[:1] if quick else FRESH_OUSTER:
         xyz = np.asarray(_read_scan(_data(rel)), dtype=np.float64)
@@ -168,6 +175,8 @@ def shape_fresh(quick: bool) -> Iterator[tuple[str, np.ndarray]]:
         for k in range(1 if quick else 3):
             centre = xyz[rng.integers(len(xyz))]
             yield f"{rel}#crop{k}", xyz[np.argsort(((xyz - centre) ** 2).sum(1))[:2048]]
+    for name in FRESH_MESHES[:2] if quick else FRESH_MESHES:
+        yield f"cgal/meshes/{name}.off", read_points(_data(f"cgal/meshes/{name}.off"), mesh_samples=4096).xyz
 
 
 # ---- actions ----------------------------------------------------------------------------------------------------
@@ -705,8 +714,8 @@ def main(argv: list[str] | None = None) -> int:
             figures = [k for k in ("calibration_accepted", "calibration_left_out_accepted", "test_accepted",
                                    "ood_val_rejected", "ood_test_rejected", "ood_rejected", "fresh_rejected",
                                    "fresh_accepted") if k in best]
-            flags = (" --choose" if args.choose else f" --quantile {args.quantile:g}" + " --outliers" * args.outliers) + (
-                " --mlp" * args.mlp + " --fresh" * args.fresh)
+            setting = " --choose" if args.choose else f" --quantile {args.quantile:g}" + " --outliers" * args.outliers
+            flags = setting + " --mlp" * args.mlp + " --fresh" * args.fresh
             update_meta(name, vocabulary=VOCABULARIES[name], rejection={
                 "score": result["best"],
                 "threshold": best["threshold"][0] if len(best["threshold"]) == 1 else best["threshold"], **stats,
@@ -722,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                     "choice": ("the rule rejecting the most out-of-vocabulary validation files (the detector's scores "
                                "there out of fold) among those accepting >= 95% of the calibration set left out one "
                                "at a time" + (", over the quantiles 1-5% and with or without generated outliers"
-                                              + (", and both detector forms" if args.mlp else "") if args.choose else "")
+                                              + ", and both detector forms" * args.mlp if args.choose else "")
                                + "; the test, ood_test and fresh figures are held out"),
                     "sizes": result["sizes"], **{k: best[k] for k in figures},
                     "ood_val_files": result["ood_val_files"], "ood_test_files": result["ood_test_files"],
