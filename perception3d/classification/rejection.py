@@ -22,7 +22,12 @@ import each other). Score kinds:
 - "detector": the logit of a logistic regression over the standardised input statistics (the "input_stats" mean
   and variance), trained to tell training-like inputs from real out-of-vocabulary ones of a validation split
   (outlier exposure, Hendrycks et al., arXiv:1812.04606); the threshold is still a quantile of held-out
-  in-vocabulary scores.
+  in-vocabulary scores. With a hidden layer (`detector_hidden_weight` `[H, S]`, `detector_hidden_bias` `[H]`), the
+  logit of a small network instead: `relu(z @ W_h.T + b_h) @ w + b`;
+- "feature_detector": the same over the classifier's L2-normalised features (weights `[D]` and bias, the
+  standardisation folded in), trained on the same inputs and generated outliers (`omnisense.train.outliers`):
+  it learns which directions of the feature space out-of-vocabulary inputs take, where "knn" only measures the
+  distance to the training features.
 
 When an input is averaged over several views (clips, votes), the score is taken on the mean logits (features).
 """
@@ -37,18 +42,22 @@ import torch
 from torch import Tensor, nn
 
 NONE_OF_THE_KNOWN = "none of the known classes"
-SCORE_KINDS = ("max_softmax", "energy", "mahalanobis", "input_stats", "knn", "detector")
+SCORE_KINDS = ("max_softmax", "energy", "mahalanobis", "input_stats", "knn", "detector", "feature_detector")
 
 
 def rejection_score(logits: Tensor, kind: str, *, features: Tensor | None = None,
                     feature_mean: Tensor | None = None, feature_var: Tensor | None = None,
                     stats: Tensor | None = None, input_mean: Tensor | None = None,
                     input_var: Tensor | None = None, feature_bank: Tensor | None = None,
-                    detector_weight: Tensor | None = None, detector_bias: float | None = None) -> Tensor:
+                    detector_weight: Tensor | None = None, detector_bias: float | None = None,
+                    feature_detector_weight: Tensor | None = None, feature_detector_bias: float | None = None,
+                    detector_hidden_weight: Tensor | None = None,
+                    detector_hidden_bias: Tensor | None = None) -> Tensor:
     """Scores `[...]` of logits `[..., K]` (for "mahalanobis", features `[..., D]` with the class means `[K, D]` and
     the shared variance `[D]`; for "knn", features `[..., D]` and the bank `[M, D]`; for "input_stats", input
     statistics `[..., S]` with their training mean and variance `[S]`; for "detector", those and the regression's
-    weights `[S]` and bias): higher means more like the training vocabulary."""
+    weights `[S]` and bias (or `[H]`, after a hidden layer `[H, S]`, `[H]`); for "feature_detector", features
+    `[..., D]` and its weights `[D]` and bias): higher means more like the training vocabulary."""
     if kind == "max_softmax":
         return logits.float().softmax(-1).amax(-1)
     if kind == "energy":
@@ -65,6 +74,15 @@ def rejection_score(logits: Tensor, kind: str, *, features: Tensor | None = None
         bank = nn.functional.normalize(feature_bank.float(), dim=-1)
         d2 = (2 - 2 * f @ bank.T).clamp_min(0)  # [..., M]: |a - b|^2 of unit vectors
         return -d2.amin(-1).sqrt()
+    if kind == "feature_detector":
+        if features is None or feature_detector_weight is None or feature_detector_bias is None:
+            raise ValueError("the feature_detector score needs features, feature_detector_weight and "
+                             "feature_detector_bias")
+        if features.shape[-1] != feature_detector_weight.shape[-1]:
+            raise ValueError(f"{features.shape[-1]} features but the feature detector has "
+                             f"{feature_detector_weight.shape[-1]} weights")
+        return nn.functional.normalize(features.float(), dim=-1) @ feature_detector_weight.float() + float(
+            feature_detector_bias)
     if kind in ("input_stats", "detector"):
         if stats is None or input_mean is None or input_var is None:
             raise ValueError(f"the {kind} score needs stats, input_mean and input_var")
@@ -76,6 +94,10 @@ def rejection_score(logits: Tensor, kind: str, *, features: Tensor | None = None
             return -(z ** 2).mean(-1)
         if detector_weight is None or detector_bias is None:
             raise ValueError("the detector score needs detector_weight and detector_bias")
+        if detector_hidden_weight is not None:
+            if detector_hidden_bias is None:
+                raise ValueError("a detector's hidden layer needs detector_hidden_bias")
+            z = torch.relu(z @ detector_hidden_weight.float().T + detector_hidden_bias.float())  # [..., H]
         return z @ detector_weight.float() + float(detector_bias)
     raise ValueError(f"unknown rejection score {kind!r}; kinds: {', '.join(SCORE_KINDS)}")
 
@@ -166,7 +188,11 @@ class Rejection:
         input_mean, input_var: for "input_stats" and "detector", the training data's mean and variance of
             `input_statistics`.
         feature_bank: for "knn", the bank of training features `[M][D]` (L2-normalised on use).
-        detector_weight, detector_bias: for "detector", the logistic regression over the standardised statistics.
+        detector_weight, detector_bias: for "detector", the logistic regression over the standardised statistics
+            (over the hidden layer's outputs when there is one).
+        detector_hidden_weight, detector_hidden_bias: for "detector", an optional hidden layer `[H][S]`, `[H]`.
+        feature_detector_weight, feature_detector_bias: for "feature_detector", the logistic regression over the
+            L2-normalised features `[D]`.
         calibration: how it was calibrated and what it gave (data, accepted and rejected fractions); not read by code.
     """
 
@@ -179,6 +205,10 @@ class Rejection:
     feature_bank: Sequence[Sequence[float]] | None = None
     detector_weight: Sequence[float] | None = None
     detector_bias: float | None = None
+    feature_detector_weight: Sequence[float] | None = None
+    feature_detector_bias: float | None = None
+    detector_hidden_weight: Sequence[Sequence[float]] | None = None
+    detector_hidden_bias: Sequence[float] | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -193,9 +223,16 @@ class Rejection:
             raise ValueError("a knn rule needs feature_bank")
         if self.needs_inputs and (self.input_mean is None or self.input_var is None):
             raise ValueError("an input_stats or detector rule needs input_mean and input_var")
-        if "detector" in self.kinds and (self.detector_weight is None or self.detector_bias is None
-                                         or len(self.detector_weight) != len(self.input_mean or ())):
-            raise ValueError("a detector rule needs detector_weight (one per input statistic) and detector_bias")
+        hidden, stats = self.detector_hidden_weight, len(self.input_mean or ())
+        bad_hidden = hidden is not None and (self.detector_hidden_bias is None or len(self.detector_hidden_bias) !=
+                                             len(hidden) or any(len(row) != stats for row in hidden))
+        if "detector" in self.kinds and (self.detector_weight is None or self.detector_bias is None or bad_hidden
+                                         or len(self.detector_weight) != (len(hidden) if hidden else stats)):
+            raise ValueError("a detector rule needs detector_weight (one per input statistic, or per hidden unit with "
+                             "detector_hidden_weight [H][S] and detector_hidden_bias [H]) and detector_bias")
+        if "feature_detector" in self.kinds and (not self.feature_detector_weight
+                                                 or self.feature_detector_bias is None):
+            raise ValueError("a feature_detector rule needs feature_detector_weight and feature_detector_bias")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -208,7 +245,7 @@ class Rejection:
 
     @property
     def needs_features(self) -> bool:
-        return "mahalanobis" in self.kinds or "knn" in self.kinds
+        return any(k in self.kinds for k in ("mahalanobis", "knn", "feature_detector"))
 
     @property
     def needs_inputs(self) -> bool:
@@ -222,15 +259,18 @@ class Rejection:
         return cls(score=str(d["score"]), threshold=d["threshold"], feature_mean=d.get("feature_mean"),
                    feature_var=d.get("feature_var"), input_mean=d.get("input_mean"), input_var=d.get("input_var"),
                    feature_bank=d.get("feature_bank"), detector_weight=d.get("detector_weight"),
-                   detector_bias=d.get("detector_bias"), calibration=dict(d.get("calibration", {})))
+                   detector_bias=d.get("detector_bias"), feature_detector_weight=d.get("feature_detector_weight"),
+                   feature_detector_bias=d.get("feature_detector_bias"),
+                   detector_hidden_weight=d.get("detector_hidden_weight"),
+                   detector_hidden_bias=d.get("detector_hidden_bias"), calibration=dict(d.get("calibration", {})))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def scores_of(self, logits: Tensor, features: Tensor | None = None,
                   stats: Tensor | None = None) -> tuple[float, ...]:
-        """The scores of one input, one per kind: its logits `[K]`, for "mahalanobis" and "knn" its features `[D]`,
-        for "input_stats" and "detector" its `input_statistics` `[S]`."""
+        """The scores of one input, one per kind: its logits `[K]`, for "mahalanobis", "knn" and "feature_detector" its
+        features `[D]`, for "input_stats" and "detector" its `input_statistics` `[S]`."""
         extra: dict[str, Any] = {"features": features, "stats": stats}
         if "mahalanobis" in self.kinds:
             extra.update(feature_mean=torch.tensor(self.feature_mean), feature_var=torch.tensor(self.feature_var))
@@ -240,6 +280,12 @@ class Rejection:
             extra.update(input_mean=torch.tensor(self.input_mean), input_var=torch.tensor(self.input_var))
         if "detector" in self.kinds:
             extra.update(detector_weight=torch.tensor(self.detector_weight), detector_bias=self.detector_bias)
+            if self.detector_hidden_weight is not None:
+                extra.update(detector_hidden_weight=torch.tensor(self.detector_hidden_weight),
+                             detector_hidden_bias=torch.tensor(self.detector_hidden_bias))
+        if "feature_detector" in self.kinds:
+            extra.update(feature_detector_weight=torch.tensor(self.feature_detector_weight),
+                         feature_detector_bias=self.feature_detector_bias)
         return tuple(float(rejection_score(logits, kind, **extra)) for kind in self.kinds)
 
     def accepts(self, values: Sequence[float]) -> bool:
@@ -254,7 +300,7 @@ def open_set_answer(logits: Tensor, probs: Tensor, classes: list[str], *, topk: 
     Args:
         logits: `[K]` the input's (mean) logits, for the rejection score.
         probs: `[K]` the class probabilities reported.
-        features: `[D]` the input's (mean) classifier features, for a "mahalanobis" or "knn" rule.
+        features: `[D]` the input's (mean) classifier features, for a "mahalanobis", "knn" or "feature_detector" rule.
         stats: `[S]` the input's `input_statistics`, for an "input_stats" or "detector" rule.
         rejection: the weights' calibrated rule; None: never rejects (and says that no rule was calibrated).
         reject: False gives the raw top-k whatever the score (`--no-reject`).

@@ -149,8 +149,10 @@ def test_shipped_weights_on_real_meshes(sample_data):
 
     shipped_weights(app.DEFAULT_WEIGHTS)  # the shipped weights are part of the repo: missing ones fail here
     meshes = sample_data("cgal") / "meshes"
-    result = app.classify_file(meshes / "torus_quad.off", votes=1)
+    result = app.classify_file(meshes / "torus_quad.off", votes=1, reject=False)  # the raw top-k
     assert len(result["top"]) == 5 and abs(sum(r["probability"] for r in result["top"])) <= 1.0 + 1e-6
+    answer = app.classify_file(meshes / "torus_quad.off", votes=1)  # the rule's answer: a class, or none of them
+    assert answer["vocabulary"] == "procedural shapes" and (len(answer["top"]) == 5) == answer["known"]
 
 
 def test_classify_rejects_under_a_rule_and_no_reject_gives_the_top_k(weights):

@@ -83,6 +83,40 @@ def test_knn_score_is_the_distance_to_the_nearest_bank_entry_of_unit_features(re
     assert not rule.accepts(rule.scores_of(logits, torch.tensor([-1.0, -1.0])))
 
 
+def test_detector_with_a_hidden_layer_is_a_small_relu_network_over_standardised_statistics(rej):
+    mean, var = [1.0, 0.0], [4.0, 1.0]
+    layer = {"detector_hidden_weight": [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], "detector_hidden_bias": [0.0, 0.0, -1.0]}
+    rule = rej.Rejection.from_dict({"score": "detector", "threshold": 0.0, "input_mean": mean, "input_var": var,
+                                    "detector_weight": [-1.0, -1.0, 0.5], "detector_bias": 1.0, **layer})
+    (near,) = rule.scores_of(torch.zeros(3), stats=torch.tensor([2.0, 0.0]))  # z = (0.5, 0): relu -> (0.5, 0, 0)
+    assert near == pytest.approx(0.5)
+    (far_left,) = rule.scores_of(torch.zeros(3), stats=torch.tensor([-5.0, 0.0]))  # z = (-3, 0): (0, 3, 0)
+    (far_right,) = rule.scores_of(torch.zeros(3), stats=torch.tensor([7.0, 0.0]))  # z = (3, 0): (3, 0, 0)
+    assert far_left == far_right == pytest.approx(-2.0)  # rejected on both sides: no linear rule does that
+    assert rule.accepts((near,)) and not rule.accepts((far_left,))
+    assert rej.Rejection.from_dict(rule.to_dict()).scores_of(torch.zeros(3), stats=torch.tensor([2.0, 0.0])) == (near,)
+    with pytest.raises(ValueError, match="detector_hidden_weight"):  # output weights must match the hidden units
+        rej.Rejection.from_dict({"score": "detector", "threshold": 0.0, "input_mean": mean, "input_var": var,
+                                 "detector_weight": [1.0, 1.0], "detector_bias": 0.0, **layer})
+
+
+def test_feature_detector_score_is_a_logistic_regression_over_unit_features(rej):
+    rule = rej.Rejection.from_dict({"score": "feature_detector", "threshold": 0.0,
+                                    "feature_detector_weight": [2.0, -1.0], "feature_detector_bias": 0.25})
+    assert rule.needs_features and not rule.needs_inputs
+    (value,) = rule.scores_of(torch.zeros(3), torch.tensor([0.0, 5.0]))  # unit (0, 1): -1 + 0.25
+    assert value == pytest.approx(-0.75)
+    (scaled,) = rule.scores_of(torch.zeros(3), torch.tensor([30.0, 40.0]))  # unit (0.6, 0.8): 1.2 - 0.8 + 0.25
+    assert scaled == pytest.approx(0.65, abs=1e-6)
+    assert rule.accepts((scaled,)) and not rule.accepts((value,))
+    with pytest.raises(ValueError, match="feature detector has 2 weights"):
+        rule.scores_of(torch.zeros(3), torch.ones(3))
+    with pytest.raises(ValueError, match="feature_detector_weight"):
+        rej.Rejection.from_dict({"score": "feature_detector", "threshold": 0.0, "feature_detector_weight": [1.0]})
+    restored = rej.Rejection.from_dict(rule.to_dict())
+    assert restored.scores_of(torch.zeros(3), torch.tensor([30.0, 40.0])) == (scaled,)
+
+
 def test_detector_score_is_a_logistic_regression_over_standardised_statistics(rej):
     mean, var = [1.0, 0.0], [4.0, 1.0]
     rule = rej.Rejection.from_dict({"score": "detector", "threshold": 0.0, "input_mean": mean, "input_var": var,
