@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     for r, p in preds.items():
         result["recipes"][r] = {"accuracy": float((p[held] == truth[held]).mean()),
                                 "macro_f1": macro_f1(truth[held], p[held], len(names))}
-        print(f"  {r:24s} accuracy {result['recipes'][r]['accuracy']:.3f}  macro-F1 {result['recipes'][r]['macro_f1']:.3f}")
+        scores = result["recipes"][r]
+        print(f"  {r:24s} accuracy {scores['accuracy']:.3f}  macro-F1 {scores['macro_f1']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, result)
     return 0

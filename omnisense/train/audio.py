@@ -175,7 +175,8 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         if self._data:
             return
         split, self.class_names = self.split_items()
-        common = dict(clip_frames=self.clip_frames, num_mel_bins=self.num_mel_bins, file_statistics=self.file_statistics)
+        common = dict(clip_frames=self.clip_frames, num_mel_bins=self.num_mel_bins,
+                      file_statistics=self.file_statistics)
         train = AudioClipDataset(split["train"], self.class_names, train=True, mean=self.mean, std=self.std,
                                  samples_per_file=self.samples_per_file, **common, **self.augment)
         self.mean, self.std = train.mean, train.std

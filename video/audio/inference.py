@@ -55,7 +55,9 @@ class AudioSpec:
 
         fbank = kaldi_fbank(waveform, self.sample_rate, num_mel_bins=self.num_mel_bins)
         clips = normalize_fbank(sliding_clips(fbank, self.target_frames), self.mean, self.std)
-        return with_file_statistics(clips, file_statistics(fbank), self.mean, self.std) if self.file_statistics else clips
+        if self.file_statistics:
+            clips = with_file_statistics(clips, file_statistics(fbank), self.mean, self.std)
+        return clips
 
 
 class AudioClassifier:
