@@ -48,6 +48,8 @@ _VARIANTS: tuple[str, ...] = (
     "video.models.ast:ast_micro",
     "video.models.audio_cnn:audio_cnn_small",
     "video.models.audio_cnn:audio_cnn_tiny",
+    "video.models.audio_cnn:audio_cnn_small_stats",
+    "video.models.audio_cnn:audio_cnn_tiny_stats",
     # action recognition (UniFormer, Li et al. 2022; ViViT factorised encoder, Arnab et al. 2021)
     "video.models.uniformer_light:uniformer_xxs_k400",
     "video.models.uniformer_light:uniformer_xs_k400",

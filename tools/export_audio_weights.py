@@ -32,6 +32,7 @@ LICENCES = {  # the shipped files' data and its licence
                                     "(BSD-2-Clause, LibriVox public domain), opensoundscape (MIT), opencv-doc "
                                     "(Apache-2.0); share-alike terms of the data may reach the weights"),
 }
+LICENCES["audio_cnn_small_stats_real_sounds"] = LICENCES["audio_cnn_small_real_sounds"]  # the same recordings
 
 
 def evaluate(model, dataset: AudioClipDataset, batch_size: int = 64) -> dict[str, Any]:
@@ -54,13 +55,15 @@ def evaluate_all_clips(model, dataset: AudioClipDataset) -> float:
     """Top-1 accuracy per file when each file's softmax is averaged over all its clips (half-clip hops)."""
     import torch
 
-    from video.audio.frontend import normalize_fbank, sliding_clips
+    from video.audio.frontend import file_statistics, normalize_fbank, sliding_clips, with_file_statistics
 
     model.eval()
     correct = 0  # the clips as `AudioSpec.features_of` cuts them, from the dataset's cached fbanks
     with torch.no_grad():
         for fbank, item in zip(dataset.fbanks, dataset.items):
             clips = normalize_fbank(sliding_clips(fbank, dataset.clip_frames), dataset.mean, dataset.std)
+            if dataset.file_statistics:
+                clips = with_file_statistics(clips, file_statistics(fbank), dataset.mean, dataset.std)
             correct += int(model(clips).softmax(-1).mean(0).argmax()) == item.label
     return correct / len(dataset.items)
 

@@ -59,6 +59,8 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         seed: split and generator seed.
         balanced: draw training clips with each class equally likely (with replacement), for sets whose classes
             differ several-fold in size.
+        file_statistics: follow each clip with its whole file's per-bin fbank mean and std (for
+            `video.models.audio_cnn.StatsAudioCNN`); saved in the input spec, so inference does the same.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         std: float | None = None,
         seed: int = 0,
         balanced: bool = False,
+        file_statistics: bool = False,
     ):
         super().__init__()
         self.root, self.tiny, self.dataset = root, tiny, dataset
@@ -96,6 +99,7 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         self.mean, self.std = mean, std
         self.seed = seed
         self.balanced = balanced
+        self.file_statistics = file_statistics
         self.class_names: list[str] = []
         self._data: dict[str, AudioClipDataset] = {}
 
@@ -171,7 +175,8 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         if self._data:
             return
         split, self.class_names = self.split_items()
-        common = dict(clip_frames=self.clip_frames, num_mel_bins=self.num_mel_bins)
+        common = dict(clip_frames=self.clip_frames, num_mel_bins=self.num_mel_bins,
+                      file_statistics=self.file_statistics)
         train = AudioClipDataset(split["train"], self.class_names, train=True, mean=self.mean, std=self.std,
                                  samples_per_file=self.samples_per_file, **common, **self.augment)
         self.mean, self.std = train.mean, train.std
@@ -189,7 +194,7 @@ class AudioClassificationData(SplitLoaders, L.LightningDataModule):
         from video.audio.inference import AudioSpec
 
         return AudioSpec(sample_rate=16000, num_mel_bins=self.num_mel_bins, target_frames=self.clip_frames,
-                         mean=float(self.mean), std=float(self.std)).to_dict()
+                         mean=float(self.mean), std=float(self.std), file_statistics=self.file_statistics).to_dict()
 
     def _loader(self, split: str) -> DataLoader:
         shuffle = split == "train"

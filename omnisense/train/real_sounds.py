@@ -149,35 +149,59 @@ def macro_f1(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
     return float(np.mean(scores))
 
 
-def evaluate_real_sounds(weights: str | Path, root: str | Path, *, seed: int = 0) -> dict[str, Any]:
-    """The shipped CNN (`AudioClassifier`, per file: mean softmax over its clips, no rejection) against a logistic
-    regression on per-file fbank statistics trained on the same training files; accuracy and macro-F1 on the
-    held-out test files of the split by file the CNN was trained with (its config's data arguments)."""
+def _split_args(meta) -> dict[str, Any]:
+    args = dict(meta.config["data"]["init_args"]) if meta.config else {}
+    return {"seed": args.get("seed", 0), "test_fraction": args.get("test_fraction", 0.25),
+            "val_fraction": args.get("val_fraction", 0.15)}
+
+
+def _scores(truth: np.ndarray, pred: np.ndarray, k: int) -> dict[str, float]:
+    return {"accuracy": float((pred == truth).mean()), "macro_f1": macro_f1(truth, pred, k)}
+
+
+def evaluate_real_sounds(weights: str | Path | list[str | Path], root: str | Path,
+                         *, splits: tuple[str, ...] = ("val", "test")) -> dict[str, Any]:
+    """Real-sound models (`AudioClassifier`, per file: mean softmax over its clips, no rejection) beside a logistic
+    regression on per-file fbank statistics trained on the same training files, in one run: accuracy and macro-F1 on
+    the validation and the held-out test files of the split by file the models were trained with (their configs'
+    data arguments, which must agree). Choose on "val"; "test" is for the report.
+
+    Returns `classes`, `train_files`, `files` and `per_class` of each split, `models` (weights name ->
+    `{split: {accuracy, macro_f1}}` and the test `confusions`) and `logreg_fbank_stats` (`{split: ...}`).
+    """
     from omnisense.models import load_model
     from omnisense.train.audio import AudioClassificationData
     from video.audio.inference import AudioClassifier
 
-    model, meta = load_model(str(weights), task="audio_classification")
-    args = dict(meta.config["data"]["init_args"]) if meta.config else {}
-    data = AudioClassificationData(root=str(root), dataset="folder", seed=args.get("seed", seed),
-                                   test_fraction=args.get("test_fraction", 0.25),
-                                   val_fraction=args.get("val_fraction", 0.15))
+    names_of = [weights] if isinstance(weights, (str, Path)) else list(weights)
+    loaded = [load_model(str(w), task="audio_classification") for w in names_of]
+    split_args = [_split_args(meta) for _, meta in loaded]
+    if any(a != split_args[0] for a in split_args):
+        raise ValueError(f"the weights were trained on different splits: {split_args}")
+    data = AudioClassificationData(root=str(root), dataset="folder", **split_args[0])
     split, names = data.split_items()
-    if list(names) != list(meta.classes):
-        raise ValueError(f"{root}: classes {names} differ from the weights' {meta.classes}")
+    for w, (_, meta) in zip(names_of, loaded):
+        if list(names) != list(meta.classes):
+            raise ValueError(f"{root}: classes {names} differ from {w}'s {meta.classes}")
     k = len(names)
-    classifier = AudioClassifier(model, meta.transforms(), meta.classes)
-    test_y = np.array([i.label for i in split["test"]])
-    cnn = np.array([names.index(classifier.classify_file(i.path, topk=1, reject=False)["top"][0]["class"])
-                    for i in split["test"]])
-    train_x = np.stack([fbank_statistics(i.path) for i in split["train"]])
-    predict = logistic_regression(train_x, np.array([i.label for i in split["train"]]), k)
-    baseline = predict(np.stack([fbank_statistics(i.path) for i in split["test"]]))
-    per_class = {n: int((test_y == c).sum()) for c, n in enumerate(names)}
-    return {"weights": str(weights), "classes": list(names), "test_files": len(test_y), "test_per_class": per_class,
-            "train_files": len(split["train"]),
-            "cnn": {"accuracy": float((cnn == test_y).mean()), "macro_f1": macro_f1(test_y, cnn, k)},
-            "logreg_fbank_stats": {"accuracy": float((baseline == test_y).mean()),
-                                   "macro_f1": macro_f1(test_y, baseline, k)},
-            "confusions": [{"file": i.path.name, "true": names[t], "cnn": names[p]}
-                           for i, t, p in zip(split["test"], test_y, cnn) if t != p]}
+    truth = {s: np.array([i.label for i in split[s]]) for s in splits}
+    result: dict[str, Any] = {"classes": list(names), "train_files": len(split["train"]),
+                              "files": {s: len(truth[s]) for s in splits},
+                              "per_class": {s: {n: int((truth[s] == c).sum()) for c, n in enumerate(names)}
+                                            for s in splits}, "models": {}}
+    for w, (model, meta) in zip(names_of, loaded):
+        classifier = AudioClassifier(model, meta.transforms(), meta.classes)
+        record: dict[str, Any] = {}
+        for s in splits:
+            pred = np.array([names.index(classifier.classify_file(i.path, topk=1, reject=False)["top"][0]["class"])
+                             for i in split[s]])
+            record[s] = _scores(truth[s], pred, k)
+            if s == "test":
+                record["confusions"] = [{"file": i.path.name, "true": names[t], "predicted": names[p]}
+                                        for i, t, p in zip(split[s], truth[s], pred) if t != p]
+        result["models"][Path(str(w)).stem if str(w).endswith(".safetensors") else str(w)] = record
+    predict = logistic_regression(np.stack([fbank_statistics(i.path) for i in split["train"]]),
+                                  np.array([i.label for i in split["train"]]), k)
+    result["logreg_fbank_stats"] = {s: _scores(truth[s], predict(np.stack([fbank_statistics(i.path)
+                                                                            for i in split[s]])), k) for s in splits}
+    return result

@@ -227,6 +227,8 @@ CONTRACTS: dict[str, Forward | Size] = {
     "ast_micro": Forward(_run_audio),
     "audio_cnn_small": Forward(_run_audio),
     "audio_cnn_tiny": Forward(_run_audio),
+    "audio_cnn_small_stats": Forward(_run_audio),
+    "audio_cnn_tiny_stats": Forward(_run_audio),
     # --- UniFormer and ViViT (action recognition, 400 K400 classes)
     # The light UniFormers (XXS, XS): no count in the project's sources (shared/reference).
     "uniformer_xxs_k400": Size(9_833_896),

@@ -33,8 +33,12 @@ def test_generator_and_the_shipped_model_against_the_baseline(sample_data, tmp_p
 
     summary = make_real_sounds(tmp_path / "rs", size="tiny")
     assert summary["per_class"] == {c: (2 if c == "bird" else 4) for c in CLASSES}
-    result = evaluate_real_sounds("audio_cnn_small_real_sounds", tmp_path / "rs")
-    assert result["classes"] == list(CLASSES) and result["test_files"] >= 5
-    for name in ("cnn", "logreg_fbank_stats"):
-        assert 0.0 <= result[name]["macro_f1"] <= 1.0 and 0.0 <= result[name]["accuracy"] <= 1.0
-    assert result["cnn"]["accuracy"] > 1 / len(CLASSES)  # the tiny set's test files were partly training files
+    result = evaluate_real_sounds(["audio_cnn_small_real_sounds", "audio_cnn_small_stats_real_sounds"],
+                                  tmp_path / "rs")
+    assert result["classes"] == list(CLASSES) and result["files"]["test"] >= 5
+    assert set(result["models"]) == {"audio_cnn_small_real_sounds", "audio_cnn_small_stats_real_sounds"}
+    for record in [*result["models"].values(), result["logreg_fbank_stats"]]:
+        for split in ("val", "test"):
+            assert 0.0 <= record[split]["macro_f1"] <= 1.0 and 0.0 <= record[split]["accuracy"] <= 1.0
+    for record in result["models"].values():  # the tiny set's test files were partly training files
+        assert record["test"]["accuracy"] > 1 / len(CLASSES)

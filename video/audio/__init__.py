@@ -8,6 +8,7 @@ from video.audio.frontend import (
     AudioFrontend,
     SpecAugment,
     fbank_stats,
+    file_statistics,
     kaldi_fbank,
     log_mel,
     normalize_fbank,
@@ -15,6 +16,7 @@ from video.audio.frontend import (
     resample,
     sliding_clips,
     to_mono,
+    with_file_statistics,
 )
 from video.audio.io import audio_chunks_for_frames, load_audio, read_audio
 
@@ -27,6 +29,7 @@ __all__ = [
     "SpecAugment",
     "audio_chunks_for_frames",
     "fbank_stats",
+    "file_statistics",
     "kaldi_fbank",
     "load_audio",
     "log_mel",
@@ -36,4 +39,5 @@ __all__ = [
     "resample",
     "sliding_clips",
     "to_mono",
+    "with_file_statistics",
 ]

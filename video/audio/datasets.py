@@ -27,7 +27,8 @@ from torch.utils.data import Dataset
 
 from video._errors import MediaFileError
 from video.audio._errors import AudioValueError
-from video.audio.frontend import SAMPLE_RATE, SpecAugment, kaldi_fbank, normalize_fbank
+from video.audio.frontend import SAMPLE_RATE, SpecAugment, kaldi_fbank, normalize_fbank, with_file_statistics
+from video.audio.frontend import file_statistics as file_statistics_of
 from video.audio.io import AUDIO_EXTENSIONS, load_audio
 
 SONIC_PI_CLASSES = ("ambi", "bass", "bd", "drum", "elec", "glitch", "guit", "loop", "perc", "sn", "tabla", "vinyl")
@@ -145,6 +146,9 @@ class AudioClipDataset(Dataset):
         noise_prob: probability of adding a random white-noise floor (training), done in the log domain
             with `logaddexp` so no fbank is recomputed.
         freq_mask, time_mask: SpecAugment widths (training).
+        file_statistics: follow each clip with its whole file's per-bin fbank mean and std
+            (`video.audio.frontend.with_file_statistics`: clips `[clip_frames + 2, F]`), as `AudioSpec` does at
+            inference; the random gain shifts the file's mean too, the other augmentations touch the clip only.
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class AudioClipDataset(Dataset):
         noise_prob: float = 0.3,
         freq_mask: int = 24,
         time_mask: int = 20,
+        file_statistics: bool = False,
     ):
         if not items:
             raise AudioValueError("an audio dataset needs at least one file")
@@ -180,6 +185,8 @@ class AudioClipDataset(Dataset):
             values = torch.cat([f.reshape(-1) for f in self.fbanks])
             mean, std = float(values.mean()), float(values.std())
         self.mean, self.std = mean, std
+        self.file_statistics = file_statistics
+        self.statistics = [file_statistics_of(f) for f in self.fbanks] if file_statistics else []  # [2, F] raw
         self.spec_augment = SpecAugment(
             freq_mask=freq_mask, time_mask=time_mask, mask_value=(0.0 - mean) / (2.0 * std)
         ).train(train)
@@ -201,23 +208,29 @@ class AudioClipDataset(Dataset):
         start = random.randint(0, frames - clip)
         return fbank[start : start + clip], 0
 
-    def _augment(self, x: Tensor) -> Tensor:
-        x = x + random.uniform(-1, 1) * self.gain_db * math.log(10) / 10
+    def _augment(self, x: Tensor) -> tuple[Tensor, float]:
+        """The augmented clip and the gain added to it (log-power units)."""
+        gain = random.uniform(-1, 1) * self.gain_db * math.log(10) / 10
+        x = x + gain
         if random.random() < self.noise_prob:
             level = x.max() - random.uniform(10, 30) * math.log(10) / 10  # 10-30 dB below the peak
             x = torch.logaddexp(x, level + 0.5 * torch.randn_like(x))
-        return x
+        return x, gain
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         item_index = index % len(self.items)
         segment, shift = self._segment(self.fbanks[item_index])
+        gain = 0.0
         if self.train:
-            segment = self._augment(segment)
+            segment, gain = self._augment(segment)
         # Padding with raw zeros, as AST's loader does (and as `AudioFrontend` does at inference).
         x = segment.new_zeros((self.clip_frames, segment.shape[1]))
         x[shift : shift + segment.shape[0]] = segment
         x = normalize_fbank(x, self.mean, self.std)
         x = self.spec_augment(x)
+        if self.file_statistics:  # after the masks, which are for the clip
+            stats = self.statistics[item_index] + torch.tensor([[gain], [0.0]])  # a gain shifts the mean only
+            x = with_file_statistics(x[None], stats, self.mean, self.std)[0]
         return x, self.items[item_index].label
 
 

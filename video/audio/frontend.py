@@ -196,6 +196,22 @@ def normalize_fbank(fbank: Tensor, mean: float = AST_AUDIOSET_MEAN, std: float =
     return (fbank - mean) / (2.0 * std)
 
 
+def file_statistics(fbank: Tensor) -> Tensor:
+    """A whole file's raw fbank `Tensor[T, F]` -> its per-bin mean and standard deviation over time `Tensor[2, F]`
+    (the std is 0 for a one-frame file): the global context of `with_file_statistics`."""
+    std = fbank.std(0) if fbank.shape[0] > 1 else torch.zeros_like(fbank[0])
+    return torch.stack([fbank.mean(0), std])
+
+
+def with_file_statistics(clips: Tensor, statistics: Tensor, mean: float, std: float) -> Tensor:
+    """Normalised clips `Tensor[N, T, F]` and their file's raw `file_statistics` `Tensor[2, F]` ->
+    `Tensor[N, T + 2, F]`: each clip followed by two rows, the file's per-bin mean normalised as the clips are
+    (`(m - mean) / (2 std)`) and its per-bin std on the same scale (`s / (2 std)`). The input layout of models that
+    read a whole file's statistics beside a clip (`video.models.audio_cnn.StatsAudioCNN`)."""
+    rows = torch.stack([normalize_fbank(statistics[0], mean, std), statistics[1] / (2.0 * std)])  # [2, F]
+    return torch.cat([clips, rows.to(clips).expand(clips.shape[0], 2, -1)], dim=1)
+
+
 def fbank_stats(fbanks: list[Tensor] | Tensor) -> tuple[float, float]:
     """Mean and std of unnormalised fbanks over all frames and bins (the dataset statistics AST uses)."""
     if isinstance(fbanks, Tensor):

@@ -26,7 +26,8 @@ __all__ = ["AudioClassifier", "AudioSpec"]
 class AudioSpec:
     """An audio model's input: mono `sample_rate` Hz -> Kaldi fbank with `num_mel_bins` bins, clips of
     `target_frames` frames (10 ms each), normalised as `(fbank - mean) / (2 std)` with the training set's
-    statistics."""
+    statistics; with `file_statistics` each clip is followed by two rows, the whole file's per-bin fbank mean and
+    std (`video.audio.frontend.with_file_statistics`), so clips are `[N, target_frames + 2, num_mel_bins]`."""
 
     sample_rate: int = 16000
     num_mel_bins: int = 128
@@ -34,6 +35,7 @@ class AudioSpec:
     mean: float = 0.0
     std: float = 1.0
     features: str = "kaldi_fbank"
+    file_statistics: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AudioSpec":
@@ -46,11 +48,16 @@ class AudioSpec:
         return asdict(self)
 
     def features_of(self, waveform: Tensor) -> Tensor:
-        """Mono `Tensor[S]` at `sample_rate` -> normalised clips `Tensor[N, target_frames, num_mel_bins]`."""
-        from video.audio.frontend import kaldi_fbank, normalize_fbank, sliding_clips
+        """Mono `Tensor[S]` at `sample_rate` -> normalised clips `Tensor[N, target_frames, num_mel_bins]`
+        (`[N, target_frames + 2, num_mel_bins]` with `file_statistics`)."""
+        from video.audio.frontend import (file_statistics, kaldi_fbank, normalize_fbank, sliding_clips,
+                                          with_file_statistics)
 
         fbank = kaldi_fbank(waveform, self.sample_rate, num_mel_bins=self.num_mel_bins)
-        return normalize_fbank(sliding_clips(fbank, self.target_frames), self.mean, self.std)
+        clips = normalize_fbank(sliding_clips(fbank, self.target_frames), self.mean, self.std)
+        if self.file_statistics:
+            clips = with_file_statistics(clips, file_statistics(fbank), self.mean, self.std)
+        return clips
 
 
 class AudioClassifier:
@@ -80,7 +87,8 @@ class AudioClassifier:
         with captured_features(self.model, features) as rows:
             logits = self.model(clips).float().cpu()
         return (logits, torch.cat(rows).float().flatten(0, -2).mean(0).cpu() if rows else None,
-                input_statistics(clips.cpu(), waveform.cpu(), self.spec.sample_rate) if stats else None)
+                input_statistics(clips[:, : self.spec.target_frames].cpu(), waveform.cpu(), self.spec.sample_rate)
+                if stats else None)  # of the clips only, not of the file-statistics rows
 
     def classify_waveform(self, waveform: Tensor, topk: int = 5, *, reject: bool = True) -> dict[str, Any]:
         """`waveform: Tensor[S]` mono at the spec's rate -> top-k `{"class", "probability"}` and all probabilities,

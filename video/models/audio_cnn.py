@@ -10,10 +10,18 @@ Encoder contract (as `video.models.ast.ASTModel`):
   stem and blocks downsample time by `time_stride` (N = ceil(T / time_stride)), frequency pooled away;
   token j covers frames around `[time_stride * j, time_stride * (j + 1))`, i.e. 10 * time_stride ms steps.
 - `forward(fbank) -> Tensor[B, num_classes]` logits from mean + max pooling of the tokens over time.
+
+`StatsAudioCNN` adds a global branch: beside each clip it reads its whole file's per-bin fbank mean and std (two
+rows after the clip's frames, `video.audio.frontend.with_file_statistics`; the weights' `AudioSpec` with
+`file_statistics` adds them at inference, the training data with `file_statistics: true`), standardised by batch
+norm, and one linear head reads the CNN's pooled features and the statistics together, so the two branches' logits
+add. The statistics are a logistic-regression baseline's features on the coarse real-sound set (`omnisense.train
+.real_sounds`), where 1 s crops alone miss what a whole file's spectrum shows.
 """
 
 from __future__ import annotations
 
+import torch
 from einops import reduce
 from torch import Tensor, nn
 
@@ -94,6 +102,35 @@ class AudioCNN(nn.Module):
         return self.head(self.head_drop(pooled))
 
 
+class StatsAudioCNN(AudioCNN):
+    """`AudioCNN` on a clip plus a linear branch on its whole file's fbank statistics, trained jointly.
+
+    Input `fbank: Tensor[B, T + 2, F]`: T clip frames, then the file's per-bin mean and std (normalised like the
+    clip). The head is one linear layer over `[pooled CNN features (D), batch-normed statistics (2F)]`, i.e. the CNN's
+    logits plus a linear model's logits on the statistics; dropout on both.
+
+    Args: as `AudioCNN`.
+    """
+
+    def __init__(self, *, num_classes: int = 10, input_fdim: int = 128, widths: tuple[int, ...] = (32, 64, 128, 256),
+                 blocks_per_stage: int = 2, drop_rate: float = 0.2):
+        super().__init__(num_classes=num_classes, input_fdim=input_fdim, widths=widths,
+                         blocks_per_stage=blocks_per_stage, drop_rate=drop_rate)
+        self.stats_norm = nn.BatchNorm1d(2 * input_fdim)
+        self.head = nn.Linear(self.embed_dim + 2 * input_fdim, num_classes)  # stays the last nn.Linear (features)
+
+    def forward_tokens(self, fbank: Tensor) -> Tensor:
+        """`fbank: Tensor[B, T + 2, F]` -> the clip's tokens `Tensor[B, ceil(T / time_stride), D]`."""
+        return super().forward_tokens(fbank[:, :-2])
+
+    def forward(self, fbank: Tensor) -> Tensor:
+        """`fbank: Tensor[B, T + 2, F]` -> logits `Tensor[B, num_classes]`."""
+        tokens = self.forward_tokens(fbank)
+        pooled = tokens.mean(dim=1) + tokens.amax(dim=1)  # [B, D]
+        statistics = self.stats_norm(fbank[:, -2:].flatten(1))  # [B, 2F]: per-bin means, then stds
+        return self.head(self.head_drop(torch.cat([pooled, statistics], dim=1)))
+
+
 def audio_cnn_tiny(**overrides) -> AudioCNN:
     """~4.6 k parameters: for tests and the quickest CPU runs."""
     kwargs = dict(widths=(16, 32, 64), blocks_per_stage=1)
@@ -104,3 +141,15 @@ def audio_cnn_small(**overrides) -> AudioCNN:
     """~0.14 M parameters: the shipped CPU model."""
     kwargs = dict(widths=(32, 64, 128, 256), blocks_per_stage=2)
     return AudioCNN(**{**kwargs, **overrides})
+
+
+def audio_cnn_tiny_stats(**overrides) -> StatsAudioCNN:
+    """`audio_cnn_tiny` with the file-statistics branch: for tests."""
+    kwargs = dict(widths=(16, 32, 64), blocks_per_stage=1)
+    return StatsAudioCNN(**{**kwargs, **overrides})
+
+
+def audio_cnn_small_stats(**overrides) -> StatsAudioCNN:
+    """`audio_cnn_small` with the file-statistics branch (~0.14 M + 2F (K + 2) parameters)."""
+    kwargs = dict(widths=(32, 64, 128, 256), blocks_per_stage=2)
+    return StatsAudioCNN(**{**kwargs, **overrides})

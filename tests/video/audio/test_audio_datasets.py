@@ -96,3 +96,28 @@ def test_clip_dataset_eval_is_deterministic_and_train_augments(events):
                              std=evaluation.std)
     assert len(train) == 3 * len(items)
     assert not torch.equal(train[0][0], train[0][0])
+
+
+def test_file_statistics_rows_are_the_same_in_training_data_and_at_inference(events):
+    """One preprocessing: an evaluation clip of the dataset equals the first clip `AudioSpec.features_of` cuts, the
+    whole file's mean and std rows included; the rows are the file's, whichever crop a training clip is."""
+    from video.audio.frontend import file_statistics, kaldi_fbank
+    from video.audio.inference import AudioSpec
+    from video.audio.io import load_audio
+
+    out, _ = events
+    items, names = folder_items(out / "train")
+    data = AudioClipDataset(items[:3], names, clip_frames=40, file_statistics=True)
+    spec = AudioSpec(target_frames=40, mean=data.mean, std=data.std, file_statistics=True)
+    wave, _ = load_audio(items[0].path, 16000)
+    clips = spec.features_of(wave)
+    assert clips.shape[1:] == (42, 128) and data[0][0].shape == (42, 128)
+    torch.testing.assert_close(data[0][0], clips[0])
+    fbank = kaldi_fbank(wave)
+    rows = file_statistics(fbank)
+    torch.testing.assert_close(clips[:, 40], ((rows[0] - data.mean) / (2 * data.std)).expand(len(clips), -1))
+    torch.testing.assert_close(clips[:, 41], (fbank.std(0) / (2 * data.std)).expand(len(clips), -1))
+    train = AudioClipDataset(items[:3], names, clip_frames=40, file_statistics=True, train=True, gain_db=0.0,
+                             noise_prob=0.0)
+    torch.testing.assert_close(train[0][0][40:], clips[0, 40:])  # no gain: the same rows for a random crop
+    assert AudioClipDataset(items[:3], names, clip_frames=40)[0][0].shape == (40, 128)

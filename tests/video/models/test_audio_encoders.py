@@ -126,3 +126,19 @@ def test_cnn_learns_generated_events(tmp_path):
     y = torch.tensor([test[i][1] for i in range(len(test))])
     acc = (model(x).argmax(1) == y).float().mean().item()
     assert acc > 0.5, acc
+
+
+def test_stats_cnn_reads_the_file_statistics_rows_and_tokens_of_the_clip_only():
+    """`StatsAudioCNN`: the last two input rows (the file's mean and std) move the logits but not the tokens; the
+    head, the last `nn.Linear` (where rejection reads features), sees CNN features and statistics together."""
+    from video.rejection import last_linear
+
+    torch.manual_seed(0)
+    model = VARIANTS["audio_cnn_tiny_stats"](num_classes=5).eval()
+    x = torch.randn(2, 50, 128)
+    y = x.clone()
+    y[:, -2:] += 1.0
+    torch.testing.assert_close(model.forward_tokens(x), model.forward_tokens(y))
+    assert not torch.allclose(model(x), model(y))
+    assert last_linear(model) is model.head and model.head.in_features == model.embed_dim + 2 * 128
+    torch.testing.assert_close(model(x[:1]), model(x)[:1])  # eval: batch norm uses running statistics
