@@ -75,7 +75,8 @@ VOCABULARIES = {"gpsformer_elite_shapes": SHAPES_VOCABULARY, "gpsformer_paper_sh
                 "uniformer_tiny_synthetic": ACTIONS_VOCABULARY, "vivit_tiny_synthetic": ACTIONS_VOCABULARY,
                 "audio_cnn_small_sonic_pi": "sonic-pi instrument samples",
                 "audio_cnn_small_audio_events": "generated audio events",
-                "audio_cnn_small_real_sounds": "coarse real sounds"}
+                "audio_cnn_small_real_sounds": "coarse real sounds",
+                "audio_cnn_small_stats_real_sounds": "coarse real sounds"}
 
 
 def _data(rel: str) -> Path:
