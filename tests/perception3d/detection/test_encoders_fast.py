@@ -44,6 +44,20 @@ def test_dynamic_voxelize_single_point():
     assert coords.tolist() == [[0, 0, 8, 8]] and p2v.tolist() == [0]
 
 
+def test_dynamic_voxelize_range_edges_and_non_finite_points():
+    """The per-axis range test on floored floats: the low edge is in, the high edge out, NaN and inf are out."""
+    nan, inf = float("nan"), float("inf")
+    pts = torch.tensor([[-4.0, -4.0, -2.0, 0], [3.999, 3.999, 1.999, 0], [4.0, 0.0, 0.0, 0], [0.0, 0.0, 2.0, 0],
+                        [nan, 0.0, 0.0, 0], [0.0, inf, 0.0, 0], [0.0, 0.0, -inf, 0], [-4.001, 0.0, 0.0, 0]])
+    coords, p2v = dynamic_voxelize(pts, torch.zeros(len(pts), dtype=torch.long), GRID)
+    assert coords.tolist() == [[0, 0, 0, 0], [0, 0, 15, 15]] and p2v.tolist() == [0, 1, -1, -1, -1, -1, -1, -1]
+
+
+def test_dynamic_voxelize_empty():
+    coords, p2v = dynamic_voxelize(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), GRID, 2)
+    assert coords.shape == (0, 4) and p2v.shape == (0,)
+
+
 def _vfe(filters, halve, seed=0, **kw):
     torch.manual_seed(seed)
     vfe = DynamicVFE(in_channels=4, filters=filters, grid=GRID, halve=halve, **kw)
