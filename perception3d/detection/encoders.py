@@ -39,9 +39,9 @@ class VoxelGrid:
 def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid, batch_size: int | None = None):
     """Assign every in-range point to its voxel, keeping all points (dynamic voxelisation).
 
-    The voxels are found by counting points per linear cell index over the whole grid (`bincount`, then a
-    running count of the occupied cells numbers them in key order), which gives what `torch.unique` of the
-    keys gives without sorting the points; a grid too large to count over falls back to `torch.unique`.
+    The voxels are found by marking the linear cell index of every point on an occupancy grid (one byte a cell,
+    `_occupied_cells`) and numbering the occupied cells in key order, which gives what `torch.unique` of the keys
+    gives without sorting the points; a grid too large to mark over falls back to `torch.unique`.
 
     Args:
         points: `(N, 3+C)` points, xyz in metres.
@@ -62,18 +62,18 @@ def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid, batch
         cell = ((points[:, axis] - grid.point_range[axis]) / grid.voxel_size[axis]).floor_()
         ok = (cell >= 0) & (cell < cells_on_axis)
         inside = ok if inside is None else inside & ok
-        key = key * cells_on_axis + cell.long()
+        if cells_on_axis > 1:  # one cell (pillars' z): every point inside is in cell 0, nothing to add
+            key = key * cells_on_axis + cell.long()
     n = key.numel()
     if batch_size is None:
         batch_size = int(batch_index.max()) + 1 if n else 1
     cells = batch_size * nx * ny * nz
     if cells <= max(4 * n, 1 << 22):
         key = torch.where(inside, key, cells)  # one spare cell for the points outside
-        occupied = torch.bincount(key, minlength=cells + 1) > 0
-        occupied[cells] = False
-        uniq = torch.nonzero(occupied)[:, 0]
-        row = torch.cumsum(occupied, 0)  # (cells + 1,) 1 + row of each occupied cell
-        row -= 1
+        uniq = _occupied_cells(key, cells)
+        # uninitialised: only the occupied cells' rows and the spare cell's are ever read
+        row = torch.empty(cells + 1, dtype=torch.long, device=key.device)
+        row[uniq] = torch.arange(uniq.numel(), device=key.device)
         row[cells] = -1  # the spare cell: outside
         point_to_voxel = row[key]
     else:
@@ -82,6 +82,18 @@ def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid, batch
         point_to_voxel[inside] = inverse
     coords = torch.stack([uniq // (nx * ny * nz), uniq // (nx * ny) % nz, uniq // nx % ny, uniq % nx], 1)
     return coords, point_to_voxel
+
+
+def _occupied_cells(key: Tensor, cells: int) -> Tensor:
+    """The distinct values below `cells` of `key (N,)` (values in [0, cells]), ascending, from an occupancy grid of
+    one byte a cell, scanned 8 cells at a time: on a sparse grid (19k points on 468 x 468 pillars) a byte-by-byte
+    `nonzero` over the whole grid was a third of the assignment's time, and a sort of the keys slower still."""
+    occupied = torch.zeros((cells + 8) // 8 * 8, dtype=torch.bool, device=key.device)
+    occupied[key] = True
+    occupied[cells] = False  # the spare cell
+    words = torch.nonzero(occupied.view(torch.int64))[:, 0]  # (W,) the 8-cell words holding an occupied cell
+    hit = torch.nonzero(occupied.view(-1, 8)[words])  # (M, 2): word slot, byte within it, in row-major order
+    return words[hit[:, 0]] * 8 + hit[:, 1]
 
 
 def _scatter_mean(src: Tensor, index: Tensor, size: int) -> Tensor:
