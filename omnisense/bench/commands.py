@@ -36,7 +36,7 @@ method, source, target, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys
 torch.set_num_threads(threads)
 from perception3d.io import read_points
 wall, cpu = time.perf_counter(), time.process_time()
-from perception3d.registration import RegistrationSpec, register  # imports open3d (inference._import_what_register_calls)
+from perception3d.registration import RegistrationSpec, register  # open3d comes with it
 calls = [[time.perf_counter() - wall, time.process_time() - cpu]]
 clouds = [read_points(p) for p in (source, target)]
 clouds = [c.xyz.astype(np.float64) + c.origin for c in clouds]
