@@ -39,9 +39,9 @@ class VoxelGrid:
 def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid, batch_size: int | None = None):
     """Assign every in-range point to its voxel, keeping all points (dynamic voxelisation).
 
-    The voxels are found by counting points per linear cell index over the whole grid (`bincount`, then a
-    running count of the occupied cells numbers them in key order), which gives what `torch.unique` of the
-    keys gives without sorting the points; a grid too large to count over falls back to `torch.unique`.
+    The voxels are found by marking the linear cell index of every point on an occupancy grid (one byte a cell,
+    `_occupied_cells`) and numbering the occupied cells in key order, which gives what `torch.unique` of the keys
+    gives without sorting the points; a grid too large to mark over falls back to `torch.unique`.
 
     Args:
         points: `(N, 3+C)` points, xyz in metres.
@@ -54,27 +54,46 @@ def dynamic_voxelize(points: Tensor, batch_index: Tensor, grid: VoxelGrid, batch
         point_to_voxel `(N,)` long, -1 for points outside the range.
     """
     nx, ny, nz = grid.shape
-    lo = points.new_tensor(grid.point_range[:3])
-    size = points.new_tensor(grid.voxel_size)
-    cell = torch.floor((points[:, :3] - lo) / size).long()  # (N, 3) x, y, z
-    inside = ((cell >= 0) & (cell < torch.tensor([nx, ny, nz], device=points.device))).all(1)
-    key = ((batch_index * nz + cell[:, 2]) * ny + cell[:, 1]) * nx + cell[:, 0]
+    # One axis at a time on (N,) columns, z then y then x into the key: on a small sweep (19k points) these point
+    # ops are most of the time, and on (N,) contiguous columns they run 1.4-1.8x faster than on (N, 3) rows with
+    # an `.all(1)` (measured at 1 thread). The range test is on the floored floats, so NaN and inf fall outside.
+    key, inside = batch_index, None
+    for axis, cells_on_axis in ((2, nz), (1, ny), (0, nx)):
+        cell = ((points[:, axis] - grid.point_range[axis]) / grid.voxel_size[axis]).floor_()
+        ok = (cell >= 0) & (cell < cells_on_axis)
+        inside = ok if inside is None else inside & ok
+        if cells_on_axis > 1:  # one cell (pillars' z): every point inside is in cell 0, nothing to add
+            key = key * cells_on_axis + cell.long()
     n = key.numel()
     if batch_size is None:
         batch_size = int(batch_index.max()) + 1 if n else 1
     cells = batch_size * nx * ny * nz
     if cells <= max(4 * n, 1 << 22):
         key = torch.where(inside, key, cells)  # one spare cell for the points outside
-        occupied = torch.bincount(key, minlength=cells + 1)[:cells] > 0
-        row = torch.cumsum(occupied, 0) - 1  # (cells,) row of each occupied cell
-        uniq = torch.nonzero(occupied)[:, 0]
-        point_to_voxel = torch.cat([row, row.new_full((1,), -1)])[key]
+        uniq = _occupied_cells(key, cells)
+        # uninitialised: only the occupied cells' rows and the spare cell's are ever read
+        row = torch.empty(cells + 1, dtype=torch.long, device=key.device)
+        row[uniq] = torch.arange(uniq.numel(), device=key.device)
+        row[cells] = -1  # the spare cell: outside
+        point_to_voxel = row[key]
     else:
         uniq, inverse = torch.unique(key[inside], return_inverse=True)
         point_to_voxel = torch.full_like(key, -1)
         point_to_voxel[inside] = inverse
     coords = torch.stack([uniq // (nx * ny * nz), uniq // (nx * ny) % nz, uniq // nx % ny, uniq % nx], 1)
     return coords, point_to_voxel
+
+
+def _occupied_cells(key: Tensor, cells: int) -> Tensor:
+    """The distinct values below `cells` of `key (N,)` (values in [0, cells]), ascending, from an occupancy grid of
+    one byte a cell, scanned 8 cells at a time: on a sparse grid (19k points on 468 x 468 pillars) a byte-by-byte
+    `nonzero` over the whole grid was a third of the assignment's time, and a sort of the keys slower still."""
+    occupied = torch.zeros((cells + 8) // 8 * 8, dtype=torch.bool, device=key.device)
+    occupied[key] = True
+    occupied[cells] = False  # the spare cell
+    words = torch.nonzero(occupied.view(torch.int64))[:, 0]  # (W,) the 8-cell words holding an occupied cell
+    hit = torch.nonzero(occupied.view(-1, 8)[words])  # (M, 2): word slot, byte within it, in row-major order
+    return words[hit[:, 0]] * 8 + hit[:, 1]
 
 
 def _scatter_mean(src: Tensor, index: Tensor, size: int) -> Tensor:

@@ -40,6 +40,8 @@ def knn_index(query: Tensor, ref: Tensor, k: int, backend: str) -> Tensor:
     """`query [B, M, 3]`, `ref [B, N, 3]` -> `LongTensor[B, M, k]` (k <= N) by a named fast path."""
     from perception3d.ops import neighbors
 
+    if backend == "open3d":
+        return neighbors._knn_open3d(query, ref, k).to(query.device)
     if backend == "scipy":
         return neighbors._knn_scipy(query, ref, k).to(query.device)
     if backend == "torch":

@@ -6,7 +6,7 @@ and fast paths for the index-only work, chosen by `backend=` or the OMNISENSE_OP
 
 | op | reference | fast paths (auto picks the first that can run) |
 |---|---|---|
-| knn, knn_ragged | exact differences, topk | CPU: `scipy` cKDTree; CUDA: `torch` (matmul distances, exact re-rank) |
+| knn, knn_ragged | exact differences, topk | CPU: `open3d` KD-tree (core.nns), then `scipy` cKDTree; CUDA: `torch` (matmul distances, exact re-rank) |
 | ball_query | exact differences, first in index order | CPU: `scipy` cKDTree.query_ball_point; CUDA: reference |
 | farthest_point_sample | a loop of n steps, batched | CPU: `open3d` farthest_point_down_sample (its set, put back in FPS order); CUDA: `triton` on request only (unverified on a GPU) |
 
@@ -127,6 +127,22 @@ def _knn_scipy(query: Tensor, ref: Tensor, k: int) -> Tensor:
     return torch.stack(out)
 
 
+def _knn_open3d(query: Tensor, ref: Tensor, k: int) -> Tensor:
+    # open3d before scipy on CPU: the registration call needs open3d anyway (normals, FPFH), and importing
+    # scipy.spatial costs 0.2-0.4 s of a process's first call (scipy 1.17's array-API layer walks numpy's
+    # namespace, importing numpy.f2py); the same float64 search, 1-2x faster here on RoITr's 32-2048-point levels
+    from perception3d._open3d import import_open3d
+
+    o3d = import_open3d()
+    out = []
+    for qb, rb in zip(query.double().numpy(), ref.double().numpy()):
+        search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(rb))
+        search.knn_index()
+        idx = search.knn_search(o3d.core.Tensor(qb), k)[0].numpy()  # [M, k] int32 or int64, nearest first
+        out.append(torch.from_numpy(idx.reshape(len(qb), k).astype("int64")))
+    return torch.stack(out)
+
+
 def _knn_indices(query: Tensor, ref: Tensor, k: int, name: str) -> Tensor:
     with torch.no_grad():
         q, r = _work_dtype(query.detach()), _work_dtype(ref.detach())
@@ -136,8 +152,8 @@ def _knn_indices(query: Tensor, ref: Tensor, k: int, name: str) -> Tensor:
 
 
 def _knn_backend(backend: str | None, device: torch.device) -> str:
-    return choose("knn", backend, device, cpu=("scipy",), gpu=("torch",),
-                  available=("reference", "torch", "scipy"))
+    return choose("knn", backend, device, cpu=("open3d", "scipy"), gpu=("torch",),
+                  available=("reference", "torch", "open3d", "scipy"))
 
 
 def knn(query: Tensor, ref: Tensor, k: int, *, backend: str | None = None) -> tuple[Tensor, Tensor]:
@@ -147,7 +163,7 @@ def knn(query: Tensor, ref: Tensor, k: int, *, backend: str | None = None) -> tu
         query: `Tensor[B, M, 3]` query points.
         ref: `Tensor[B, N, 3]` reference points (same B).
         k: neighbours per query. When N < k the last N..k-1 slots repeat the farthest found neighbour.
-        backend: None (environment), 'auto', 'reference', 'torch' or 'scipy' (CPU).
+        backend: None (environment), 'auto', 'reference', 'torch', 'open3d' or 'scipy' (CPU).
 
     Returns:
         dist2: `Tensor[B, M, k]` squared Euclidean distances, ascending; differentiable in query and ref.
@@ -326,6 +342,26 @@ def _fps_reference(xyz: Tensor, n: int, start: int) -> Tensor:
     return out
 
 
+def _sq_dist_table(cloud, rows: int = 512):
+    """All pairwise squared distances [N, N] of a float64 cloud [N, 3], summed x, y, z in that order: the values
+    of scipy's `cdist(cloud, cloud, "sqeuclidean")` bit for bit (tested), without importing scipy.spatial
+    (0.2-0.4 s of a process's first registration). Built in blocks of `rows` rows: one [rows, N] temporary."""
+    import numpy as np
+
+    n = len(cloud)
+    table = np.empty((n, n))
+    tmp = np.empty((min(rows, n), n))
+    for a in range(0, n, rows):
+        block, t = table[a:a + rows], tmp[:min(rows, n - a)]
+        np.subtract.outer(cloud[a:a + rows, 0], cloud[:, 0], out=block)
+        block *= block
+        for j in (1, 2):
+            np.subtract.outer(cloud[a:a + rows, j], cloud[:, j], out=t)
+            t *= t
+            block += t
+    return table
+
+
 def _fps_numpy(cloud, n: int, start: int):
     """The reference loop for one small float64 cloud in numpy (far less per-step overhead than torch on CPU)."""
     import numpy as np
@@ -333,14 +369,7 @@ def _fps_numpy(cloud, n: int, start: int):
     picks = np.empty(n, dtype=np.int64)
     dist = np.full(len(cloud), np.inf)
     # up to 4096 points, all pairwise distances at once (<= 128 MB) leave two cheap ops per step
-    table = None
-    if len(cloud) <= 4096:
-        try:
-            from scipy.spatial.distance import cdist
-
-            table = cdist(cloud, cloud, "sqeuclidean")
-        except ImportError:
-            pass
+    table = _sq_dist_table(cloud) if len(cloud) <= 4096 else None
     last = start
     for i in range(n):
         picks[i] = last

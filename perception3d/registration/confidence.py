@@ -63,13 +63,12 @@ def _fpfh(points: np.ndarray, voxel: float):
 def measure(source: np.ndarray, target: np.ndarray, transform: np.ndarray, voxel: float, *,
             src_corr: np.ndarray | None = None, tgt_corr: np.ndarray | None = None, seed: int = 0) -> Confidence:
     """The confidence of `transform` [4, 4] (source -> target) for clouds [N, 3], [M, 3] at voxel size `voxel`."""
-    from scipy.spatial import cKDTree
-
+    from perception3d.registration._kdtree import knn_within
     from perception3d.registration.metrics import transform_points
 
     src, fs = _fpfh(transform_points(source, transform), voxel)
     tgt, ft = _fpfh(target, voxel)
-    dist, idx = cKDTree(tgt).query(src, distance_upper_bound=1.5 * voxel)
+    dist, idx = (a[:, 0] for a in knn_within(tgt, src, 1, 1.5 * voxel))
     close = np.isfinite(dist)
     overlap = float(close.mean()) if len(src) else 0.0
     fitness = 0.0

@@ -79,11 +79,11 @@ def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
 
 def point_spacing(points: np.ndarray, sample: int = 2000, seed: int = 0) -> float:
     """Median distance from a point to its nearest neighbour (on a seeded sample of at most `sample` points)."""
-    from scipy.spatial import cKDTree
-
     rng = np.random.default_rng(seed)
     query = points if len(points) <= sample else points[rng.choice(len(points), sample, replace=False)]
-    dist = cKDTree(points).query(query, k=2)[0][:, 1]
+    from perception3d.registration._kdtree import knn_within
+
+    dist = knn_within(points, query, 2)[0][:, 1]  # the first is the point itself (or a duplicate of it)
     dist = dist[dist > 0]
     return float(np.median(dist)) if dist.size else 0.0
 

@@ -98,15 +98,15 @@ def dense_refine(transform: Tensor, src_points: Tensor, src_feats: Tensor, tgt_p
     when fewer than 3 pairs remain. The k nearest are searched once per radius, within 1.5 radii of the pose the
     radius starts from; its later iterations re-measure the distances to those k (the pose moves little).
     """
-    from scipy.spatial import cKDTree
+    from perception3d.registration._kdtree import knn_within
 
     fs, ft = F.normalize(src_feats, dim=1), F.normalize(tgt_feats, dim=1)
     k = min(k, tgt_points.shape[0])
-    tree = cKDTree(tgt_points.detach().cpu().double().numpy())
+    tgt_np = tgt_points.detach().cpu().double().numpy()
     padded = torch.cat([tgt_points, tgt_points.new_full((1, 3), float("inf"))])  # row M: "none found"
     for radius in radii:
         mapped = _mapped(transform.unsqueeze(0), src_points)[0]  # [S, 3]
-        _, idx = tree.query(mapped.detach().cpu().double().numpy(), k=k, distance_upper_bound=1.5 * radius)
+        _, idx = knn_within(tgt_np, mapped.detach().cpu().double().numpy(), k, 1.5 * radius)
         idx = torch.as_tensor(idx, device=src_points.device).reshape(-1, k)  # [S, k]; M where none
         near_pts = padded[idx]  # [S, k, 3]
         sim = (fs.unsqueeze(1) * ft[idx.clamp(max=tgt_points.shape[0] - 1)]).sum(-1)  # [S, k]

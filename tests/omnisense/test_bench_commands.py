@@ -46,7 +46,11 @@ def test_bench_commands_one_repeat():
     jobs = [r["job"] for r in report.rows]
     if not report.notes[2:]:  # nothing skipped: the sample data is there
         assert jobs == ["omnisense classify-audio drum_snare_hard.flac", "omnisense register hippo1.ply hippo2.ply "
-                        "(RoITr)", "first register call (roitr)", "first register call (fpfh)"]
+                        "(RoITr)", "import of perception3d.registration's register (roitr process)",
+                        "first register call (roitr)", "import of perception3d.registration's register (fpfh process)",
+                        "first register call (fpfh)"]
     for row in report.rows:
-        assert row["runs"] == 1 and row["s"] > 0 and row["peer_s"] > 0 and row["met"] in (True, False)
+        # the import rows carry no target: they show the cost moved out of the first call
+        want = (None,) if row["job"].startswith("import of") else (True, False)
+        assert row["runs"] == 1 and row["s"] > 0 and row["peer_s"] > 0 and row["met"] in want
     assert report.context["threads_passed"] == 1 and "load_average_start" in report.context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -109,3 +110,14 @@ def test_parser_builds_without_importing_heavy_optional_packages():
 
 def test_build_parser_is_reusable():
     assert build_parser().parse_args(["models"]).command == "models"
+
+
+def _subparser(parser, name: str):
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+
+@pytest.mark.parametrize("name", sorted(_registry.COMMANDS))
+def test_one_command_parser_is_that_command_of_the_whole_parser(name):
+    """`main` builds only the named command's parser (no other command module imported): same help, same usage."""
+    whole, one = _subparser(build_parser(), name), _subparser(build_parser(name), name)
+    assert one.format_help() == whole.format_help() and one.prog == whole.prog == f"omnisense {name}"

@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -151,10 +153,40 @@ def test_nms_per_class_equals_class_by_class(seed):
         assert fast.tolist() == ref.tolist()
 
 
-def test_nms_quad_intersection_numpy_matches_torch():
+def _rect_np(a, b):
+    """`B._rect_intersection_np` on boxes `(P, 7)` a and b (b in a's frame, as `_overlap_pairs` passes it)."""
+    a, b = a.double().numpy(), b.double().numpy()
+    rx, ry = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
+    ca, sa, cb, sb = np.cos(a[:, 6]), np.sin(a[:, 6]), np.cos(b[:, 6]), np.sin(b[:, 6])
+    return B._rect_intersection_np(rx * ca + ry * sa, ry * ca - rx * sa, ca * cb + sa * sb, sb * ca - cb * sa,
+                                   a[:, 3:5] / 2, b[:, 3:5] / 2)
+
+
+@pytest.mark.parametrize("order", ["ab", "ba"])
+def test_nms_rect_intersection_numpy_matches_torch(order):
     boxes, _ = _clustered_boxes(200, 4)
     corners = B.boxes_to_corners_bev(boxes.double())
     i, j = torch.triu_indices(200, 200, 1)
-    ref = B._pairwise_intersection_area(corners[i], corners[j])
-    fast = B._quad_intersection_np(corners[i].numpy(), corners[j].numpy())
-    assert torch.allclose(torch.from_numpy(fast), ref, atol=1e-9) and (ref > 0).sum() > 100
+    if order == "ba":
+        i, j = j, i
+    want = B._pairwise_intersection_area(corners[i], corners[j])
+    got = torch.from_numpy(_rect_np(boxes[i], boxes[j]))
+    assert torch.allclose(got, want, rtol=0, atol=1e-8) and (want > 0).sum() > 100
+
+
+@pytest.mark.parametrize("name", list(_special_pairs()))
+def test_nms_rect_intersection_special_cases(name):
+    """Identical, touching (edge, corner), 90/180-degree turns, contained, crossed: shared edges count once."""
+    a, b = _special_pairs()[name]
+    want = B._pairwise_intersection_area(B.boxes_to_corners_bev(a[None]), B.boxes_to_corners_bev(b[None])).item()
+    assert _rect_np(a[None], b[None])[0] == pytest.approx(want, abs=1e-9)
+    assert _rect_np(b[None], a[None])[0] == pytest.approx(want, abs=1e-9)
+
+
+def test_nms_rect_intersection_axis_aligned_shared_edges():
+    """Heading 0 boxes on a grid (edges exactly on each other's lines, the divisions by zero): exact areas."""
+    grid = torch.tensor([[x, y, 0.0, 2.0, 1.0, 1.0, 0.0] for x in (0.0, 1.0, 2.0, 2.5) for y in (0.0, 0.5, 1.0)],
+                        dtype=torch.float64)
+    i, j = torch.triu_indices(len(grid), len(grid), 1)
+    want = B._pairwise_intersection_area(B.boxes_to_corners_bev(grid[i]), B.boxes_to_corners_bev(grid[j]))
+    assert torch.allclose(torch.from_numpy(_rect_np(grid[i], grid[j])), want, rtol=0, atol=1e-9)

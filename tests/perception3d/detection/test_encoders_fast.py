@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from perception3d.detection.encoders import DynamicVFE, VoxelGrid, _scatter_mean, dynamic_voxelize
+from perception3d.detection.encoders import DynamicVFE, VoxelGrid, _occupied_cells, _scatter_mean, dynamic_voxelize
 
 GRID = VoxelGrid((-4.0, -4.0, -2.0, 4.0, 4.0, 2.0), (0.5, 0.5, 4.0))
 
@@ -42,6 +42,29 @@ def test_dynamic_voxelize_equals_unique(grid):
 def test_dynamic_voxelize_single_point():
     coords, p2v = dynamic_voxelize(torch.tensor([[0.1, 0.1, 0.0, 1.0]]), torch.zeros(1, dtype=torch.long), GRID)
     assert coords.tolist() == [[0, 0, 8, 8]] and p2v.tolist() == [0]
+
+
+def test_dynamic_voxelize_range_edges_and_non_finite_points():
+    """The per-axis range test on floored floats: the low edge is in, the high edge out, NaN and inf are out."""
+    nan, inf = float("nan"), float("inf")
+    pts = torch.tensor([[-4.0, -4.0, -2.0, 0], [3.999, 3.999, 1.999, 0], [4.0, 0.0, 0.0, 0], [0.0, 0.0, 2.0, 0],
+                        [nan, 0.0, 0.0, 0], [0.0, inf, 0.0, 0], [0.0, 0.0, -inf, 0], [-4.001, 0.0, 0.0, 0]])
+    coords, p2v = dynamic_voxelize(pts, torch.zeros(len(pts), dtype=torch.long), GRID)
+    assert coords.tolist() == [[0, 0, 0, 0], [0, 0, 15, 15]] and p2v.tolist() == [0, 1, -1, -1, -1, -1, -1, -1]
+
+
+@pytest.mark.parametrize("cells,count", [(1, 5), (7, 20), (8, 3), (9, 40), (1000, 0), (1000, 30), (219_024, 20_000)])
+def test_occupied_cells_equals_unique(cells, count):
+    """Word-at-a-time scan of the occupancy grid: every cell count (multiple of 8 or not), sparse and dense, the
+    spare cell `cells` (points outside) never listed, the first and last cells included."""
+    g = torch.Generator().manual_seed(cells + count)
+    key = torch.cat([torch.randint(0, cells + 1, (count,), generator=g), torch.tensor([0, cells - 1, cells])])
+    assert torch.equal(_occupied_cells(key, cells), torch.unique(key[key < cells]))
+
+
+def test_dynamic_voxelize_empty():
+    coords, p2v = dynamic_voxelize(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), GRID, 2)
+    assert coords.shape == (0, 4) and p2v.shape == (0,)
 
 
 def _vfe(filters, halve, seed=0, **kw):

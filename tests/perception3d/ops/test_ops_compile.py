@@ -16,6 +16,7 @@ def _cloud(b: int, n: int, seed: int) -> torch.Tensor:
 # opcheck runs the op's schema, fake (meta) and dispatch checks; torch.library's own test utility
 OPCHECK_CASES = {
     "knn-scipy": (_library.knn_index, lambda q, r: (q, r, 5, "scipy")),
+    "knn-open3d": (_library.knn_index, lambda q, r: (q, r, 5, "open3d")),
     "knn-torch": (_library.knn_index, lambda q, r: (q, r, 5, "torch")),
     "ball-scipy": (_library.ball_index, lambda q, r: (q, r, 0.4, 8, "scipy")),
     "fps-open3d": (_library.fps_index, lambda q, r: (r, 12, 0, "open3d")),
@@ -28,7 +29,7 @@ def test_fast_path_passes_opcheck(case):
     torch.library.opcheck(op, make_args(_cloud(2, 30, 0), _cloud(2, 80, 1)))
 
 
-BACKENDS = {"knn": ["torch", "scipy"], "ball": ["scipy"], "fps": ["open3d"]}
+BACKENDS = {"knn": ["torch", "open3d", "scipy"], "ball": ["scipy"], "fps": ["open3d"]}
 
 
 def _call(kind: str, backend: str, q: torch.Tensor, r: torch.Tensor):
@@ -51,7 +52,7 @@ def test_fullgraph_trace_matches_eager(kind, backend):
 
 
 def test_fullgraph_trace_of_auto_backend_uses_the_custom_op():
-    # auto picks scipy on CPU; the traced graph must hold the custom op node, not a graph break
+    # auto picks open3d on CPU; the traced graph must hold the custom op node, not a graph break
     q, r = _cloud(1, 20, 4), _cloud(1, 60, 5)
     torch._dynamo.reset()
     explained = torch._dynamo.explain(lambda a, b: knn(a, b, 4, backend="auto"))(q, r)

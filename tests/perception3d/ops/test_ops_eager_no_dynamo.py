@@ -9,7 +9,7 @@ def test_eager_fast_paths_do_not_import_dynamo():
         "import sys, torch\n"
         "from perception3d.ops import knn, ball_query, farthest_point_sample\n"
         "q, r = torch.rand(1, 50, 3), torch.rand(1, 200, 3)\n"
-        "knn(q, r, 4, backend='scipy'); knn(q, r, 4, backend='torch')\n"
+        "knn(q, r, 4, backend='scipy'); knn(q, r, 4, backend='open3d'); knn(q, r, 4, backend='torch')\n"
         "ball_query(q, r, 0.3, 8, backend='scipy'); farthest_point_sample(r, 16, backend='open3d')\n"
         "print('torch._dynamo' in sys.modules)\n"
     )

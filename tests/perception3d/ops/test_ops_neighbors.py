@@ -19,7 +19,7 @@ from perception3d.ops import (
     three_nn_interpolate_ragged,
 )
 
-KNN_BACKENDS = ["reference", "torch", "scipy"]
+KNN_BACKENDS = ["reference", "torch", "open3d", "scipy"]
 BALL_BACKENDS = ["reference", "scipy"]
 FPS_BACKENDS = ["reference", "open3d"]
 
@@ -297,3 +297,15 @@ def test_three_nn_interpolate_ragged_gradcheck():
     assert torch.autograd.gradcheck(
         lambda f, u: three_nn_interpolate_ragged(u, uo, known, ko, f, backend="reference"),
         (feats, unknown.clone().requires_grad_()))
+
+
+@pytest.mark.parametrize("n", [1, 7, 512, 1300])
+def test_sq_dist_table_equals_scipy_cdist_bit_for_bit(n):
+    """The FPS distance table (built in row blocks, no scipy import) against the scipy cdist it replaced."""
+    import numpy as np
+    from scipy.spatial.distance import cdist
+
+    from perception3d.ops.neighbors import _sq_dist_table
+
+    cloud = np.random.default_rng(n).normal(size=(n, 3)) * [4.0, 1.0, 0.3] + [50.0, -3.0, 1.0]
+    assert np.array_equal(_sq_dist_table(cloud), cdist(cloud, cloud, "sqeuclidean"))
