@@ -11,6 +11,7 @@ its OpenMP runtime) is imported, so `prepare_environment` runs before any torch 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 THREADS_ENV = "OMNISENSE_THREADS"
@@ -119,6 +120,10 @@ def configure(device: str = "auto", threads: int | None = None) -> Runtime:
     import torch
 
     torch.set_num_threads(n)
+    if "open3d" in sys.modules:  # imported before the policy was applied: give it the same count
+        from perception3d._open3d import match_torch_threads
+
+        match_torch_threads(sys.modules["open3d"])
     return Runtime(device=resolve_device(device), threads=n, load_average=load, cores=usable_cores())
 
 

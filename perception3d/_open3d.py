@@ -50,19 +50,36 @@ def _forget_open3d() -> None:
         del sys.modules[name]
 
 
+def match_torch_threads(module: types.ModuleType) -> None:
+    """Give open3d's parallel loops (RANSAC, ICP, normals) torch's intra-op thread count, the process's one policy.
+
+    open3d otherwise takes every core whatever `torch.set_num_threads` (or OMP_NUM_THREADS) says.
+    """
+    import torch
+
+    setter = getattr(getattr(module, "utility", None), "set_max_threads", None)
+    if setter is not None:  # open3d >= 0.19
+        setter(torch.get_num_threads())
+
+
 def import_open3d() -> types.ModuleType:
-    """The `open3d` module (imported once per process, as `import open3d` would, without importing dash)."""
+    """The `open3d` module (imported once per process, as `import open3d` would, without importing dash), its
+    thread count set to torch's (`match_torch_threads`)."""
     module = sys.modules.get("open3d")
     if module is not None:
         return module
+    module = None
     if "dash" not in sys.modules:
         stand_in = _DashStandIn("dash")
         sys.modules["dash"] = stand_in
         try:
-            return importlib.import_module("open3d")
+            module = importlib.import_module("open3d")
         except ImportError:
             _forget_open3d()  # then the ordinary import below, which reports open3d's own error if it has one
         finally:
             if sys.modules.get("dash") is stand_in:
                 del sys.modules["dash"]
-    return importlib.import_module("open3d")
+    if module is None:
+        module = importlib.import_module("open3d")
+    match_torch_threads(module)
+    return module

@@ -49,3 +49,18 @@ def test_with_dash_already_imported_open3d_imports_as_usual():
         "print(json.dumps({'same_dash': sys.modules['dash'] is dash,\n"
         "                  'viewer': sys.modules['open3d.visualization.draw_plotly'].html is dash.html}))\n")
     assert got == {"same_dash": True, "viewer": True}
+
+
+def test_open3d_takes_torchs_thread_count_before_and_after_import():
+    # open3d takes every core by itself; the process's policy (torch's intra-op count) must reach it, whether the
+    # policy is set before open3d is imported or after (omnisense's `configure`).
+    got = _run(
+        "import json, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from perception3d._open3d import import_open3d\n"
+        "o3d = import_open3d()\n"
+        "before = o3d.utility.get_max_threads()\n"
+        "from omnisense._runtime import configure\n"
+        "configure('cpu', 2)\n"
+        "print(json.dumps({'before': before, 'after': o3d.utility.get_max_threads()}))\n")
+    assert got == {"before": 1, "after": 2}
