@@ -62,8 +62,13 @@ class SinusoidalEmbedding(nn.Module):
                              persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        omegas = x.unsqueeze(-1) * self.div_term.to(x.dtype)  # [*, d/2]
-        return torch.stack([omegas.sin(), omegas.cos()], -1).flatten(-2).detach()  # [*, d]
+        omegas = x.detach().unsqueeze(-1) * self.div_term.to(x.dtype)  # [*, d/2]; no gradient (as before)
+        # sin and cos written straight into their interleaved slots: the values of stack([sin, cos], -1), without
+        # the copy (the angle embedding is [n, n, k, d], 6M values per 8192-point cloud)
+        out = omegas.new_empty(*omegas.shape, 2)  # [*, d/2, 2]
+        torch.sin(omegas, out=out[..., 0])
+        torch.cos(omegas, out=out[..., 1])
+        return out.flatten(-2)  # [*, d]
 
 
 # ---------------------------------------------------------------------------------------------------------------
