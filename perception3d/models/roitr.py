@@ -86,6 +86,17 @@ class _PPFEmbedding(nn.Module):
         return self.proj(ppf)
 
 
+def _rows(x: Tensor, idx: Tensor | None) -> Tensor:
+    """x[idx] for rows x [N, C] and indices idx [*] -> [*, C]; None: every row in order (x itself, no copy).
+
+    Without autograd the gather is `F.embedding`, the same copy 2-4x faster than advanced indexing at 64-128
+    channels on CPU (RoITr's local attention gathers [M, K, C] keys and values at every level).
+    """
+    if idx is None:
+        return x
+    return x[idx] if torch.is_grad_enabled() else F.embedding(idx, x)
+
+
 def _compose(outer: nn.Linear, inner: nn.Linear) -> tuple[Tensor, Tensor]:
     """The affine map outer(inner(x)) as one (weight, bias)."""
     return outer.weight @ inner.weight, outer.weight @ inner.bias + outer.bias
@@ -109,16 +120,17 @@ class _LocalAttention(nn.Module):
         self.proj_q, self.proj_k, self.proj_v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
         self.proj_p, self.proj_vp = nn.Linear(d, d), nn.Linear(d, d)
 
-    def forward(self, x: Tensor, center_idx: Tensor, group_idx: Tensor, ppf: Tensor,
+    def forward(self, x: Tensor, center_idx: Tensor | None, group_idx: Tensor, ppf: Tensor,
                 embedding: nn.Linear) -> Tensor:
-        """x [N, d], center_idx [M], group_idx [M, K], ppf [M, K, 4], embedding: Linear(4, d) -> [M, d]."""
+        """x [N, d], center_idx [M] (None: every point, M = N), group_idx [M, K], ppf [M, K, 4],
+        embedding: Linear(4, d) -> [M, d]."""
         h = self.heads
         c = x.shape[1] // h
         pos_w, pos_b = _compose(self.proj_p, embedding)  # [d, 4], [d]
         val_w, val_b = _compose(self.proj_vp, embedding)
-        q = self.proj_q(x)[center_idx].view(-1, h, c)  # [M, h, c]
-        k = self.proj_k(x)[group_idx].unflatten(-1, (h, c))  # [M, K, h, c]; gathered, never transposed
-        v = self.proj_v(x)[group_idx].unflatten(-1, (h, c))
+        q = _rows(self.proj_q(x), center_idx).view(-1, h, c)  # [M, h, c]
+        k = _rows(self.proj_k(x), group_idx).unflatten(-1, (h, c))  # [M, K, h, c]; gathered, never transposed
+        v = _rows(self.proj_v(x), group_idx).unflatten(-1, (h, c))
         q_pos = torch.einsum("mhc,hcf->mfh", q, pos_w.view(h, c, 4))  # [M, 4, h]
         logits = (k * q.unsqueeze(1)).sum(-1) + ppf @ q_pos  # [M, K, h]
         logits = logits + (q * pos_b.view(h, c)).sum(-1).unsqueeze(1)
@@ -135,8 +147,9 @@ class _LocalAttentionLayer(nn.Module):
         self.linear = nn.Linear(d, d)
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, x: Tensor, center_idx: Tensor, group_idx: Tensor, ppf: Tensor, embedding: nn.Linear) -> Tensor:
-        return self.norm(self.linear(self.attention(x, center_idx, group_idx, ppf, embedding)) + x[center_idx])
+    def forward(self, x: Tensor, center_idx: Tensor | None, group_idx: Tensor, ppf: Tensor,
+                embedding: nn.Linear) -> Tensor:
+        return self.norm(self.linear(self.attention(x, center_idx, group_idx, ppf, embedding)) + _rows(x, center_idx))
 
 
 class LocalPPFTransformer(nn.Module):
@@ -149,8 +162,9 @@ class LocalPPFTransformer(nn.Module):
         self.transformer = _LocalAttentionLayer(hidden, heads)
         self.out_proj = nn.Linear(hidden, out_dim)
 
-    def forward(self, x: Tensor, center_idx: Tensor, group_idx: Tensor, ppf: Tensor) -> Tensor:
-        """x [N, in] features of the neighbour level; centres index into it; ppf [M, K, 4] -> [M, out]."""
+    def forward(self, x: Tensor, center_idx: Tensor | None, group_idx: Tensor, ppf: Tensor) -> Tensor:
+        """x [N, in] features of the neighbour level; centres index into it (None: every point); ppf [M, K, 4]
+        -> [M, out]."""
         return self.out_proj(self.transformer(self.in_proj(x), center_idx, group_idx, ppf, self.embedding.proj))
 
 
@@ -226,16 +240,20 @@ class TransitionDown(nn.Module):
         """points, normals [n, 3], feats [n, C] of the finer level; `group` [n, >= nsample] and `ppf` its own kNN
         and PPFs if known. The centres are finer points, so their kNN in the finer level are rows of it."""
         n = points.shape[0]
+        centres = None  # stride 1: every point is a centre, in order (no gather)
         if self.stride > 1:
             m = max(n // self.stride, 1)
-            idx = farthest_point_sample(points.unsqueeze(0), m)[0]  # [m]
-        else:
-            idx = torch.arange(n, device=points.device)
+            centres = farthest_point_sample(points.unsqueeze(0), m)[0]  # [m]
         if group is None or ppf is None or group.shape[1] < min(self.nsample, n):
-            group, ppf = _neighbourhood(points, normals, self.nsample, idx, self.exclude_self)  # [m, k], [m, k, 4]
+            group, ppf = _neighbourhood(points, normals, self.nsample, centres, self.exclude_self)  # [m, k], [m, k, 4]
+        elif centres is None:
+            group, ppf = group[:, :self.nsample], ppf[:, :self.nsample]
         else:
-            group, ppf = group[idx, :self.nsample], ppf[idx, :self.nsample]
-        return points[idx], normals[idx], self.transformer(feats, idx, group, ppf), idx
+            group, ppf = group[centres, :self.nsample], ppf[centres, :self.nsample]
+        feats = self.transformer(feats, centres, group, ppf)
+        if centres is None:
+            return points, normals, feats, torch.arange(n, device=points.device)
+        return points[centres], normals[centres], feats, centres
 
 
 class RIPointTransformerLayer(nn.Module):
@@ -244,8 +262,7 @@ class RIPointTransformerLayer(nn.Module):
         self.transformer = LocalPPFTransformer(dim, dim, min(dim, hidden_cap), heads)
 
     def forward(self, level: Level, feats: Tensor) -> Tensor:
-        idx = torch.arange(feats.shape[0], device=feats.device)
-        return self.transformer(feats, idx, level.group_idx, level.ppf)
+        return self.transformer(feats, None, level.group_idx, level.ppf)  # every point a centre
 
 
 class RIPointTransformerBlock(nn.Module):
