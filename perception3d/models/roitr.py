@@ -333,7 +333,7 @@ class GeometricStructureEmbedding(nn.Module):
                 angles = points.new_zeros(n, n, 1)
         dist, angles = dist / self.sigma_d, angles * self.factor_a
         # By blocks of rows: the [rows, n, k, d] sinusoids and their projection stay a few MB, where the whole
-        # [n, n, k, d] is 25 MB a tensor at 128 nodes (an 8192-point cloud), and fresh pages for those cost about as
+        # [n, n, k, d] tensors are 25 MB each at 128 nodes (an 8192-point cloud) and their fresh pages cost about as
         # much again in page faults. Each row is computed as in one block (tests: bit for bit).
         return torch.cat([self.proj_d(self.embedding(dist[a:a + self.block_rows]))
                           + self.proj_a(self.embedding(angles[a:a + self.block_rows])).amax(2)
