@@ -200,7 +200,7 @@ def lgr_transform(matches, seed: int = 0, descriptors=None) -> Tensor:
                   top_k=VERIFY_TOP_K, dense_top=VERIFY_DENSE_TOP, sample=VERIFY_SAMPLE, seed=seed)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def register_roitr(model, source: np.ndarray, target: np.ndarray, *, voxel_size: float | None = None,
                    num_points: int = 2048, estimator: str = "lgr", verify: bool = True, seed: int = 0,
                    device: str | torch.device = "cpu") -> RegistrationResult:

@@ -194,3 +194,45 @@ def test_official_key_names():
               "backbone.global_transformer.transformer.layers.1.attention.attention.proj_q.weight",
               "coarse_proj.weight", "fine_proj.weight", "optimal_transport.alpha"]:
         assert k in keys, k
+
+
+def test_sinusoid_embedding_is_sin_and_cos_interleaved():
+    """Written straight into interleaved slots: the values of stack([sin, cos], -1), bit for bit."""
+    from perception3d.models.roitr import SinusoidalEmbedding
+
+    emb = SinusoidalEmbedding(64)
+    x = torch.rand(33, 17, 3, generator=torch.Generator().manual_seed(0)) * 12
+    omegas = x.unsqueeze(-1) * emb.div_term
+    assert torch.equal(emb(x), torch.stack([omegas.sin(), omegas.cos()], -1).flatten(-2))
+
+
+@pytest.mark.parametrize("n", [1, 2, 40])
+def test_geometric_embedding_by_row_blocks_is_bit_for_bit(n):
+    """The embedding computed by blocks of node rows equals the one computed in a single block, exactly."""
+    from perception3d.models.roitr import GeometricStructureEmbedding
+
+    torch.manual_seed(0)
+    geo = GeometricStructureEmbedding(32, 0.2, 15.0, 3)
+    pts = torch.rand(n, 3) * 2
+    with torch.no_grad():
+        blocks = geo(pts)
+        geo.block_rows = n + 1  # one block
+        whole = geo(pts)
+    assert blocks.shape == (n, n, 32) and torch.equal(blocks, whole)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_local_attention_all_centres_is_the_identity_gather(grad):
+    """center_idx None (every point a centre, stride-1 levels) is x[arange], and the no-grad gather is x[idx]."""
+    from perception3d.models.roitr import _LocalAttention
+
+    torch.manual_seed(0)
+    att, embedding = _LocalAttention(32, 4), torch.nn.Linear(4, 32)
+    x, ppf = torch.randn(50, 32), torch.randn(50, 8, 4)
+    group_idx = torch.randint(0, 50, (50, 8))
+    with torch.set_grad_enabled(grad):
+        got = att(x, None, group_idx, ppf, embedding)
+        gathered = att(x, torch.arange(50), group_idx, ppf, embedding)
+    with torch.enable_grad():
+        reference = att(x, torch.arange(50), group_idx, ppf, embedding)  # advanced indexing (autograd on)
+    assert torch.equal(got, gathered) and torch.equal(got, reference)

@@ -138,3 +138,17 @@ def test_ransac_on_correspondences():
     tgt[:80] = rng.random((80, 3)) * 3
     est = ransac_on_correspondences(tgt, src, distance=0.02, max_iterations=5000, seed=0)
     assert rotation_error(est, gt) < 0.5 and translation_error(est, gt) < 0.01
+
+
+def test_inlier_counts_by_blocks_match_one_product():
+    """Blocks of 256 hypotheses: the same counts as one [H, C] product (600 hypotheses, 3 blocks)."""
+    from perception3d.registration.pose import _residual_terms, _squared_residuals
+
+    g = torch.Generator().manual_seed(4)
+    hyps = torch.eye(4).repeat(600, 1, 1)
+    hyps[:, :3, 3] = torch.randn(600, 3, generator=g) * 0.1
+    src = torch.rand(700, 3, generator=g)
+    tgt = src + torch.randn(700, 3, generator=g) * 0.05
+    whole = (_squared_residuals(hyps, _residual_terms(src, tgt)) < 0.08 ** 2).sum(1)
+    assert torch.equal(inlier_counts(hyps, src, tgt, 0.08), whole)
+    assert inlier_counts(hyps[:0], src, tgt, 0.08).shape == (0,)
