@@ -73,7 +73,7 @@ class DescriptorField:
         keys = self._keys(torch.minimum(rel.clamp_(min=0), self.dims - 1))  # outside the box: onto its empty margin
         if self.table is not None:
             return self.table[keys]
-        idx = torch.searchsorted(self.keys, keys).clamp_(max=self.keys.shape[0] - 1)
+        idx = torch.searchsorted(self.keys, keys.contiguous()).clamp_(max=self.keys.shape[0] - 1)
         return torch.where(self.keys[idx] == keys, idx, -1)
 
     def fitness(self, transforms: Tensor, points: Tensor, feats: Tensor) -> Tensor:
