@@ -430,30 +430,35 @@ def test_bench_lidar_runs_on_real_and_simulated_sweeps(sample_data):
 
 
 def test_register_picks_the_weights_by_the_targets_extent():
-    """`--weights auto` (the default): sweeps and tiles (>= 40 m) get the sweep weights, object and room scans (the
-    corridor is 32 m) the object weights; a name given is kept."""
+    """`--weights auto` (the default), with the sweep weights switched on: sweeps and tiles (>= 40 m) get them, object
+    and room scans (the corridor is 32 m) the object weights; a name given is kept."""
     from omnisense.commands.register import OBJECT_WEIGHTS, SWEEP_WEIGHTS, weights_for
 
     assert OBJECT_WEIGHTS == "roitr_small_cgal" and SWEEP_WEIGHTS == "roitr_small_lidar"
     unit = _shape() / np.ptp(_shape(), axis=0).max()  # extent 1
     both = [OBJECT_WEIGHTS, SWEEP_WEIGHTS]
-    assert weights_for(unit, shipped=both) == OBJECT_WEIGHTS
-    assert weights_for(unit * 32, shipped=both) == OBJECT_WEIGHTS
-    assert weights_for(unit * 60, shipped=both) == SWEEP_WEIGHTS
-    assert weights_for(unit * 60, shipped=[OBJECT_WEIGHTS]) == OBJECT_WEIGHTS  # sweep weights not shipped
+    assert weights_for(unit, shipped=both, auto_sweep=True) == OBJECT_WEIGHTS
+    assert weights_for(unit * 32, shipped=both, auto_sweep=True) == OBJECT_WEIGHTS
+    assert weights_for(unit * 60, shipped=both, auto_sweep=True) == SWEEP_WEIGHTS
+    assert weights_for(unit * 60, shipped=both, auto_sweep=False) == OBJECT_WEIGHTS  # opt-in only
+    assert weights_for(unit * 60, shipped=[OBJECT_WEIGHTS], auto_sweep=True) == OBJECT_WEIGHTS  # not shipped
     assert weights_for(unit * 60, "roitr_small_cgal", shipped=both) == "roitr_small_cgal"
+    assert weights_for(unit * 60, "roitr_small_lidar", shipped=both) == "roitr_small_lidar"
     assert weights_for(unit * 60, "my.safetensors") == "my.safetensors"
 
 
-def test_register_without_sweep_weights_gives_sweeps_the_object_weights():
-    """Until `roitr_small_lidar` ships (it does not beat the object weights on the held-out sensors yet), `auto`
-    gives a sweep-sized target the object weights, and every shipped file it can name exists."""
-    from omnisense.commands.register import OBJECT_WEIGHTS, SWEEP_WEIGHTS, weights_for
-    from omnisense.models import list_models
+def test_register_auto_gives_sweeps_the_object_weights_while_the_sweep_weights_are_opt_in():
+    """`roitr_small_lidar` ships, but it does not beat the object weights on the held-out real sensors, so `auto`
+    gives a sweep-sized target the object weights; both shipped files load as registration models."""
+    from omnisense.commands.register import AUTO_SWEEP_WEIGHTS, OBJECT_WEIGHTS, SWEEP_WEIGHTS, weights_for
+    from omnisense.models import list_models, load_model
 
     unit = _shape() / np.ptp(_shape(), axis=0).max()
-    expected = SWEEP_WEIGHTS if SWEEP_WEIGHTS in list_models() else OBJECT_WEIGHTS
-    assert weights_for(unit * 100) == expected and expected in list_models()
+    assert SWEEP_WEIGHTS in list_models() and OBJECT_WEIGHTS in list_models()
+    expected = SWEEP_WEIGHTS if AUTO_SWEEP_WEIGHTS else OBJECT_WEIGHTS
+    assert weights_for(unit * 100) == expected
+    model, meta = load_model(SWEEP_WEIGHTS, device="cpu", task="registration")
+    assert meta.transforms().num_points == 8192 and sum(p.numel() for p in model.parameters()) == 1852353
 
 
 def test_sweep_training_sensors_are_not_the_benchmarks():
