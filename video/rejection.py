@@ -34,7 +34,7 @@ When an input is averaged over several views (clips, votes), the score is taken 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -285,13 +285,9 @@ class Rejection:
         """The rule of a weights' `rejection` metadata; None when the weights have none (never calibrated)."""
         if not d:
             return None
-        return cls(score=str(d["score"]), threshold=d["threshold"], feature_mean=d.get("feature_mean"),
-                   feature_var=d.get("feature_var"), input_mean=d.get("input_mean"), input_var=d.get("input_var"),
-                   feature_bank=d.get("feature_bank"), detector_weight=d.get("detector_weight"),
-                   detector_bias=d.get("detector_bias"), feature_detector_weight=d.get("feature_detector_weight"),
-                   feature_detector_bias=d.get("feature_detector_bias"),
-                   detector_hidden_weight=d.get("detector_hidden_weight"),
-                   detector_hidden_bias=d.get("detector_hidden_bias"), calibration=dict(d.get("calibration", {})))
+        optional = {f.name: d.get(f.name) for f in fields(cls) if f.name not in ("score", "threshold", "calibration")}
+        return cls(score=str(d["score"]), threshold=d["threshold"], calibration=dict(d.get("calibration", {})),
+                   **optional)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
