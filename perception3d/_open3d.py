@@ -83,3 +83,15 @@ def import_open3d() -> types.ModuleType:
         module = importlib.import_module("open3d")
     match_torch_threads(module)
     return module
+
+
+def knn_search(ref, query, k: int):
+    """open3d's KD-tree (`core.nns`) search: the `k` nearest points of `ref` [N, 3] to each of `query` [Q, 3], both
+    float64 numpy, 1 <= k <= N -> indices [Q, k] int64 and squared distances [Q, k] float64, nearest first."""
+    import numpy as np
+
+    o3d = import_open3d()
+    search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(ref))
+    search.knn_index()
+    idx, d2 = (t.numpy() for t in search.knn_search(o3d.core.Tensor(query), k))
+    return idx.astype(np.int64).reshape(len(query), k), d2.reshape(len(query), k)

@@ -131,15 +131,9 @@ def _knn_open3d(query: Tensor, ref: Tensor, k: int) -> Tensor:
     # open3d before scipy on CPU: the registration call needs open3d anyway (normals, FPFH), and importing
     # scipy.spatial costs 0.2-0.4 s of a process's first call (scipy 1.17's array-API layer walks numpy's
     # namespace, importing numpy.f2py); the same float64 search, 1-2x faster here on RoITr's 32-2048-point levels
-    from perception3d._open3d import import_open3d
+    from perception3d._open3d import knn_search
 
-    o3d = import_open3d()
-    out = []
-    for qb, rb in zip(query.double().numpy(), ref.double().numpy()):
-        search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(rb))
-        search.knn_index()
-        idx = search.knn_search(o3d.core.Tensor(qb), k)[0].numpy()  # [M, k] int32 or int64, nearest first
-        out.append(torch.from_numpy(idx.reshape(len(qb), k).astype("int64")))
+    out = [torch.from_numpy(knn_search(rb, qb, k)[0]) for qb, rb in zip(query.double().numpy(), ref.double().numpy())]
     return torch.stack(out)
 
 

@@ -28,13 +28,9 @@ def knn_within(ref: np.ndarray, query: np.ndarray, k: int, upper_bound: float = 
     if found == 0 or len(query) == 0:
         idx, d2 = np.zeros((len(query), found), np.int64), np.zeros((len(query), found))
     elif has_module("open3d"):
-        from perception3d._open3d import import_open3d
+        from perception3d._open3d import knn_search
 
-        o3d = import_open3d()
-        search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(ref))
-        search.knn_index()
-        idx, d2 = (t.numpy() for t in search.knn_search(o3d.core.Tensor(query), found))
-        idx, d2 = idx.astype(np.int64).reshape(len(query), found), d2.reshape(len(query), found)
+        idx, d2 = knn_search(ref, query, found)
     else:
         r, parts = torch.from_numpy(ref), []
         for chunk in torch.from_numpy(query).split(max(1, _PAIR_BUDGET // len(ref))):
