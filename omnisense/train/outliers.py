@@ -41,8 +41,8 @@ def _shape(rng: Rng, n: int) -> np.ndarray:
     return make_shape(rng, int(rng.integers(len(CLASSES))), n, Degradation(0.0, 0.0, 0.0, 0.0)).astype(np.float64)
 
 
-def _crop(rng: Rng, xyz: np.ndarray, n: int = 2048) -> np.ndarray:
-    """The `n` points nearest a random point of the cloud (as the real scans are cropped)."""
+def local_crop(rng: Rng, xyz: np.ndarray, n: int = 2048) -> np.ndarray:
+    """The `n` points nearest a random point of the cloud (as `omnisense.train.rejection` crops the real scans)."""
     centre = xyz[rng.integers(len(xyz))]
     return xyz[np.argsort(((xyz - centre) ** 2).sum(1))[:n]]
 
@@ -60,7 +60,7 @@ def _scene_scan(rng: Rng) -> np.ndarray:
     view = rng.normal(size=3)
     view[2] = abs(view[2]) * 0.5 + 0.1
     scene = scene[visible_mask(scene, view)]
-    return _crop(rng, scene) if rng.random() < 0.5 else scene
+    return local_crop(rng, scene) if rng.random() < 0.5 else scene
 
 
 def _ring_sweep(rng: Rng) -> np.ndarray:
@@ -92,7 +92,7 @@ def _ring_sweep(rng: Rng) -> np.ndarray:
         t = np.where(ok & (th < t), th, t)
     keep = t < 15
     xyz = d[keep] * t[keep, None] + rng.normal(0, 0.02, (int(keep.sum()), 3))
-    return _crop(rng, xyz) if rng.random() < 0.5 else xyz
+    return local_crop(rng, xyz) if rng.random() < 0.5 else xyz
 
 
 def _union(rng: Rng) -> np.ndarray:

@@ -54,6 +54,7 @@ import torch
 from omnisense import sample_data
 from omnisense._io import write_json_atomic
 from omnisense.models import load_model
+from omnisense.train.outliers import local_crop
 from omnisense.weights import update_meta
 
 SHAPE_SCANS = ("cgal/points_3/kitten.xyz", "cgal/points_3/hippo1.ply", "cgal/points_3/hippo2.ply",
@@ -98,6 +99,12 @@ def _read_scan(path: Path) -> np.ndarray:
     return read_points(path).xyz
 
 
+def _real_scan(rel: str) -> np.ndarray:
+    """A real scan of the sample data as float64 points [N, 3], without non-finite and all-zero (no return) points."""
+    xyz = np.asarray(_read_scan(_data(rel)), dtype=np.float64)
+    return xyz[np.isfinite(xyz).all(1) & (np.abs(xyz).sum(1) > 0)]
+
+
 def shape_ood(quick: bool) -> Iterator[tuple[str, np.ndarray]]:
     """Real scans: whole files, and local crops (the nearest 2,048 points around random centres) of the large ones."""
     from perception3d.io import read_points
@@ -105,14 +112,11 @@ def shape_ood(quick: bool) -> Iterator[tuple[str, np.ndarray]]:
     rng = np.random.default_rng(0)
     scans = SHAPE_SCANS[:4] + OUSTER[:1] if quick else SHAPE_SCANS + OUSTER
     for rel in scans:
-        xyz = np.asarray(_read_scan(_data(rel)), dtype=np.float64)
-        xyz = xyz[np.isfinite(xyz).all(1) & (np.abs(xyz).sum(1) > 0)]
+        xyz = _real_scan(rel)
         yield rel, xyz
         if len(xyz) > 20000:
             for k in range(1 if quick else 3):
-                centre = xyz[rng.integers(len(xyz))]
-                crop = xyz[np.argsort(((xyz - centre) ** 2).sum(1))[:2048]]
-                yield f"{rel}#crop{k}", crop
+                yield f"{rel}#crop{k}", local_crop(rng, xyz)
     from perception3d import PointCloudFileError
 
     for name in SHAPE_MESH_SCANS[:3] if quick else SHAPE_MESH_SCANS:
@@ -170,12 +174,10 @@ def shape_fresh(quick: bool) -> Iterator[tuple[str, np.ndarray]]:
 
     rng = np.random.default_rng(1)
     for rel in FRESH_OUSTER[:1] if quick else FRESH_OUSTER:
-        xyz = np.asarray(_read_scan(_data(rel)), dtype=np.float64)
-        xyz = xyz[np.isfinite(xyz).all(1) & (np.abs(xyz).sum(1) > 0)]
+        xyz = _real_scan(rel)
         yield rel, xyz
         for k in range(1 if quick else 3):
-            centre = xyz[rng.integers(len(xyz))]
-            yield f"{rel}#crop{k}", xyz[np.argsort(((xyz - centre) ** 2).sum(1))[:2048]]
+            yield f"{rel}#crop{k}", local_crop(rng, xyz)
     for name in FRESH_MESHES[:2] if quick else FRESH_MESHES:
         yield f"cgal/meshes/{name}.off", read_points(_data(f"cgal/meshes/{name}.off"), mesh_samples=4096).xyz
 
@@ -373,11 +375,11 @@ def prototypes(features: np.ndarray, labels: np.ndarray, per_class: int = 4, ste
     return np.concatenate(rows)
 
 
-def fit_detector(inside: np.ndarray, outside: np.ndarray, *, aux: np.ndarray | None = None,
-                 l2: float = 1e-2) -> tuple[np.ndarray, float]:
-    """A logistic regression (weights `[S]`, bias) telling standardised statistics `inside` `[n, S]` (label 1) from
-    `outside` `[m, S]` (label 0), each side weighted half, with an L2 penalty. Given generated outliers `aux`
-    `[a, S]` (label 0), they and `outside` share the outside half, a quarter each."""
+def _detector_data(inside: np.ndarray, outside: np.ndarray,
+                   aux: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The detectors' training set, float64: inputs `[n + m + a, S]`, labels (1 inside, 0 outside and generated) and
+    per-row loss weights: the inside half and the outside half, the outside half shared a quarter each by `outside`
+    and `aux` when both are there."""
     aux = np.zeros((0, inside.shape[1])) if aux is None else aux
     x = torch.from_numpy(np.concatenate([inside, outside, aux])).double()
     y = torch.cat([torch.ones(len(inside)), torch.zeros(len(outside) + len(aux))]).double()
@@ -385,6 +387,15 @@ def fit_detector(inside: np.ndarray, outside: np.ndarray, *, aux: np.ndarray | N
     weight = torch.cat([torch.full((len(inside),), 0.5 / len(inside)),
                         torch.full((len(outside),), (share if len(aux) else 0.5) / max(1, len(outside))),
                         torch.full((len(aux),), (share if len(outside) else 0.5) / max(1, len(aux)))]).double()
+    return x, y, weight
+
+
+def fit_detector(inside: np.ndarray, outside: np.ndarray, *, aux: np.ndarray | None = None,
+                 l2: float = 1e-2) -> tuple[np.ndarray, float]:
+    """A logistic regression (weights `[S]`, bias) telling standardised statistics `inside` `[n, S]` (label 1) from
+    `outside` `[m, S]` (label 0), each side weighted half, with an L2 penalty. Given generated outliers `aux`
+    `[a, S]` (label 0), they and `outside` share the outside half, a quarter each."""
+    x, y, weight = _detector_data(inside, outside, aux)
     w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
@@ -405,13 +416,7 @@ def fit_mlp_detector(inside: np.ndarray, outside: np.ndarray, *, aux: np.ndarray
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """`fit_detector`'s task and weighting with one hidden layer of `hidden` ReLU units (Adam, learning rate 1e-2,
     weight decay 1e-2, full batch, seeded): hidden weights `[H, S]` and bias `[H]`, output weights `[H]` and bias."""
-    aux = np.zeros((0, inside.shape[1])) if aux is None else aux
-    x = torch.from_numpy(np.concatenate([inside, outside, aux])).float()
-    y = torch.cat([torch.ones(len(inside)), torch.zeros(len(outside) + len(aux))])
-    share = 0.25 if len(aux) and len(outside) else 0.5
-    weight = torch.cat([torch.full((len(inside),), 0.5 / len(inside)),
-                        torch.full((len(outside),), (share if len(aux) else 0.5) / max(1, len(outside))),
-                        torch.full((len(aux),), (share if len(outside) else 0.5) / max(1, len(aux)))])
+    x, y, weight = (t.float() for t in _detector_data(inside, outside, aux))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
