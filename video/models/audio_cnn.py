@@ -131,25 +131,25 @@ class StatsAudioCNN(AudioCNN):
         return self.head(self.head_drop(torch.cat([pooled, statistics], dim=1)))
 
 
+_TINY = dict(widths=(16, 32, 64), blocks_per_stage=1)  # the sizes of the named variants, with or without statistics
+_SMALL = dict(widths=(32, 64, 128, 256), blocks_per_stage=2)
+
+
 def audio_cnn_tiny(**overrides) -> AudioCNN:
     """~4.6 k parameters: for tests and the quickest CPU runs."""
-    kwargs = dict(widths=(16, 32, 64), blocks_per_stage=1)
-    return AudioCNN(**{**kwargs, **overrides})
+    return AudioCNN(**{**_TINY, **overrides})
 
 
 def audio_cnn_small(**overrides) -> AudioCNN:
     """~0.14 M parameters: the shipped CPU model."""
-    kwargs = dict(widths=(32, 64, 128, 256), blocks_per_stage=2)
-    return AudioCNN(**{**kwargs, **overrides})
+    return AudioCNN(**{**_SMALL, **overrides})
 
 
 def audio_cnn_tiny_stats(**overrides) -> StatsAudioCNN:
     """`audio_cnn_tiny` with the file-statistics branch: for tests."""
-    kwargs = dict(widths=(16, 32, 64), blocks_per_stage=1)
-    return StatsAudioCNN(**{**kwargs, **overrides})
+    return StatsAudioCNN(**{**_TINY, **overrides})
 
 
 def audio_cnn_small_stats(**overrides) -> StatsAudioCNN:
     """`audio_cnn_small` with the file-statistics branch (~0.14 M + 2F (K + 2) parameters)."""
-    kwargs = dict(widths=(32, 64, 128, 256), blocks_per_stage=2)
-    return StatsAudioCNN(**{**kwargs, **overrides})
+    return StatsAudioCNN(**{**_SMALL, **overrides})
