@@ -24,33 +24,11 @@ if [ ! -f "$DATA/val.csv" ]; then
     "$PY" -m omnisense.cli data make sweep-pairs --size small --seed 0 --out "$DATA"
 fi
 
-# stage INDEX NAME CONFIG START_CKPT: fit into $RUNS/NAME, resuming its own last.ckpt if any, else START_CKPT
-# (when not "-"); marks the stage done when the fit returns.
-stage() {
-    local index=$1 name=$2 config=$3 start=$4
-    local dir=$RUNS/$name
-    if [ -f "$dir/DONE" ]; then
-        echo "[roitr] $name: done already ($dir/DONE)"
-        return
-    fi
-    local args=(--model.init_args.init_weights omnisense/shipped/roitr_small_cgal.safetensors)
-    if [ -f "$dir/checkpoints/last.ckpt" ]; then
-        args+=(--ckpt_path "$dir/checkpoints/last.ckpt")
-    elif [ "$start" != "-" ]; then
-        args+=(--ckpt_path "$start")
-    fi
-    if [ ${#STEPS[@]} -gt 0 ]; then
-        args+=(--trainer.max_steps "${STEPS[$index]}")
-    fi
-    echo "[roitr] $name: $config ${args[*]}"
-    "$PY" -m omnisense.cli fit --config "$config" --data.init_args.root "$DATA" "${args[@]}" "${EXTRA[@]}" \
-        --trainer.logger.init_args.save_dir "$(dirname "$RUNS")" --trainer.logger.init_args.name "$(basename "$RUNS")" \
-        --trainer.logger.init_args.version "$name"
-    touch "$dir/DONE"
-}
+source tools/_roitr_stage.sh  # after the cd above: from the repository root
 
-stage 0 stage1 configs/registration/roitr_small_lidar.yaml -
-stage 1 stage2 configs/registration/roitr_small_lidar_stage2.yaml "$RUNS/stage1/checkpoints/last.ckpt"
+FIT=(--data.init_args.root "$DATA" --model.init_args.init_weights omnisense/shipped/roitr_small_cgal.safetensors)
+stage 0 stage1 configs/registration/roitr_small_lidar.yaml - "${FIT[@]}"
+stage 1 stage2 configs/registration/roitr_small_lidar_stage2.yaml "$RUNS/stage1/checkpoints/last.ckpt" "${FIT[@]}"
 "$PY" tools/roitr_eval.py "$RUNS/stage2/checkpoints/last.ckpt" --root "$DATA" --lidar --export "$RUNS.safetensors" \
     --overwrite
 echo "[roitr] weights: $RUNS.safetensors (compare: omnisense bench registration --lidar --weights ...)"

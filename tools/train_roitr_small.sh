@@ -25,31 +25,7 @@ if [ ! -f "$DATA/val.csv" ]; then
     "$PY" -m omnisense.cli data make registration-pairs --size small --out "$DATA"
 fi
 
-# stage INDEX NAME CONFIG START_CKPT [extra fit arguments...]: fit into $RUNS/NAME, resuming its own last.ckpt if
-# any, else START_CKPT (when not "-"); marks the stage done when the fit returns.
-stage() {
-    local index=$1 name=$2 config=$3 start=$4
-    shift 4
-    local dir=$RUNS/$name
-    if [ -f "$dir/DONE" ]; then
-        echo "[roitr] $name: done already ($dir/DONE)"
-        return
-    fi
-    local resume=()
-    if [ -f "$dir/checkpoints/last.ckpt" ]; then
-        resume=(--ckpt_path "$dir/checkpoints/last.ckpt")
-    elif [ "$start" != "-" ]; then
-        resume=(--ckpt_path "$start")
-    fi
-    if [ ${#STEPS[@]} -gt 0 ]; then
-        set -- "$@" --trainer.max_steps "${STEPS[$index]}"
-    fi
-    echo "[roitr] $name: $config ${resume[*]}"
-    "$PY" -m omnisense.cli fit --config "$config" "$@" "${resume[@]}" "${EXTRA[@]}" \
-        --trainer.logger.init_args.save_dir "$(dirname "$RUNS")" --trainer.logger.init_args.name "$(basename "$RUNS")" \
-        --trainer.logger.init_args.version "$name"
-    touch "$dir/DONE"
-}
+source tools/_roitr_stage.sh  # after the cd above: from the repository root
 
 stage 0 stage1 configs/registration/roitr_small_cgal.yaml -
 stage 1 stage2 configs/registration/roitr_small_cgal_stage2.yaml "$RUNS/stage1/checkpoints/last.ckpt"
